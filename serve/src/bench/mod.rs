@@ -1,0 +1,5 @@
+//! `reelflow bench …`: benchmarks run beside the peer each capability is
+//! measured against, printing readable results or, with `--json`, one JSON
+//! object with every figure (the peer's included).
+
+pub mod log;

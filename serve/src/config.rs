@@ -1,0 +1,471 @@
+//! Reelflow's one typed configuration.
+//!
+//! Every setting has a documented default and can be set, from weakest to
+//! strongest, in a TOML file (`--config FILE` or `REELFLOW_CONFIG`), in a
+//! `REELFLOW_*` environment variable, or by a command-line flag. Unknown keys
+//! in the file and malformed values anywhere are errors that name the
+//! setting; nothing is silently ignored. `reelflow config` prints the
+//! effective configuration with secrets masked.
+//!
+//! ```toml
+//! data_dir = "./reelflow-data"     # SQLite file, objects and the embedded log
+//!
+//! [http]
+//! listen = "127.0.0.1:8080"
+//!
+//! [log]
+//! backend = "embedded"             # or "kafka"
+//! partitions = 8                   # partitions per topic when creating topics
+//! fsync = "always"                 # embedded log: "always" or "never"
+//!
+//! [kafka]
+//! brokers = "127.0.0.1:9092"
+//! replication_factor = 1
+//!
+//! [storage]
+//! backend = "local"                # or "s3"
+//!
+//! [s3]
+//! endpoint = "http://127.0.0.1:9000"
+//! region = "us-east-1"
+//! bucket = "reelflow"
+//! access_key_id = "…"
+//! secret_access_key = "…"
+//! force_path_style = true
+//! part_size_bytes = 8388608
+//!
+//! [database]
+//! url = "sqlite://./reelflow-data/reelflow.db"   # default: under data_dir
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use reelflow_ingest::log::{FsyncPolicy, KafkaConfig};
+use reelflow_ingest::storage::S3Config;
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where `reelflow up` keeps its state.
+    pub data_dir: PathBuf,
+    /// The HTTP server.
+    pub http: HttpConfig,
+    /// The event log.
+    pub log: LogConfig,
+    /// Kafka, when `log.backend = "kafka"`.
+    pub kafka: KafkaConfig,
+    /// Object storage.
+    pub storage: StorageConfig,
+    /// S3, when `storage.backend = "s3"`.
+    pub s3: S3Config,
+    /// The metadata database.
+    pub database: DatabaseConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./reelflow-data"),
+            http: HttpConfig::default(),
+            log: LogConfig::default(),
+            kafka: KafkaConfig::default(),
+            storage: StorageConfig::default(),
+            s3: S3Config::default(),
+            database: DatabaseConfig::default(),
+        }
+    }
+}
+
+/// HTTP settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+        }
+    }
+}
+
+/// Which log, and how topics are made.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `embedded` or `kafka`.
+    pub backend: LogBackend,
+    /// Partitions per topic when Reelflow creates its topics.
+    pub partitions: u32,
+    /// Fsync policy of the embedded log.
+    pub fsync: FsyncPolicy,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            backend: LogBackend::Embedded,
+            partitions: 8,
+            fsync: FsyncPolicy::Always,
+        }
+    }
+}
+
+/// The log implementations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum LogBackend {
+    /// Segment files under the data dir.
+    Embedded,
+    /// Apache Kafka.
+    Kafka,
+}
+
+/// Which object store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// `local` or `s3`.
+    pub backend: StorageBackend,
+}
+
+/// The object store implementations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum StorageBackend {
+    /// `<data_dir>/objects`.
+    #[default]
+    Local,
+    /// An S3 bucket.
+    S3,
+}
+
+/// The metadata database.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `sqlite://…` or `postgres://…`; unset means a SQLite file under the
+    /// data dir.
+    pub url: Option<String>,
+}
+
+/// Settings from flags and `REELFLOW_*` variables; each overrides the file.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ConfigArgs {
+    /// TOML configuration file.
+    #[arg(
+        long = "config",
+        env = "REELFLOW_CONFIG",
+        global = true,
+        value_name = "FILE"
+    )]
+    pub file: Option<PathBuf>,
+    /// Directory for the SQLite file, the objects and the embedded log [default: ./reelflow-data].
+    #[arg(long, env = "REELFLOW_DATA_DIR", global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address the HTTP server listens on [default: 127.0.0.1:8080].
+    #[arg(long, env = "REELFLOW_HTTP_LISTEN", global = true, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Event log implementation [default: embedded].
+    #[arg(long, env = "REELFLOW_LOG_BACKEND", global = true, value_enum)]
+    pub log_backend: Option<LogBackend>,
+    /// Partitions per topic when creating topics [default: 8].
+    #[arg(long, env = "REELFLOW_LOG_PARTITIONS", global = true, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub log_partitions: Option<u32>,
+    /// Embedded log fsync policy: always or never [default: always].
+    #[arg(long, env = "REELFLOW_LOG_FSYNC", global = true)]
+    pub log_fsync: Option<FsyncPolicy>,
+    /// Kafka bootstrap brokers, host:port[,host:port…] [default: 127.0.0.1:9092].
+    #[arg(
+        long,
+        env = "REELFLOW_KAFKA_BROKERS",
+        global = true,
+        value_name = "LIST"
+    )]
+    pub kafka_brokers: Option<String>,
+    /// Replication factor of created Kafka topics [default: 1].
+    #[arg(long, env = "REELFLOW_KAFKA_REPLICATION_FACTOR", global = true, value_parser = clap::value_parser!(u16).range(1..))]
+    pub kafka_replication_factor: Option<u16>,
+    /// Object store implementation [default: local].
+    #[arg(long, env = "REELFLOW_STORAGE_BACKEND", global = true, value_enum)]
+    pub storage_backend: Option<StorageBackend>,
+    /// S3 endpoint URL (for S3-compatible services).
+    #[arg(long, env = "REELFLOW_S3_ENDPOINT", global = true, value_name = "URL")]
+    pub s3_endpoint: Option<String>,
+    /// S3 region [default: us-east-1].
+    #[arg(long, env = "REELFLOW_S3_REGION", global = true)]
+    pub s3_region: Option<String>,
+    /// S3 bucket [default: reelflow].
+    #[arg(long, env = "REELFLOW_S3_BUCKET", global = true)]
+    pub s3_bucket: Option<String>,
+    /// S3 access key id (unset: the AWS default credential chain).
+    #[arg(long, env = "REELFLOW_S3_ACCESS_KEY_ID", global = true)]
+    pub s3_access_key_id: Option<String>,
+    /// S3 secret access key.
+    #[arg(
+        long,
+        env = "REELFLOW_S3_SECRET_ACCESS_KEY",
+        global = true,
+        hide_env_values = true
+    )]
+    pub s3_secret_access_key: Option<String>,
+    /// Database URL, sqlite://… or postgres://… [default: sqlite file under the data dir].
+    #[arg(
+        long,
+        env = "REELFLOW_DATABASE_URL",
+        global = true,
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub database_url: Option<String>,
+}
+
+impl Config {
+    /// Loads the file named by `args` (if any), applies `args` over it and
+    /// validates the result.
+    pub fn load(args: &ConfigArgs) -> anyhow::Result<Self> {
+        let mut config = match &args.file {
+            Some(path) => Self::from_file(path)?,
+            None => Self::default(),
+        };
+        config.apply(args);
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses a TOML file.
+    pub fn from_file(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config file {}", path.display()))?;
+        toml::from_str(&text)
+            .with_context(|| format!("config file {} is not valid", path.display()))
+    }
+
+    fn apply(&mut self, a: &ConfigArgs) {
+        fn set<T: Clone>(slot: &mut T, value: &Option<T>) {
+            if let Some(v) = value {
+                *slot = v.clone();
+            }
+        }
+        set(&mut self.data_dir, &a.data_dir);
+        set(&mut self.http.listen, &a.listen);
+        set(&mut self.log.backend, &a.log_backend);
+        set(&mut self.log.partitions, &a.log_partitions);
+        set(&mut self.log.fsync, &a.log_fsync);
+        set(&mut self.kafka.brokers, &a.kafka_brokers);
+        set(
+            &mut self.kafka.replication_factor,
+            &a.kafka_replication_factor,
+        );
+        set(&mut self.storage.backend, &a.storage_backend);
+        if a.s3_endpoint.is_some() {
+            self.s3.endpoint = a.s3_endpoint.clone();
+        }
+        set(&mut self.s3.region, &a.s3_region);
+        set(&mut self.s3.bucket, &a.s3_bucket);
+        if a.s3_access_key_id.is_some() {
+            self.s3.access_key_id = a.s3_access_key_id.clone();
+        }
+        if a.s3_secret_access_key.is_some() {
+            self.s3.secret_access_key = a.s3_secret_access_key.clone();
+        }
+        if a.database_url.is_some() {
+            self.database.url = a.database_url.clone();
+        }
+    }
+
+    /// Checks what types alone cannot.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.data_dir.as_os_str().is_empty() {
+            bail!("data_dir must not be empty");
+        }
+        if self.log.partitions == 0 || self.log.partitions > 10_000 {
+            bail!(
+                "log.partitions must be between 1 and 10000, not {}",
+                self.log.partitions
+            );
+        }
+        if self.log.backend == LogBackend::Kafka {
+            if self.kafka.brokers.trim().is_empty() {
+                bail!(
+                    "kafka.brokers must name at least one host:port when log.backend = \"kafka\""
+                );
+            }
+            for broker in self.kafka.brokers.split(',') {
+                let ok = broker
+                    .trim()
+                    .rsplit_once(':')
+                    .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+                if !ok {
+                    bail!("kafka.brokers entry {broker:?} is not host:port");
+                }
+            }
+        }
+        if self.kafka.replication_factor == 0 {
+            bail!("kafka.replication_factor must be at least 1");
+        }
+        if self.storage.backend == StorageBackend::S3 {
+            if self.s3.bucket.is_empty() {
+                bail!("s3.bucket must be set when storage.backend = \"s3\"");
+            }
+            if let Some(endpoint) = &self.s3.endpoint
+                && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+            {
+                bail!("s3.endpoint {endpoint:?} must start with http:// or https://");
+            }
+            if self.s3.access_key_id.is_some() != self.s3.secret_access_key.is_some() {
+                bail!("s3.access_key_id and s3.secret_access_key must be set together");
+            }
+        }
+        if self.s3.part_size_bytes < 5 * 1024 * 1024 {
+            bail!(
+                "s3.part_size_bytes must be at least 5242880 (S3's minimum part), not {}",
+                self.s3.part_size_bytes
+            );
+        }
+        if let Some(url) = &self.database.url
+            && !(url.starts_with("sqlite:")
+                || url.starts_with("postgres://")
+                || url.starts_with("postgresql://"))
+        {
+            bail!("database.url must start with sqlite:, postgres:// or postgresql://");
+        }
+        Ok(())
+    }
+
+    /// The database URL, defaulting to a SQLite file under the data dir.
+    pub fn database_url(&self) -> String {
+        self.database.url.clone().unwrap_or_else(|| {
+            format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("reelflow.db").display()
+            )
+        })
+    }
+
+    /// Where the embedded log lives.
+    pub fn log_dir(&self) -> PathBuf {
+        self.data_dir.join("log")
+    }
+
+    /// Where local objects live.
+    pub fn objects_dir(&self) -> PathBuf {
+        self.data_dir.join("objects")
+    }
+
+    /// The configuration as TOML with every secret replaced by `****`.
+    pub fn to_masked_toml(&self) -> String {
+        let mut shown = self.clone();
+        if shown.s3.secret_access_key.is_some() {
+            shown.s3.secret_access_key = Some("****".into());
+        }
+        shown.database.url = Some(mask_url_password(&self.database_url()));
+        toml::to_string_pretty(&shown).expect("the config serialises to TOML")
+    }
+}
+
+/// Replaces the password of `scheme://user:password@host…` with `****`.
+pub fn mask_url_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let Some((userinfo, host)) = rest.split_once('@') else {
+        return url.to_string();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:****@{host}"),
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_beat_the_file_and_the_file_beats_defaults() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("reelflow.toml");
+        std::fs::write(
+            &file,
+            "data_dir = \"/srv/rf\"\n[http]\nlisten = \"0.0.0.0:9000\"\n[log]\npartitions = 4\n",
+        )
+        .expect("write");
+        let args = ConfigArgs {
+            file: Some(file),
+            log_partitions: Some(16),
+            ..Default::default()
+        };
+        let c = Config::load(&args).expect("valid config");
+        assert_eq!(c.data_dir, PathBuf::from("/srv/rf"));
+        assert_eq!(c.http.listen, "0.0.0.0:9000".parse().expect("addr"));
+        assert_eq!(c.log.partitions, 16);
+        assert_eq!(c.log.backend, LogBackend::Embedded);
+        assert_eq!(c.database_url(), "sqlite:///srv/rf/reelflow.db?mode=rwc");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("bad.toml");
+        std::fs::write(&file, "[log]\npartitons = 4\n").expect("write");
+        let err = format!(
+            "{:#}",
+            Config::load(&ConfigArgs {
+                file: Some(file.clone()),
+                ..Default::default()
+            })
+            .expect_err("typo")
+        );
+        assert!(err.contains("partitons"), "{err}");
+
+        std::fs::write(&file, "[http]\nlisten = \"nowhere\"\n").expect("write");
+        let err = format!(
+            "{:#}",
+            Config::load(&ConfigArgs {
+                file: Some(file),
+                ..Default::default()
+            })
+            .expect_err("bad addr")
+        );
+        assert!(
+            err.contains("listen") || err.contains("socket address"),
+            "{err}"
+        );
+
+        let args = ConfigArgs {
+            log_backend: Some(LogBackend::Kafka),
+            kafka_brokers: Some("no-port".into()),
+            ..Default::default()
+        };
+        let err = format!("{:#}", Config::load(&args).expect_err("bad brokers"));
+        assert!(err.contains("\"no-port\" is not host:port"), "{err}");
+    }
+
+    #[test]
+    fn secrets_are_masked() {
+        let args = ConfigArgs {
+            s3_access_key_id: Some("AKIA".into()),
+            s3_secret_access_key: Some("hunter2".into()),
+            database_url: Some("postgres://rf:s3cret@db:5432/reelflow".into()),
+            ..Default::default()
+        };
+        let shown = Config::load(&args).expect("valid").to_masked_toml();
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("s3cret"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("postgres://rf:****@db:5432/reelflow"),
+            "{shown}"
+        );
+        assert!(shown.contains("secret_access_key = \"****\""), "{shown}");
+    }
+}
