@@ -100,6 +100,8 @@ transaction.state.log.replication.factor=1
 transaction.state.log.min.isr=1
 share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
+# Topics are created explicitly by Reelflow; a typo must not create one.
+auto.create.topics.enable=false
 # Tests join and leave consumer groups constantly: rebalance at once.
 group.initial.rebalance.delay.ms=0
 PROPS
