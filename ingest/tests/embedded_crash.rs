@@ -73,9 +73,7 @@ fn parent() -> Result<(), String> {
         let _ = writer.wait();
         // Acks the child printed before it died still count.
         for line in lines.map_while(Result::ok) {
-            let mut parts = line
-                .split(' ')
-                .map(|s| s.parse::<u64>().unwrap_or(u64::MAX));
+            let mut parts = line.split(' ').map(|s| s.parse::<u64>().unwrap_or(u64::MAX));
             if let (Some(p), Some(off), Some(i)) = (parts.next(), parts.next(), parts.next())
                 && i != u64::MAX
             {
@@ -91,20 +89,14 @@ fn parent() -> Result<(), String> {
             let log = EmbeddedLog::open(dir.path(), EmbeddedOptions::default())
                 .map_err(|e| format!("recovery failed: {e}"))?;
             for (&p, offsets) in &acked {
-                let hw = log
-                    .high_watermark(TOPIC, p)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let hw = log.high_watermark(TOPIC, p).await.map_err(|e| e.to_string())?;
                 let last_acked = *offsets.keys().last().ok_or("empty")?;
                 if hw <= last_acked {
                     return Err(format!(
                         "partition {p}: acknowledged offset {last_acked} lost (high watermark {hw})"
                     ));
                 }
-                let mut reader = log
-                    .reader(TOPIC, &[(p, 0)])
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let mut reader = log.reader(TOPIC, &[(p, 0)]).await.map_err(|e| e.to_string())?;
                 let mut next = 0;
                 while next < hw {
                     let got = reader
@@ -116,10 +108,7 @@ fn parent() -> Result<(), String> {
                     }
                     for r in got {
                         if r.offset != next {
-                            return Err(format!(
-                                "partition {p}: offset {} where {next} was expected",
-                                r.offset
-                            ));
+                            return Err(format!("partition {p}: offset {} where {next} was expected", r.offset));
                         }
                         if let Some(&i) = offsets.get(&r.offset) {
                             let value = String::from_utf8_lossy(&r.value);
@@ -160,15 +149,11 @@ fn main() {
     match parent() {
         Ok(()) => {
             println!("test embedded_log_survives_sigkill_mid_write ... ok\n");
-            println!(
-                "test result: ok. 1 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out\n"
-            );
+            println!("test result: ok. 1 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out\n");
         }
         Err(e) => {
             println!("test embedded_log_survives_sigkill_mid_write ... FAILED\n\n{e}\n");
-            println!(
-                "test result: FAILED. 0 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out\n"
-            );
+            println!("test result: FAILED. 0 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out\n");
             std::process::exit(101);
         }
     }

@@ -7,9 +7,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use reelflow_ingest::log::{
-    EmbeddedLog, EmbeddedOptions, EventLog, FsyncPolicy, LogError, PartitionReader, Record,
-};
+use reelflow_ingest::log::{EmbeddedLog, EmbeddedOptions, EventLog, FsyncPolicy, LogError, PartitionReader, Record};
 
 fn segments(dir: &Path, topic: &str, partition: u32) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = fs::read_dir(dir.join(topic).join(partition.to_string()))
@@ -26,10 +24,7 @@ async fn read_all(log: &EmbeddedLog, topic: &str) -> Vec<Record> {
     let mut reader = log.reader(topic, &[(0, 0)]).await.expect("reader");
     let mut out = Vec::new();
     while (out.len() as u64) < hw {
-        let got = reader
-            .poll(1000, Duration::from_secs(5))
-            .await
-            .expect("poll");
+        let got = reader.poll(1000, Duration::from_secs(5)).await.expect("poll");
         assert!(!got.is_empty(), "stalled at {} of {hw}", out.len());
         out.extend(got);
     }
@@ -100,9 +95,7 @@ async fn a_bit_flip_in_the_last_record_is_a_torn_write() {
     let all = read_all(&log, "t").await;
     assert_eq!(
         all.iter().map(|r| r.value.clone()).collect::<Vec<_>>(),
-        (0..4)
-            .map(|i| format!("value-{i}").into_bytes())
-            .collect::<Vec<_>>()
+        (0..4).map(|i| format!("value-{i}").into_bytes()).collect::<Vec<_>>()
     );
 }
 
@@ -113,21 +106,13 @@ async fn damage_in_a_sealed_segment_is_refused_not_hidden() {
         let log = EmbeddedLog::open(dir.path(), small_segments()).expect("open");
         log.create_topic("t", 1).await.expect("create");
         for i in 0..200 {
-            log.append(
-                "t",
-                b"k",
-                format!("value-{i}-{}", "p".repeat(50)).as_bytes(),
-            )
-            .await
-            .expect("append");
+            log.append("t", b"k", format!("value-{i}-{}", "p".repeat(50)).as_bytes())
+                .await
+                .expect("append");
         }
     }
     let segs = segments(dir.path(), "t", 0);
-    assert!(
-        segs.len() > 2,
-        "expected several segments, got {}",
-        segs.len()
-    );
+    assert!(segs.len() > 2, "expected several segments, got {}", segs.len());
     let mut bytes = fs::read(&segs[0]).expect("read");
     bytes[100] ^= 0xff;
     fs::write(&segs[0], &bytes).expect("write");
@@ -156,10 +141,7 @@ async fn reads_cross_segment_boundaries_from_any_offset() {
         let mut reader = log.reader("t", &[(0, start)]).await.expect("reader");
         let mut got = Vec::new();
         while got.len() < 500 - start as usize {
-            let batch = reader
-                .poll(100, Duration::from_secs(5))
-                .await
-                .expect("poll");
+            let batch = reader.poll(100, Duration::from_secs(5)).await.expect("poll");
             assert!(!batch.is_empty());
             got.extend(batch);
         }
@@ -189,12 +171,8 @@ async fn reads_cross_segment_boundaries_from_any_offset() {
 async fn one_process_owns_the_directory() {
     let dir = tempfile::tempdir().expect("tempdir");
     let first = EmbeddedLog::open(dir.path(), EmbeddedOptions::default()).expect("open");
-    let err = EmbeddedLog::open(dir.path(), EmbeddedOptions::default())
-        .expect_err("second open must fail");
-    assert!(
-        err.to_string().contains("in use by another process"),
-        "{err}"
-    );
+    let err = EmbeddedLog::open(dir.path(), EmbeddedOptions::default()).expect_err("second open must fail");
+    assert!(err.to_string().contains("in use by another process"), "{err}");
     drop(first);
     EmbeddedLog::open(dir.path(), EmbeddedOptions::default()).expect("open after the first closed");
 }
@@ -210,9 +188,7 @@ async fn fsync_never_still_survives_a_restart_of_the_process() {
         let log = EmbeddedLog::open(dir.path(), options.clone()).expect("open");
         log.create_topic("t", 1).await.expect("create");
         for i in 0..100 {
-            log.append("t", b"k", format!("{i}").as_bytes())
-                .await
-                .expect("append");
+            log.append("t", b"k", format!("{i}").as_bytes()).await.expect("append");
         }
     }
     let log = EmbeddedLog::open(dir.path(), options).expect("reopen");

@@ -10,8 +10,8 @@
 use std::path::PathBuf;
 
 use reelflow_ingest::events::{
-    CatalogEvent, Checksum, ChecksumAlgorithm, DecodeError, Envelope, PlaybackEvent, PlaybackKind,
-    ProcessingEvent, Rendition, TopicEvent, UploadEvent, VideoMeta, Visibility, decode, schema_of,
+    CatalogEvent, Checksum, ChecksumAlgorithm, DecodeError, Envelope, PlaybackEvent, PlaybackKind, ProcessingEvent,
+    Rendition, TopicEvent, UploadEvent, VideoMeta, Visibility, decode, schema_of,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -26,14 +26,12 @@ fn schema_path(topic: &str) -> PathBuf {
 /// returns a validator built from the checked-in file.
 fn checked_in_schema<T: TopicEvent>() -> jsonschema::Validator {
     let path = schema_path(T::TOPIC);
-    let generated =
-        serde_json::to_string_pretty(&schema_of::<T>()).expect("schema serialises") + "\n";
+    let generated = serde_json::to_string_pretty(&schema_of::<T>()).expect("schema serialises") + "\n";
     if std::env::var_os("REELFLOW_BLESS").is_some() {
         std::fs::create_dir_all(path.parent().expect("schemas dir")).expect("create schemas dir");
         std::fs::write(&path, &generated).expect("write schema");
     }
-    let on_disk = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let on_disk = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     assert_eq!(
         on_disk,
         generated,
@@ -252,10 +250,7 @@ fn malformed_records_are_rejected_by_schema_and_decoder() {
             None => b"\x00\xffnot json".to_vec(),
         };
         assert!(
-            matches!(
-                decode::<PlaybackEvent>(&bytes),
-                Err(DecodeError::Malformed { .. })
-            ),
+            matches!(decode::<PlaybackEvent>(&bytes), Err(DecodeError::Malformed { .. })),
             "decoder accepted {doc:?}"
         );
     }
@@ -269,8 +264,7 @@ fn malformed_records_are_rejected_by_schema_and_decoder() {
     }))
     .expect("json");
     future["schema_version"] = json!(99);
-    let err = decode::<PlaybackEvent>(&serde_json::to_vec(&future).expect("json"))
-        .expect_err("newer version");
+    let err = decode::<PlaybackEvent>(&serde_json::to_vec(&future).expect("json")).expect_err("newer version");
     assert_eq!(
         err.to_string(),
         "reelflow.playback event has schema version 99, this build reads up to 1"

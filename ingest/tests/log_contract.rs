@@ -9,8 +9,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use reelflow_ingest::events::{Envelope, PlaybackEvent, PlaybackKind, decode};
 use reelflow_ingest::log::{
-    EmbeddedLog, EmbeddedOptions, EventLog, GroupConsumer, KafkaConfig, KafkaLog, LogError,
-    PartitionReader, Record, partition_for,
+    EmbeddedLog, EmbeddedOptions, EventLog, GroupConsumer, KafkaConfig, KafkaLog, LogError, PartitionReader, Record,
+    partition_for,
 };
 use uuid::Uuid;
 
@@ -78,10 +78,7 @@ impl Harness for Kafka {
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_millis() as i64
+    SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_millis() as i64
 }
 
 /// Reads until `n` records arrived (failing after 30 s).
@@ -145,14 +142,8 @@ mod cases {
                     )
                 })
                 .collect();
-            let batch: Vec<(&[u8], &[u8])> = owned
-                .iter()
-                .map(|(k, v)| (k.as_bytes(), v.as_bytes()))
-                .collect();
-            let at = log
-                .append_batch(&topic, &batch)
-                .await
-                .expect("append batch");
+            let batch: Vec<(&[u8], &[u8])> = owned.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes())).collect();
+            let at = log.append_batch(&topic, &batch).await.expect("append batch");
             assert_eq!(at.len(), owned.len());
             for ((k, v), a) in owned.into_iter().zip(at) {
                 appended.push((k, v, a));
@@ -179,16 +170,10 @@ mod cases {
                 (0..records.len() as u64).collect::<Vec<_>>(),
                 "offsets of partition {p}"
             );
-            assert_eq!(
-                log.high_watermark(&topic, *p).await.expect("hw"),
-                records.len() as u64
-            );
+            assert_eq!(log.high_watermark(&topic, *p).await.expect("hw"), records.len() as u64);
         }
 
-        let mut reader = log
-            .reader(&topic, &[(0, 0), (1, 0), (2, 0)])
-            .await
-            .expect("reader");
+        let mut reader = log.reader(&topic, &[(0, 0), (1, 0), (2, 0)]).await.expect("reader");
         let read = read_n(&mut reader, appended.len()).await;
         for (p, records) in by_partition(&read) {
             let want = &expected[&p];
@@ -237,10 +222,7 @@ mod cases {
             .iter()
             .map(|r| String::from_utf8(r.value.clone()).expect("utf8"))
             .collect();
-        assert_eq!(
-            values,
-            (20..50).map(|i| format!("event-{i}")).collect::<Vec<_>>()
-        );
+        assert_eq!(values, (20..50).map(|i| format!("event-{i}")).collect::<Vec<_>>());
         assert_eq!(
             got.iter().map(|r| r.offset).collect::<Vec<_>>(),
             (20..50).collect::<Vec<_>>()
@@ -255,19 +237,12 @@ mod cases {
         );
 
         let mut again = log.reader(&topic, &[(0, 20)]).await.expect("reader");
-        assert_eq!(
-            read_n(&mut again, 30).await,
-            got,
-            "a replay must be identical"
-        );
+        assert_eq!(read_n(&mut again, 30).await, got, "a replay must be identical");
 
         // A reader that waits sees a record appended later.
         log.append(&topic, b"k", b"late").await.expect("append");
         let late = read_n(&mut from_20, 1).await;
-        assert_eq!(
-            (late[0].offset, late[0].value.as_slice()),
-            (50, &b"late"[..])
-        );
+        assert_eq!((late[0].offset, late[0].value.as_slice()), (50, &b"late"[..]));
     }
 
     /// Many producers at once: every append is acknowledged exactly once with
@@ -298,10 +273,7 @@ mod cases {
         let mut acked = HashSet::new();
         while let Some(acks) = tasks.join_next().await {
             for a in acks.expect("producer task") {
-                assert!(
-                    acked.insert((a.partition, a.offset)),
-                    "offset {a:?} acknowledged twice"
-                );
+                assert!(acked.insert((a.partition, a.offset)), "offset {a:?} acknowledged twice");
             }
         }
         assert_eq!(acked.len(), producers * per);
@@ -316,9 +288,7 @@ mod cases {
             let v = String::from_utf8(r.value.clone()).expect("utf8");
             let (p, i) = v.split_once(':').expect("p:i");
             assert_eq!(r.key, format!("producer-{p}").into_bytes());
-            seen.entry(p.to_string())
-                .or_default()
-                .push(i.parse().expect("number"));
+            seen.entry(p.to_string()).or_default().push(i.parse().expect("number"));
         }
         for p in 0..producers {
             assert_eq!(
@@ -336,13 +306,8 @@ mod cases {
         let before = {
             let log = h.open().await;
             log.create_topic(&topic, 2).await.expect("create topic");
-            let owned: Vec<(String, String)> = (0..100)
-                .map(|i| (format!("k{}", i % 9), format!("v{i}")))
-                .collect();
-            let batch: Vec<(&[u8], &[u8])> = owned
-                .iter()
-                .map(|(k, v)| (k.as_bytes(), v.as_bytes()))
-                .collect();
+            let owned: Vec<(String, String)> = (0..100).map(|i| (format!("k{}", i % 9), format!("v{i}"))).collect();
+            let batch: Vec<(&[u8], &[u8])> = owned.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes())).collect();
             log.append_batch(&topic, &batch).await.expect("append");
             let mut reader = log.reader(&topic, &[(0, 0), (1, 0)]).await.expect("reader");
             read_n(&mut reader, 100).await
@@ -360,10 +325,7 @@ mod cases {
             by_partition(&before),
             "records changed across a restart"
         );
-        let at = log
-            .append(&topic, b"k0", b"after restart")
-            .await
-            .expect("append");
+        let at = log.append(&topic, b"k0", b"after restart").await.expect("append");
         assert_eq!(
             at.offset, hw[at.partition as usize],
             "offsets must continue after a restart"
@@ -390,8 +352,7 @@ mod cases {
         };
         let garbage: Vec<u8> = vec![0xff, 0x00, b'{', 0xfe, b'"', 0x80];
         let big = vec![b'x'; 512 * 1024];
-        let values: Vec<Vec<u8>> =
-            vec![event(1), garbage.clone(), Vec::new(), big.clone(), event(2)];
+        let values: Vec<Vec<u8>> = vec![event(1), garbage.clone(), Vec::new(), big.clone(), event(2)];
         for v in &values {
             log.append(&topic, b"session", v).await.expect("append");
         }
@@ -399,10 +360,7 @@ mod cases {
         let read = read_n(&mut reader, values.len()).await;
         let got: Vec<Vec<u8>> = read.iter().map(|r| r.value.clone()).collect();
         assert_eq!(got, values, "values must come back byte for byte");
-        let decoded: Vec<bool> = read
-            .iter()
-            .map(|r| decode::<PlaybackEvent>(&r.value).is_ok())
-            .collect();
+        let decoded: Vec<bool> = read.iter().map(|r| decode::<PlaybackEvent>(&r.value).is_ok()).collect();
         assert_eq!(decoded, vec![true, false, false, false, true]);
     }
 
@@ -428,11 +386,7 @@ mod cases {
             let mut seen = HashSet::new();
             let deadline = Instant::now() + Duration::from_secs(60);
             while seen.len() < 40 {
-                assert!(
-                    Instant::now() < deadline,
-                    "group saw only {} of 40 records",
-                    seen.len()
-                );
+                assert!(Instant::now() < deadline, "group saw only {} of 40 records", seen.len());
                 for member in [&mut a, &mut b] {
                     if let Some(r) = member.next(Duration::from_millis(200)).await.expect("next") {
                         seen.insert(String::from_utf8(r.value.clone()).expect("utf8"));
@@ -440,12 +394,7 @@ mod cases {
                     }
                 }
             }
-            assert_eq!(
-                seen,
-                (0..40)
-                    .map(|i| format!("upload-{i}"))
-                    .collect::<HashSet<_>>()
-            );
+            assert_eq!(seen, (0..40).map(|i| format!("upload-{i}")).collect::<HashSet<_>>());
         }
         // Everything was committed: a new member gets only what comes next.
         for i in 40..45 {
@@ -466,17 +415,9 @@ mod cases {
                 got.insert(String::from_utf8(r.value).expect("utf8"));
             }
         }
-        assert_eq!(
-            got,
-            (40..45)
-                .map(|i| format!("upload-{i}"))
-                .collect::<HashSet<_>>()
-        );
+        assert_eq!(got, (40..45).map(|i| format!("upload-{i}")).collect::<HashSet<_>>());
         assert!(
-            c.next(Duration::from_millis(500))
-                .await
-                .expect("next")
-                .is_none(),
+            c.next(Duration::from_millis(500)).await.expect("next").is_none(),
             "a committed record came back"
         );
     }
@@ -528,10 +469,7 @@ mod cases {
         // Creating again is a no-op, whatever the partition count.
         log.create_topic(&topic, 5).await.expect("create again");
         assert_eq!(log.partition_count(&topic).await.expect("count"), 2);
-        assert!(
-            log.reader(&topic, &[(7, 0)]).await.is_err(),
-            "reading partition 7 of 2"
-        );
+        assert!(log.reader(&topic, &[(7, 0)]).await.is_err(), "reading partition 7 of 2");
         assert!(log.create_topic("bad/name", 1).await.is_err());
         assert!(log.create_topic(&h.topic("zero"), 0).await.is_err());
     }

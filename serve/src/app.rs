@@ -48,11 +48,7 @@ async fn healthz() -> &'static str {
 const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
 
 async fn readyz(State(state): State<AppState>) -> Response {
-    let log = tokio::time::timeout(
-        CHECK_TIMEOUT,
-        state.platform.log.high_watermark(CatalogEvent::TOPIC, 0),
-    )
-    .await;
+    let log = tokio::time::timeout(CHECK_TIMEOUT, state.platform.log.high_watermark(CatalogEvent::TOPIC, 0)).await;
     let log = match log {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => Err(e.to_string()),

@@ -160,12 +160,7 @@ pub struct DatabaseConfig {
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct ConfigArgs {
     /// TOML configuration file.
-    #[arg(
-        long = "config",
-        env = "REELFLOW_CONFIG",
-        global = true,
-        value_name = "FILE"
-    )]
+    #[arg(long = "config", env = "REELFLOW_CONFIG", global = true, value_name = "FILE")]
     pub file: Option<PathBuf>,
     /// Directory for the SQLite file, the objects and the embedded log [default: ./reelflow-data].
     #[arg(long, env = "REELFLOW_DATA_DIR", global = true, value_name = "DIR")]
@@ -183,12 +178,7 @@ pub struct ConfigArgs {
     #[arg(long, env = "REELFLOW_LOG_FSYNC", global = true)]
     pub log_fsync: Option<FsyncPolicy>,
     /// Kafka bootstrap brokers, host:port[,host:port…] [default: 127.0.0.1:9092].
-    #[arg(
-        long,
-        env = "REELFLOW_KAFKA_BROKERS",
-        global = true,
-        value_name = "LIST"
-    )]
+    #[arg(long, env = "REELFLOW_KAFKA_BROKERS", global = true, value_name = "LIST")]
     pub kafka_brokers: Option<String>,
     /// Replication factor of created Kafka topics [default: 1].
     #[arg(long, env = "REELFLOW_KAFKA_REPLICATION_FACTOR", global = true, value_parser = clap::value_parser!(u16).range(1..))]
@@ -209,12 +199,7 @@ pub struct ConfigArgs {
     #[arg(long, env = "REELFLOW_S3_ACCESS_KEY_ID", global = true)]
     pub s3_access_key_id: Option<String>,
     /// S3 secret access key.
-    #[arg(
-        long,
-        env = "REELFLOW_S3_SECRET_ACCESS_KEY",
-        global = true,
-        hide_env_values = true
-    )]
+    #[arg(long, env = "REELFLOW_S3_SECRET_ACCESS_KEY", global = true, hide_env_values = true)]
     pub s3_secret_access_key: Option<String>,
     /// Database URL, sqlite://… or postgres://… [default: sqlite file under the data dir].
     #[arg(
@@ -242,10 +227,8 @@ impl Config {
 
     /// Parses a TOML file.
     pub fn from_file(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading config file {}", path.display()))?;
-        toml::from_str(&text)
-            .with_context(|| format!("config file {} is not valid", path.display()))
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("config file {} is not valid", path.display()))
     }
 
     fn apply(&mut self, a: &ConfigArgs) {
@@ -260,10 +243,7 @@ impl Config {
         set(&mut self.log.partitions, &a.log_partitions);
         set(&mut self.log.fsync, &a.log_fsync);
         set(&mut self.kafka.brokers, &a.kafka_brokers);
-        set(
-            &mut self.kafka.replication_factor,
-            &a.kafka_replication_factor,
-        );
+        set(&mut self.kafka.replication_factor, &a.kafka_replication_factor);
         set(&mut self.storage.backend, &a.storage_backend);
         if a.s3_endpoint.is_some() {
             self.s3.endpoint = a.s3_endpoint.clone();
@@ -294,9 +274,7 @@ impl Config {
         }
         if self.log.backend == LogBackend::Kafka {
             if self.kafka.brokers.trim().is_empty() {
-                bail!(
-                    "kafka.brokers must name at least one host:port when log.backend = \"kafka\""
-                );
+                bail!("kafka.brokers must name at least one host:port when log.backend = \"kafka\"");
             }
             for broker in self.kafka.brokers.split(',') {
                 let ok = broker
@@ -331,9 +309,7 @@ impl Config {
             );
         }
         if let Some(url) = &self.database.url
-            && !(url.starts_with("sqlite:")
-                || url.starts_with("postgres://")
-                || url.starts_with("postgresql://"))
+            && !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://"))
         {
             bail!("database.url must start with sqlite:, postgres:// or postgresql://");
         }
@@ -342,12 +318,10 @@ impl Config {
 
     /// The database URL, defaulting to a SQLite file under the data dir.
     pub fn database_url(&self) -> String {
-        self.database.url.clone().unwrap_or_else(|| {
-            format!(
-                "sqlite://{}?mode=rwc",
-                self.data_dir.join("reelflow.db").display()
-            )
-        })
+        self.database
+            .url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", self.data_dir.join("reelflow.db").display()))
     }
 
     /// Where the embedded log lives.
@@ -435,10 +409,7 @@ mod tests {
             })
             .expect_err("bad addr")
         );
-        assert!(
-            err.contains("listen") || err.contains("socket address"),
-            "{err}"
-        );
+        assert!(err.contains("listen") || err.contains("socket address"), "{err}");
 
         let args = ConfigArgs {
             log_backend: Some(LogBackend::Kafka),
@@ -458,14 +429,8 @@ mod tests {
             ..Default::default()
         };
         let shown = Config::load(&args).expect("valid").to_masked_toml();
-        assert!(
-            !shown.contains("hunter2") && !shown.contains("s3cret"),
-            "{shown}"
-        );
-        assert!(
-            shown.contains("postgres://rf:****@db:5432/reelflow"),
-            "{shown}"
-        );
+        assert!(!shown.contains("hunter2") && !shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("postgres://rf:****@db:5432/reelflow"), "{shown}");
         assert!(shown.contains("secret_access_key = \"****\""), "{shown}");
     }
 }

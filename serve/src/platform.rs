@@ -45,9 +45,7 @@ pub async fn open_log(config: &Config) -> anyhow::Result<AnyLog> {
             };
             let log = tokio::task::spawn_blocking(move || EmbeddedLog::open(&dir, options))
                 .await?
-                .with_context(|| {
-                    format!("opening the embedded log in {}", config.log_dir().display())
-                })?;
+                .with_context(|| format!("opening the embedded log in {}", config.log_dir().display()))?;
             AnyLog::Embedded(log)
         }
         LogBackend::Kafka => AnyLog::Kafka(
@@ -60,18 +58,12 @@ pub async fn open_log(config: &Config) -> anyhow::Result<AnyLog> {
 /// Opens the configured object store.
 pub async fn open_store(config: &Config) -> anyhow::Result<AnyStore> {
     Ok(match config.storage.backend {
-        StorageBackend::Local => {
-            AnyStore::Local(LocalStore::open(config.objects_dir()).with_context(|| {
-                format!(
-                    "opening object storage in {}",
-                    config.objects_dir().display()
-                )
-            })?)
-        }
+        StorageBackend::Local => AnyStore::Local(
+            LocalStore::open(config.objects_dir())
+                .with_context(|| format!("opening object storage in {}", config.objects_dir().display()))?,
+        ),
         StorageBackend::S3 => {
-            let store = S3Store::connect(&config.s3)
-                .await
-                .context("configuring S3")?;
+            let store = S3Store::connect(&config.s3).await.context("configuring S3")?;
             store
                 .ensure_bucket()
                 .await

@@ -41,19 +41,13 @@ impl Problem {
 
     /// 404 for a path no route matches.
     pub fn not_found(path: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not-found", "Not Found")
-            .detail(format!("no resource at {path}"))
+        Self::new(StatusCode::NOT_FOUND, "not-found", "Not Found").detail(format!("no resource at {path}"))
     }
 }
 
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        (
-            status,
-            [(header::CONTENT_TYPE, "application/problem+json")],
-            Json(self),
-        )
-            .into_response()
+        (status, [(header::CONTENT_TYPE, "application/problem+json")], Json(self)).into_response()
     }
 }

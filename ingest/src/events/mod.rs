@@ -111,11 +111,10 @@ pub enum DecodeError {
 
 /// Reads one record's value as an event of topic `T`.
 pub fn decode<T: TopicEvent>(bytes: &[u8]) -> Result<Envelope<T>, DecodeError> {
-    let envelope: Envelope<T> =
-        serde_json::from_slice(bytes).map_err(|source| DecodeError::Malformed {
-            topic: T::TOPIC,
-            source,
-        })?;
+    let envelope: Envelope<T> = serde_json::from_slice(bytes).map_err(|source| DecodeError::Malformed {
+        topic: T::TOPIC,
+        source,
+    })?;
     if envelope.schema_version == 0 || envelope.schema_version > T::SCHEMA_VERSION {
         return Err(DecodeError::UnsupportedVersion {
             topic: T::TOPIC,

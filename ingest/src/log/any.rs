@@ -62,11 +62,7 @@ impl EventLog for AnyLog {
         }
     }
 
-    async fn append_batch(
-        &self,
-        topic: &str,
-        records: &[(&[u8], &[u8])],
-    ) -> LogResult<Vec<Appended>> {
+    async fn append_batch(&self, topic: &str, records: &[(&[u8], &[u8])]) -> LogResult<Vec<Appended>> {
         match self {
             Self::Embedded(l) => l.append_batch(topic, records).await,
             Self::Kafka(l) => l.append_batch(topic, records).await,

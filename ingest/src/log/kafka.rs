@@ -26,8 +26,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Appended, EventLog, GroupConsumer, LogError, LogResult, PartitionReader, Record, partition_for,
-    validate_topic,
+    Appended, EventLog, GroupConsumer, LogError, LogResult, PartitionReader, Record, partition_for, validate_topic,
 };
 
 /// How to reach the Kafka cluster.
@@ -123,14 +122,8 @@ impl KafkaLog {
     /// Connects to the cluster (lazily: the first call that needs a broker
     /// waits for one).
     pub fn connect(config: KafkaConfig) -> LogResult<Self> {
-        let producer: FutureProducer = config
-            .producer()
-            .create()
-            .map_err(kafka("creating producer"))?;
-        let admin = config
-            .base()
-            .create()
-            .map_err(kafka("creating admin client"))?;
+        let producer: FutureProducer = config.producer().create().map_err(kafka("creating producer"))?;
+        let admin = config.base().create().map_err(kafka("creating admin client"))?;
         let meta = config
             .consumer(&format!("{}-metadata", config.client_id))
             .create()
@@ -151,9 +144,7 @@ impl KafkaLog {
 
     /// Waits until every queued record is acknowledged.
     pub fn flush(&self, timeout: Duration) -> LogResult<()> {
-        self.producer
-            .flush(timeout)
-            .map_err(kafka("flushing producer"))
+        self.producer.flush(timeout).map_err(kafka("flushing producer"))
     }
 
     async fn cached_partition_count(&self, topic: &str) -> LogResult<u32> {
@@ -189,11 +180,7 @@ impl EventLog for KafkaLog {
         let partitions = i32::try_from(partitions)
             .ok()
             .filter(|&p| p > 0)
-            .ok_or_else(|| {
-                LogError::Invalid(format!(
-                    "a topic needs at least one partition, not {partitions}"
-                ))
-            })?;
+            .ok_or_else(|| LogError::Invalid(format!("a topic needs at least one partition, not {partitions}")))?;
         let new = NewTopic::new(
             topic,
             partitions,
@@ -224,9 +211,7 @@ impl EventLog for KafkaLog {
             match self.partition_count(topic).await {
                 Ok(n) if n > 0 => return Ok(()),
                 _ if tokio::time::Instant::now() > deadline => {
-                    return Err(LogError::Timeout(format!(
-                        "topic {topic} did not appear in metadata"
-                    )));
+                    return Err(LogError::Timeout(format!("topic {topic} did not appear in metadata")));
                 }
                 _ => tokio::time::sleep(Duration::from_millis(50)).await,
             }
@@ -247,9 +232,7 @@ impl EventLog for KafkaLog {
                 .ok_or_else(|| LogError::UnknownTopic(name.clone()))?;
             if let Some(err) = t.error() {
                 let code = RDKafkaErrorCode::from(err);
-                if code == RDKafkaErrorCode::UnknownTopicOrPartition
-                    || code == RDKafkaErrorCode::UnknownTopic
-                {
+                if code == RDKafkaErrorCode::UnknownTopicOrPartition || code == RDKafkaErrorCode::UnknownTopic {
                     return Err(LogError::UnknownTopic(name));
                 }
                 return Err(LogError::Kafka {
@@ -266,18 +249,11 @@ impl EventLog for KafkaLog {
         .map_err(|e| LogError::Invalid(format!("metadata task panicked: {e}")))?
     }
 
-    async fn append_batch(
-        &self,
-        topic: &str,
-        records: &[(&[u8], &[u8])],
-    ) -> LogResult<Vec<Appended>> {
+    async fn append_batch(&self, topic: &str, records: &[(&[u8], &[u8])]) -> LogResult<Vec<Appended>> {
         let n = self.cached_partition_count(topic).await?;
         let sends = records.iter().map(|(key, value)| {
             let partition = partition_for(key, n) as i32;
-            let record = FutureRecord::to(topic)
-                .partition(partition)
-                .key(*key)
-                .payload(*value);
+            let record = FutureRecord::to(topic).partition(partition).key(*key).payload(*value);
             // Wait for room in the client's queue for as long as a delivery
             // may take; the delivery timeout bounds the rest.
             self.producer.send(record, Duration::from_secs(30))

@@ -151,23 +151,14 @@ pub trait EventLog: Send + Sync + 'static {
 
     /// Creates `topic` with `partitions` partitions; does nothing if it
     /// already exists (whatever its partition count).
-    fn create_topic(
-        &self,
-        topic: &str,
-        partitions: u32,
-    ) -> impl Future<Output = LogResult<()>> + Send;
+    fn create_topic(&self, topic: &str, partitions: u32) -> impl Future<Output = LogResult<()>> + Send;
 
     /// Number of partitions of `topic`.
     fn partition_count(&self, topic: &str) -> impl Future<Output = LogResult<u32>> + Send;
 
     /// Appends one record to the partition its key maps to and returns once
     /// it is durable.
-    fn append(
-        &self,
-        topic: &str,
-        key: &[u8],
-        value: &[u8],
-    ) -> impl Future<Output = LogResult<Appended>> + Send {
+    fn append(&self, topic: &str, key: &[u8], value: &[u8]) -> impl Future<Output = LogResult<Appended>> + Send {
         async move {
             let mut landed = self.append_batch(topic, &[(key, value)]).await?;
             landed
@@ -186,44 +177,27 @@ pub trait EventLog: Send + Sync + 'static {
     ) -> impl Future<Output = LogResult<Vec<Appended>>> + Send;
 
     /// The offset the next record appended to the partition will get.
-    fn high_watermark(
-        &self,
-        topic: &str,
-        partition: u32,
-    ) -> impl Future<Output = LogResult<u64>> + Send;
+    fn high_watermark(&self, topic: &str, partition: u32) -> impl Future<Output = LogResult<u64>> + Send;
 
     /// A reader of the given (partition, start offset) pairs of `topic`.
-    fn reader(
-        &self,
-        topic: &str,
-        assignment: &[(u32, u64)],
-    ) -> impl Future<Output = LogResult<Self::Reader>> + Send;
+    fn reader(&self, topic: &str, assignment: &[(u32, u64)]) -> impl Future<Output = LogResult<Self::Reader>> + Send;
 
     /// Joins consumer group `group` on `topic`. Members of one group share the
     /// partitions; a member resumes from the group's committed offsets.
-    fn consumer(
-        &self,
-        group: &str,
-        topic: &str,
-    ) -> impl Future<Output = LogResult<Self::Consumer>> + Send;
+    fn consumer(&self, group: &str, topic: &str) -> impl Future<Output = LogResult<Self::Consumer>> + Send;
 }
 
 /// Reads assigned partitions from given offsets.
 pub trait PartitionReader: Send + 'static {
     /// Waits up to `timeout` for records and returns at most `max` of them,
     /// in offset order per partition. An empty result means nothing new.
-    fn poll(
-        &mut self,
-        max: usize,
-        timeout: Duration,
-    ) -> impl Future<Output = LogResult<Vec<Record>>> + Send;
+    fn poll(&mut self, max: usize, timeout: Duration) -> impl Future<Output = LogResult<Vec<Record>>> + Send;
 }
 
 /// A member of a consumer group.
 pub trait GroupConsumer: Send + 'static {
     /// Waits up to `timeout` for the next record of this member's partitions.
-    fn next(&mut self, timeout: Duration)
-    -> impl Future<Output = LogResult<Option<Record>>> + Send;
+    fn next(&mut self, timeout: Duration) -> impl Future<Output = LogResult<Option<Record>>> + Send;
 
     /// Records that every record of `record`'s partition up to and including
     /// it has been handled: a restarted group resumes after it.

@@ -56,12 +56,7 @@ mod tests {
 
     #[test]
     fn accepts_ordinary_keys() {
-        for ok in [
-            "videos/0190/source",
-            "a",
-            "videos/x/hls/720p/seg_00001.m4s",
-            "x/y.z",
-        ] {
+        for ok in ["videos/0190/source", "a", "videos/x/hls/720p/seg_00001.m4s", "x/y.z"] {
             assert_eq!(ObjectKey::parse(ok).expect(ok).as_str(), ok);
         }
     }

@@ -14,7 +14,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use tokio_util::io::ReaderStream;
 
 use super::{
-    ObjectBody, ObjectKey, ObjectMeta, ObjectStore, StorageError, StorageResult, clamp_range,
+    ObjectBody, ObjectKey, ObjectMeta, ObjectStore, StorageError, StorageResult, clamp_range, validate_prefix,
 };
 
 /// Objects as files under a directory.
@@ -32,8 +32,7 @@ impl LocalStore {
     /// Opens (creating) the store rooted at `root`.
     pub fn open(root: impl AsRef<Path>) -> StorageResult<Self> {
         let root = root.as_ref().to_path_buf();
-        std::fs::create_dir_all(root.join(".tmp"))
-            .map_err(io(format!("creating {}", root.display())))?;
+        std::fs::create_dir_all(root.join(".tmp")).map_err(io(format!("creating {}", root.display())))?;
         Ok(Self { root })
     }
 
@@ -67,10 +66,7 @@ impl ObjectStore for LocalStore {
         R: AsyncRead + Unpin + Send,
     {
         let target = self.path_of(key);
-        let tmp = self
-            .root
-            .join(".tmp")
-            .join(uuid::Uuid::new_v4().to_string());
+        let tmp = self.root.join(".tmp").join(uuid::Uuid::new_v4().to_string());
         let result = async {
             let mut file = tokio::fs::File::create(&tmp)
                 .await
@@ -102,19 +98,15 @@ impl ObjectStore for LocalStore {
                 .map_err(io(format!("moving {key} into place")))?;
             if let Some(parent) = target.parent() {
                 let parent = parent.to_path_buf();
-                tokio::task::spawn_blocking(move || {
-                    std::fs::File::open(&parent).and_then(|d| d.sync_all())
-                })
-                .await
-                .map_err(|e| StorageError::Io {
-                    context: "syncing directory".into(),
-                    source: std::io::Error::other(e),
-                })?
-                .map_err(io("syncing directory"))?;
+                tokio::task::spawn_blocking(move || std::fs::File::open(&parent).and_then(|d| d.sync_all()))
+                    .await
+                    .map_err(|e| StorageError::Io {
+                        context: "syncing directory".into(),
+                        source: std::io::Error::other(e),
+                    })?
+                    .map_err(io("syncing directory"))?;
             }
-            let md = tokio::fs::metadata(&target)
-                .await
-                .map_err(io(format!("stat {key}")))?;
+            let md = tokio::fs::metadata(&target).await.map_err(io(format!("stat {key}")))?;
             Ok(Self::meta_of(key.as_str(), &md))
         }
         .await;
@@ -144,11 +136,7 @@ impl ObjectStore for LocalStore {
             .map_err(io(format!("seeking {key}")))?;
         let limited = file.take(range.end - range.start);
         let stream = ReaderStream::with_capacity(limited, 64 * 1024).boxed();
-        Ok(ObjectBody {
-            meta,
-            range,
-            stream,
-        })
+        Ok(ObjectBody { meta, range, stream })
     }
 
     async fn head(&self, key: &ObjectKey) -> StorageResult<Option<ObjectMeta>> {
@@ -169,6 +157,7 @@ impl ObjectStore for LocalStore {
     }
 
     async fn list(&self, prefix: &str) -> StorageResult<Vec<ObjectMeta>> {
+        validate_prefix(prefix)?;
         let root = self.root.clone();
         let prefix = prefix.to_string();
         tokio::task::spawn_blocking(move || {
@@ -193,15 +182,11 @@ impl ObjectStore for LocalStore {
                     let Ok(rel) = path.strip_prefix(&root) else {
                         continue;
                     };
-                    let key = rel
-                        .to_string_lossy()
-                        .replace(std::path::MAIN_SEPARATOR, "/");
+                    let key = rel.to_string_lossy().replace(std::path::MAIN_SEPARATOR, "/");
                     if key.starts_with('.') {
                         continue; // the .tmp directory
                     }
-                    let md = entry
-                        .metadata()
-                        .map_err(io(format!("stat {}", path.display())))?;
+                    let md = entry.metadata().map_err(io(format!("stat {}", path.display())))?;
                     if md.is_dir() {
                         if key.starts_with(&prefix) || prefix.starts_with(&format!("{key}/")) {
                             stack.push(path);

@@ -140,40 +140,27 @@ pub type StorageResult<T> = Result<T, StorageError>;
 pub trait ObjectStore: Send + Sync + 'static {
     /// Stores the bytes read from `body` under `key`, streaming them, and
     /// returns the new object's metadata once it is durable.
-    fn put_stream<R>(
-        &self,
-        key: &ObjectKey,
-        body: R,
-    ) -> impl Future<Output = StorageResult<ObjectMeta>> + Send
+    fn put_stream<R>(&self, key: &ObjectKey, body: R) -> impl Future<Output = StorageResult<ObjectMeta>> + Send
     where
         R: AsyncRead + Unpin + Send;
 
     /// Stores a small in-memory object.
-    fn put_bytes(
-        &self,
-        key: &ObjectKey,
-        bytes: &[u8],
-    ) -> impl Future<Output = StorageResult<ObjectMeta>> + Send {
+    fn put_bytes(&self, key: &ObjectKey, bytes: &[u8]) -> impl Future<Output = StorageResult<ObjectMeta>> + Send {
         async move { self.put_stream(key, bytes).await }
     }
 
     /// Reads the object, or the `range` of it (clamped to its end).
-    fn get(
-        &self,
-        key: &ObjectKey,
-        range: Option<Range<u64>>,
-    ) -> impl Future<Output = StorageResult<ObjectBody>> + Send;
+    fn get(&self, key: &ObjectKey, range: Option<Range<u64>>)
+    -> impl Future<Output = StorageResult<ObjectBody>> + Send;
 
     /// The object's metadata, or `None` if it does not exist.
-    fn head(
-        &self,
-        key: &ObjectKey,
-    ) -> impl Future<Output = StorageResult<Option<ObjectMeta>>> + Send;
+    fn head(&self, key: &ObjectKey) -> impl Future<Output = StorageResult<Option<ObjectMeta>>> + Send;
 
     /// Deletes the object; deleting a missing object is not an error.
     fn delete(&self, key: &ObjectKey) -> impl Future<Output = StorageResult<()>> + Send;
 
-    /// Every object whose key starts with `prefix`, sorted by key.
+    /// Every object whose key starts with `prefix`, sorted by key. A prefix
+    /// that no valid key could start with is an [`StorageError::InvalidKey`].
     fn list(&self, prefix: &str) -> impl Future<Output = StorageResult<Vec<ObjectMeta>>> + Send;
 
     /// Deletes every object whose key starts with `prefix` (a video's files).
@@ -188,12 +175,25 @@ pub trait ObjectStore: Send + Sync + 'static {
     }
 }
 
+/// Checks a listing prefix: empty, or the start of some valid key, so a
+/// prefix cannot point a listing outside the store either.
+pub(crate) fn validate_prefix(prefix: &str) -> StorageResult<()> {
+    if prefix.is_empty() {
+        return Ok(());
+    }
+    ObjectKey::parse(&format!("{prefix}x"))
+        .map(|_| ())
+        .map_err(|e| match e {
+            StorageError::InvalidKey { reason, .. } => StorageError::InvalidKey {
+                key: prefix.to_string(),
+                reason,
+            },
+            other => other,
+        })
+}
+
 /// Clamps a requested range to an object of `size` bytes.
-pub(crate) fn clamp_range(
-    key: &str,
-    range: Option<Range<u64>>,
-    size: u64,
-) -> StorageResult<Range<u64>> {
+pub(crate) fn clamp_range(key: &str, range: Option<Range<u64>>, size: u64) -> StorageResult<Range<u64>> {
     match range {
         None => Ok(0..size),
         Some(r) if r.start >= size || r.start >= r.end => Err(StorageError::InvalidRange {

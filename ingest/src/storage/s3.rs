@@ -8,9 +8,7 @@ use std::ops::Range;
 
 use aws_config::BehaviorVersion;
 use aws_sdk_s3::Client;
-use aws_sdk_s3::config::{
-    Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
-};
+use aws_sdk_s3::config::{Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream as S3Body;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
@@ -21,7 +19,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio_util::io::ReaderStream;
 
 use super::{
-    ObjectBody, ObjectKey, ObjectMeta, ObjectStore, StorageError, StorageResult, clamp_range,
+    ObjectBody, ObjectKey, ObjectMeta, ObjectStore, StorageError, StorageResult, clamp_range, validate_prefix,
 };
 
 /// How to reach the bucket.
@@ -66,10 +64,7 @@ impl std::fmt::Debug for S3Config {
             .field("region", &self.region)
             .field("bucket", &self.bucket)
             .field("access_key_id", &self.access_key_id)
-            .field(
-                "secret_access_key",
-                &self.secret_access_key.as_ref().map(|_| "****"),
-            )
+            .field("secret_access_key", &self.secret_access_key.as_ref().map(|_| "****"))
             .field("force_path_style", &self.force_path_style)
             .field("part_size_bytes", &self.part_size_bytes)
             .finish()
@@ -95,9 +90,7 @@ where
     let context = context.into();
     move |err| {
         let retryable = match &err {
-            SdkError::TimeoutError(_)
-            | SdkError::DispatchFailure(_)
-            | SdkError::ResponseError(_) => true,
+            SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => true,
             SdkError::ServiceError(s) => {
                 matches!(
                     s.err().code(),
@@ -162,16 +155,9 @@ impl S3Store {
                 retryable: false,
             });
         }
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .region(Region::new(config.region.clone()));
+        let mut loader = aws_config::defaults(BehaviorVersion::latest()).region(Region::new(config.region.clone()));
         if let (Some(id), Some(secret)) = (&config.access_key_id, &config.secret_access_key) {
-            loader = loader.credentials_provider(Credentials::new(
-                id,
-                secret,
-                None,
-                None,
-                "reelflow-config",
-            ));
+            loader = loader.credentials_provider(Credentials::new(id, secret, None, None, "reelflow-config"));
         }
         if let Some(endpoint) = &config.endpoint {
             loader = loader.endpoint_url(endpoint);
@@ -196,27 +182,10 @@ impl S3Store {
     pub async fn ensure_bucket(&self) -> StorageResult<()> {
         match self.client.head_bucket().bucket(&self.bucket).send().await {
             Ok(_) => Ok(()),
-            Err(err)
-                if err
-                    .raw_response()
-                    .is_some_and(|r| r.status().as_u16() == 404) =>
-            {
-                match self
-                    .client
-                    .create_bucket()
-                    .bucket(&self.bucket)
-                    .send()
-                    .await
-                {
+            Err(err) if err.raw_response().is_some_and(|r| r.status().as_u16() == 404) => {
+                match self.client.create_bucket().bucket(&self.bucket).send().await {
                     Ok(_) => Ok(()),
-                    Err(e)
-                        if matches!(
-                            e.code(),
-                            Some("BucketAlreadyOwnedByYou" | "BucketAlreadyExists")
-                        ) =>
-                    {
-                        Ok(())
-                    }
+                    Err(e) if matches!(e.code(), Some("BucketAlreadyOwnedByYou" | "BucketAlreadyExists")) => Ok(()),
                     Err(e) => Err(s3_err(format!("creating bucket {}", self.bucket))(e)),
                 }
             }
@@ -280,11 +249,7 @@ impl S3Store {
                 .bucket(&self.bucket)
                 .key(key.as_str())
                 .upload_id(&upload_id)
-                .multipart_upload(
-                    CompletedMultipartUpload::builder()
-                        .set_parts(Some(parts))
-                        .build(),
-                )
+                .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
                 .send()
                 .await
                 .map_err(s3_err(format!("completing multipart upload of {key}")))?;
@@ -314,12 +279,10 @@ impl ObjectStore for S3Store {
         R: AsyncRead + Unpin + Send,
     {
         let mut first = vec![0u8; self.part_size];
-        let n = fill(&mut body, &mut first)
-            .await
-            .map_err(|e| StorageError::Io {
-                context: format!("reading the body of {key}"),
-                source: e,
-            })?;
+        let n = fill(&mut body, &mut first).await.map_err(|e| StorageError::Io {
+            context: format!("reading the body of {key}"),
+            source: e,
+        })?;
         first.truncate(n);
         if n < self.part_size {
             self.client
@@ -342,11 +305,7 @@ impl ObjectStore for S3Store {
     }
 
     async fn get(&self, key: &ObjectKey, range: Option<Range<u64>>) -> StorageResult<ObjectBody> {
-        let mut request = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key.as_str());
+        let mut request = self.client.get_object().bucket(&self.bucket).key(key.as_str());
         if let Some(r) = &range {
             if r.start >= r.end {
                 let size = self
@@ -364,8 +323,7 @@ impl ObjectStore for S3Store {
                 return Err(StorageError::NotFound(key.to_string()));
             }
             Err(e)
-                if e.code() == Some("InvalidRange")
-                    || e.raw_response().is_some_and(|r| r.status().as_u16() == 416) =>
+                if e.code() == Some("InvalidRange") || e.raw_response().is_some_and(|r| r.status().as_u16() == 416) =>
             {
                 let size = self
                     .head(key)
@@ -389,11 +347,7 @@ impl ObjectStore for S3Store {
         let meta = ObjectMeta {
             key: key.to_string(),
             size,
-            etag: resp
-                .e_tag()
-                .unwrap_or_default()
-                .trim_matches('"')
-                .to_string(),
+            etag: resp.e_tag().unwrap_or_default().trim_matches('"').to_string(),
             last_modified: to_chrono(resp.last_modified()),
         };
         let stream = ReaderStream::with_capacity(resp.body.into_async_read(), 64 * 1024).boxed();
@@ -436,6 +390,7 @@ impl ObjectStore for S3Store {
     }
 
     async fn list(&self, prefix: &str) -> StorageResult<Vec<ObjectMeta>> {
+        validate_prefix(prefix)?;
         let mut pages = self
             .client
             .list_objects_v2()

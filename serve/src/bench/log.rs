@@ -108,11 +108,7 @@ fn event_value(i: usize, len: usize) -> Vec<u8> {
     v
 }
 
-async fn append_all<L: EventLog + Clone>(
-    log: &L,
-    topic: &str,
-    args: &LogBenchArgs,
-) -> anyhow::Result<Duration> {
+async fn append_all<L: EventLog + Clone>(log: &L, topic: &str, args: &LogBenchArgs) -> anyhow::Result<Duration> {
     let per_producer = args.events.div_ceil(args.producers);
     let start = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
@@ -127,17 +123,9 @@ async fn append_all<L: EventLog + Clone>(
             while i < to {
                 let end = (i + batch).min(to);
                 let owned: Vec<(Vec<u8>, Vec<u8>)> = (i..end)
-                    .map(|j| {
-                        (
-                            format!("session-{}", j % 10_000).into_bytes(),
-                            event_value(j, bytes),
-                        )
-                    })
+                    .map(|j| (format!("session-{}", j % 10_000).into_bytes(), event_value(j, bytes)))
                     .collect();
-                let records: Vec<(&[u8], &[u8])> = owned
-                    .iter()
-                    .map(|(k, v)| (k.as_slice(), v.as_slice()))
-                    .collect();
+                let records: Vec<(&[u8], &[u8])> = owned.iter().map(|(k, v)| (k.as_slice(), v.as_slice())).collect();
                 log.append_batch(&topic, &records).await?;
                 i = end;
             }
@@ -150,11 +138,7 @@ async fn append_all<L: EventLog + Clone>(
     Ok(start.elapsed())
 }
 
-async fn read_all<L: EventLog>(
-    log: &L,
-    topic: &str,
-    args: &LogBenchArgs,
-) -> anyhow::Result<Duration> {
+async fn read_all<L: EventLog>(log: &L, topic: &str, args: &LogBenchArgs) -> anyhow::Result<Duration> {
     let assignment: Vec<(u32, u64)> = (0..args.partitions).map(|p| (p, 0)).collect();
     let start = Instant::now();
     let mut reader = log.reader(topic, &assignment).await?;
@@ -183,38 +167,18 @@ async fn bench_log<L: EventLog + Clone>(
         .await
         .with_context(|| format!("reading the {name} log"))?;
     Ok(vec![
-        Throughput::new(
-            &format!("{name} append"),
-            args.events,
-            args.event_bytes,
-            appended,
-        ),
+        Throughput::new(&format!("{name} append"), args.events, args.event_bytes, appended),
         Throughput::new(&format!("{name} read"), args.events, args.event_bytes, read),
     ])
 }
 
 /// Runs Kafka's ProducerPerformance and parses its summary line:
 /// `N records sent, X records/sec (Y MB/sec), …`.
-async fn run_peer(
-    classpath: &str,
-    brokers: &str,
-    topic: &str,
-    args: &LogBenchArgs,
-) -> anyhow::Result<Throughput> {
+async fn run_peer(classpath: &str, brokers: &str, topic: &str, args: &LogBenchArgs) -> anyhow::Result<Throughput> {
     let output = tokio::process::Command::new("java")
-        .args([
-            "-Xmx1g",
-            "-cp",
-            classpath,
-            "org.apache.kafka.tools.ProducerPerformance",
-        ])
+        .args(["-Xmx1g", "-cp", classpath, "org.apache.kafka.tools.ProducerPerformance"])
         .args(["--topic", topic, "--num-records", &args.events.to_string()])
-        .args([
-            "--record-size",
-            &args.event_bytes.to_string(),
-            "--throughput",
-            "-1",
-        ])
+        .args(["--record-size", &args.event_bytes.to_string(), "--throughput", "-1"])
         .arg("--producer-props")
         .arg(format!("bootstrap.servers={brokers}"))
         .args([
@@ -300,9 +264,7 @@ pub async fn run(args: LogBenchArgs) -> anyhow::Result<LogBenchReport> {
         .iter()
         .find(|r| r.name == "kafka append")
         .map(|r| r.events_per_s);
-    let kafka_append_vs_peer = ours
-        .zip(peer.as_ref().map(|p| p.events_per_s))
-        .map(|(a, b)| a / b);
+    let kafka_append_vs_peer = ours.zip(peer.as_ref().map(|p| p.events_per_s)).map(|(a, b)| a / b);
     Ok(LogBenchReport {
         events: args.events,
         event_bytes: args.event_bytes,
@@ -318,14 +280,7 @@ pub async fn run(args: LogBenchArgs) -> anyhow::Result<LogBenchReport> {
 pub fn render(report: &LogBenchReport) -> String {
     let mut out = format!(
         "reelflow bench log: {} events of {} bytes, batches of {}, {} producers\n\n{:<36} {:>12} {:>10} {:>9}\n",
-        report.events,
-        report.event_bytes,
-        report.batch,
-        report.producers,
-        "",
-        "events/s",
-        "MB/s",
-        "seconds"
+        report.events, report.event_bytes, report.batch, report.producers, "", "events/s", "MB/s", "seconds"
     );
     for r in report.results.iter().chain(report.peer.iter()) {
         out.push_str(&format!(

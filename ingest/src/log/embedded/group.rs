@@ -34,8 +34,7 @@ struct GroupState {
 impl Group {
     fn load(topic: &Topic, name: &str) -> LogResult<Self> {
         let dir = topic.dir.join("groups");
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| LogError::io(format!("creating {}", dir.display()), e))?;
+        std::fs::create_dir_all(&dir).map_err(|e| LogError::io(format!("creating {}", dir.display()), e))?;
         let path = dir.join(format!("{name}.json"));
         let committed = match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes)
@@ -163,9 +162,7 @@ impl GroupConsumer for EmbeddedConsumer {
             }
             // Wake on appends, and now and then to notice rebalances.
             let wait = deadline.min(tokio::time::Instant::now() + Duration::from_millis(100));
-            if tokio::time::timeout_at(wait, self.appended.changed())
-                .await
-                .is_err()
+            if tokio::time::timeout_at(wait, self.appended.changed()).await.is_err()
                 && tokio::time::Instant::now() >= deadline
             {
                 return Ok(None);

@@ -125,9 +125,7 @@ pub struct EmbeddedLog {
 
 impl std::fmt::Debug for EmbeddedLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EmbeddedLog")
-            .field("root", &self.inner.root)
-            .finish()
+        f.debug_struct("EmbeddedLog").field("root", &self.inner.root).finish()
     }
 }
 
@@ -136,8 +134,7 @@ impl EmbeddedLog {
     /// topic found there.
     pub fn open(root: impl AsRef<Path>, options: EmbeddedOptions) -> LogResult<Self> {
         let root = root.as_ref().to_path_buf();
-        fs::create_dir_all(&root)
-            .map_err(|e| LogError::io(format!("creating log directory {}", root.display()), e))?;
+        fs::create_dir_all(&root).map_err(|e| LogError::io(format!("creating log directory {}", root.display()), e))?;
         let lock_path = root.join("LOCK");
         let lock = File::options()
             .create(true)
@@ -152,11 +149,9 @@ impl EmbeddedLog {
             ))
         })?;
         let mut topics = HashMap::new();
-        let entries = fs::read_dir(&root)
-            .map_err(|e| LogError::io(format!("listing {}", root.display()), e))?;
+        let entries = fs::read_dir(&root).map_err(|e| LogError::io(format!("listing {}", root.display()), e))?;
         for entry in entries {
-            let entry =
-                entry.map_err(|e| LogError::io(format!("listing {}", root.display()), e))?;
+            let entry = entry.map_err(|e| LogError::io(format!("listing {}", root.display()), e))?;
             let meta_path = entry.path().join("topic.json");
             if !meta_path.exists() {
                 continue;
@@ -186,9 +181,8 @@ impl EmbeddedLog {
         let meta: TopicMeta = fs::read(&meta_path)
             .map_err(|e| LogError::io(format!("reading {}", meta_path.display()), e))
             .and_then(|bytes| {
-                serde_json::from_slice(&bytes).map_err(|e| {
-                    LogError::Corrupt(format!("{} is not valid: {e}", meta_path.display()))
-                })
+                serde_json::from_slice(&bytes)
+                    .map_err(|e| LogError::Corrupt(format!("{} is not valid: {e}", meta_path.display())))
             })?;
         let partitions = (0..meta.partitions)
             .map(|p| Partition::open(dir.join(p.to_string()), p, options.clone()).map(Arc::new))
@@ -225,8 +219,7 @@ impl EmbeddedLog {
             return Ok(());
         }
         let dir = self.inner.root.join(topic);
-        fs::create_dir_all(&dir)
-            .map_err(|e| LogError::io(format!("creating {}", dir.display()), e))?;
+        fs::create_dir_all(&dir).map_err(|e| LogError::io(format!("creating {}", dir.display()), e))?;
         let meta = serde_json::to_vec(&TopicMeta { partitions }).expect("topic meta serialises");
         segment::write_atomically(&dir.join("topic.json"), &meta)?;
         let opened = Self::open_topic(&self.inner.root, topic, &self.inner.options)?;
@@ -235,11 +228,7 @@ impl EmbeddedLog {
     }
 
     /// Appends records synchronously; see [`EventLog::append_batch`].
-    pub fn append_batch_blocking(
-        &self,
-        topic: &str,
-        records: &[(&[u8], &[u8])],
-    ) -> LogResult<Vec<Appended>> {
+    pub fn append_batch_blocking(&self, topic: &str, records: &[(&[u8], &[u8])]) -> LogResult<Vec<Appended>> {
         let topic = self.topic(topic)?;
         let n = topic.partitions.len() as u32;
         let mut by_partition: Vec<Vec<usize>> = vec![Vec::new(); n as usize];
@@ -285,22 +274,12 @@ impl EventLog for EmbeddedLog {
         Ok(self.topic(topic)?.partitions.len() as u32)
     }
 
-    async fn append_batch(
-        &self,
-        topic: &str,
-        records: &[(&[u8], &[u8])],
-    ) -> LogResult<Vec<Appended>> {
+    async fn append_batch(&self, topic: &str, records: &[(&[u8], &[u8])]) -> LogResult<Vec<Appended>> {
         let log = self.clone();
         let topic = topic.to_string();
-        let owned: Vec<(Vec<u8>, Vec<u8>)> = records
-            .iter()
-            .map(|(k, v)| (k.to_vec(), v.to_vec()))
-            .collect();
+        let owned: Vec<(Vec<u8>, Vec<u8>)> = records.iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect();
         blocking(move || {
-            let borrowed: Vec<(&[u8], &[u8])> = owned
-                .iter()
-                .map(|(k, v)| (k.as_slice(), v.as_slice()))
-                .collect();
+            let borrowed: Vec<(&[u8], &[u8])> = owned.iter().map(|(k, v)| (k.as_slice(), v.as_slice())).collect();
             log.append_batch_blocking(&topic, &borrowed)
         })
         .await
@@ -308,14 +287,13 @@ impl EventLog for EmbeddedLog {
 
     async fn high_watermark(&self, topic: &str, partition: u32) -> LogResult<u64> {
         let topic = self.topic(topic)?;
-        let p =
-            topic
-                .partitions
-                .get(partition as usize)
-                .ok_or_else(|| LogError::UnknownPartition {
-                    topic: topic.name.clone(),
-                    partition,
-                })?;
+        let p = topic
+            .partitions
+            .get(partition as usize)
+            .ok_or_else(|| LogError::UnknownPartition {
+                topic: topic.name.clone(),
+                partition,
+            })?;
         Ok(p.high_watermark())
     }
 
@@ -330,9 +308,7 @@ impl EventLog for EmbeddedLog {
 }
 
 /// Runs blocking file work off the async executor.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> LogResult<T> + Send + 'static,
-) -> LogResult<T> {
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> LogResult<T> + Send + 'static) -> LogResult<T> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| LogError::Invalid(format!("log task panicked: {e}")))?

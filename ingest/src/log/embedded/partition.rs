@@ -35,13 +35,11 @@ pub(crate) struct Partition {
 impl Partition {
     /// Opens the partition in `dir`, recovering it as the module doc says.
     pub(crate) fn open(dir: PathBuf, id: u32, options: EmbeddedOptions) -> LogResult<Self> {
-        fs::create_dir_all(&dir)
-            .map_err(|e| LogError::io(format!("creating {}", dir.display()), e))?;
+        fs::create_dir_all(&dir).map_err(|e| LogError::io(format!("creating {}", dir.display()), e))?;
         let mut listed = segment::list(&dir)?;
         if listed.is_empty() {
             let path = dir.join(segment::file_name(0));
-            File::create(&path)
-                .map_err(|e| LogError::io(format!("creating {}", path.display()), e))?;
+            File::create(&path).map_err(|e| LogError::io(format!("creating {}", path.display()), e))?;
             segment::sync_dir(&dir)?;
             listed.push((0, path));
         }
@@ -144,10 +142,7 @@ impl Partition {
                 let active = segments.last().expect("active segment");
                 let _ = w.file.set_len(active.len);
                 w.buf = buf;
-                return Err(LogError::io(
-                    format!("appending to {}", active.path.display()),
-                    e,
-                ));
+                return Err(LogError::io(format!("appending to {}", active.path.display()), e));
             }
             let end = first + records.len() as u64;
             {
@@ -155,11 +150,7 @@ impl Partition {
                 let active = segments.last_mut().expect("active segment");
                 for (i, pos) in positions.iter().enumerate() {
                     let at = active.len + pos;
-                    if active
-                        .index
-                        .last()
-                        .is_none_or(|&(_, p)| at - p >= INDEX_INTERVAL)
-                    {
+                    if active.index.last().is_none_or(|&(_, p)| at - p >= INDEX_INTERVAL) {
                         active.index.push((first + i as u64, at));
                     }
                 }
@@ -202,17 +193,14 @@ impl Partition {
             .map_err(|e| LogError::io(format!("creating {}", path.display()), e))?;
         segment::sync_dir(&self.dir)?;
         w.file = Arc::new(file);
-        self.segments
-            .write()
-            .expect("segments lock")
-            .push(SegmentMeta {
-                base_offset: w.next_offset,
-                path,
-                len: 0,
-                end_offset: w.next_offset,
-                last_timestamp_ms: w.last_timestamp_ms,
-                index: Vec::new(),
-            });
+        self.segments.write().expect("segments lock").push(SegmentMeta {
+            base_offset: w.next_offset,
+            path,
+            len: 0,
+            end_offset: w.next_offset,
+            last_timestamp_ms: w.last_timestamp_ms,
+            index: Vec::new(),
+        });
         Ok(())
     }
 
@@ -245,9 +233,7 @@ impl Partition {
     /// The segment holding `offset` and where in it to start looking.
     fn locate(&self, offset: u64) -> Option<(PathBuf, u64, u64)> {
         let segments = self.segments.read().expect("segments lock");
-        let i = segments
-            .partition_point(|s| s.base_offset <= offset)
-            .checked_sub(1)?;
+        let i = segments.partition_point(|s| s.base_offset <= offset).checked_sub(1)?;
         let s = &segments[i];
         Some((s.path.clone(), s.seek_hint(offset), s.end_offset))
     }
@@ -270,14 +256,13 @@ struct OpenSegment {
 
 impl Cursor {
     pub(crate) fn new(topic: &Topic, partition: u32, offset: u64) -> LogResult<Self> {
-        let p =
-            topic
-                .partitions
-                .get(partition as usize)
-                .ok_or_else(|| LogError::UnknownPartition {
-                    topic: topic.name.clone(),
-                    partition,
-                })?;
+        let p = topic
+            .partitions
+            .get(partition as usize)
+            .ok_or_else(|| LogError::UnknownPartition {
+                topic: topic.name.clone(),
+                partition,
+            })?;
         Ok(Self {
             partition: Arc::clone(p),
             topic: topic.name.clone(),

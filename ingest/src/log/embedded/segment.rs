@@ -46,15 +46,11 @@ pub fn file_name(base_offset: u64) -> String {
 /// Segments in `dir`, sorted by base offset.
 pub fn list(dir: &Path) -> LogResult<Vec<(u64, PathBuf)>> {
     let mut found = Vec::new();
-    let entries =
-        fs::read_dir(dir).map_err(|e| LogError::io(format!("listing {}", dir.display()), e))?;
+    let entries = fs::read_dir(dir).map_err(|e| LogError::io(format!("listing {}", dir.display()), e))?;
     for entry in entries {
         let entry = entry.map_err(|e| LogError::io(format!("listing {}", dir.display()), e))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if let Some(base) = name
-            .strip_suffix(".log")
-            .and_then(|s| s.parse::<u64>().ok())
-        {
+        if let Some(base) = name.strip_suffix(".log").and_then(|s| s.parse::<u64>().ok()) {
             found.push((base, entry.path()));
         }
     }
@@ -76,8 +72,7 @@ pub enum ScanEnd {
 
 /// Reads a whole segment, checking every frame, building its sparse index.
 pub fn scan(base_offset: u64, path: &Path) -> LogResult<(SegmentMeta, ScanEnd)> {
-    let file =
-        File::open(path).map_err(|e| LogError::io(format!("opening {}", path.display()), e))?;
+    let file = File::open(path).map_err(|e| LogError::io(format!("opening {}", path.display()), e))?;
     let file_len = file
         .metadata()
         .map_err(|e| LogError::io(format!("stat {}", path.display()), e))?
@@ -113,10 +108,7 @@ pub fn scan(base_offset: u64, path: &Path) -> LogResult<(SegmentMeta, ScanEnd)> 
             Err(e) => return invalid(format!("{e:?}")),
         };
         if file_len - meta.len < len as u64 {
-            return invalid(format!(
-                "record of {len} bytes but only {} left",
-                file_len - meta.len
-            ));
+            return invalid(format!("record of {len} bytes but only {} left", file_len - meta.len));
         }
         frame.clear();
         frame.extend_from_slice(&header);
@@ -161,14 +153,12 @@ pub fn truncate(path: &Path, len: u64) -> LogResult<()> {
 /// the file and its directory, so a reader sees the old or the new content.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> LogResult<()> {
     let tmp = path.with_extension("tmp");
-    let mut file =
-        File::create(&tmp).map_err(|e| LogError::io(format!("creating {}", tmp.display()), e))?;
+    let mut file = File::create(&tmp).map_err(|e| LogError::io(format!("creating {}", tmp.display()), e))?;
     file.write_all(bytes)
         .map_err(|e| LogError::io(format!("writing {}", tmp.display()), e))?;
     file.sync_all()
         .map_err(|e| LogError::io(format!("syncing {}", tmp.display()), e))?;
-    fs::rename(&tmp, path)
-        .map_err(|e| LogError::io(format!("renaming {} into place", tmp.display()), e))?;
+    fs::rename(&tmp, path).map_err(|e| LogError::io(format!("renaming {} into place", tmp.display()), e))?;
     sync_dir(path.parent().unwrap_or(Path::new(".")))
 }
 
@@ -190,8 +180,7 @@ pub struct SegmentReader {
 impl SegmentReader {
     /// Opens `path` positioned at byte `pos`.
     pub fn open(path: &Path, pos: u64) -> LogResult<Self> {
-        let mut file =
-            File::open(path).map_err(|e| LogError::io(format!("opening {}", path.display()), e))?;
+        let mut file = File::open(path).map_err(|e| LogError::io(format!("opening {}", path.display()), e))?;
         file.seek(SeekFrom::Start(pos))
             .map_err(|e| LogError::io(format!("seeking {}", path.display()), e))?;
         Ok(Self {
@@ -208,18 +197,16 @@ impl SegmentReader {
         self.reader
             .read_exact(&mut header)
             .map_err(|e| LogError::io(format!("reading {}", path.display()), e))?;
-        let len = record::frame_len(&header).map_err(|e| {
-            LogError::Corrupt(format!("{} at byte {}: {e:?}", path.display(), self.pos))
-        })?;
+        let len = record::frame_len(&header)
+            .map_err(|e| LogError::Corrupt(format!("{} at byte {}: {e:?}", path.display(), self.pos)))?;
         self.frame.clear();
         self.frame.extend_from_slice(&header);
         self.frame.resize(len, 0);
         self.reader
             .read_exact(&mut self.frame[HEADER_LEN..])
             .map_err(|e| LogError::io(format!("reading {}", path.display()), e))?;
-        let framed = record::decode(&self.frame).map_err(|e| {
-            LogError::Corrupt(format!("{} at byte {}: {e:?}", path.display(), self.pos))
-        })?;
+        let framed = record::decode(&self.frame)
+            .map_err(|e| LogError::Corrupt(format!("{} at byte {}: {e:?}", path.display(), self.pos)))?;
         self.pos += len as u64;
         Ok(framed)
     }

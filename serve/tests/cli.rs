@@ -1,0 +1,211 @@
+//! The `reelflow` command as a user runs it: `reelflow up` on a fresh data
+//! dir answering over a real socket, `reelflow config`, and clear errors for
+//! bad settings.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn reelflow() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_reelflow"));
+    // Only what the test sets may configure the command.
+    for (k, _) in std::env::vars() {
+        if k.starts_with("REELFLOW_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.stdin(Stdio::null());
+    cmd
+}
+
+/// A minimal HTTP/1.1 GET over a plain socket: status line and body.
+fn http_get(addr: &str, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status code");
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn up_serves_health_and_version_and_keeps_state_in_the_data_dir() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let mut child = reelflow()
+        .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start reelflow up");
+    let stdout = child.stdout.take().expect("stdout");
+    let running = Running(child);
+    // "Reelflow is up at http://127.0.0.1:PORT (data in …)"
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).expect("banner");
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .expect("address in banner")
+        .to_string();
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (status, body) = loop {
+        let got = std::panic::catch_unwind(|| http_get(&addr, "/healthz"));
+        match got {
+            Ok(r) => break r,
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+            Err(_) => panic!("reelflow up never answered on {addr}"),
+        }
+    };
+    assert_eq!((status, body.trim()), (200, "ok"));
+    let (status, body) = http_get(&addr, "/readyz");
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = http_get(&addr, "/v1/version");
+    assert_eq!(status, 200);
+    let version: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(version["log"], "embedded");
+    for topic in [
+        "reelflow.catalog",
+        "reelflow.uploads",
+        "reelflow.processing",
+        "reelflow.playback",
+    ] {
+        assert!(
+            data.join("log").join(topic).join("topic.json").is_file(),
+            "topic {topic} not created"
+        );
+    }
+    drop(running);
+}
+
+#[test]
+fn config_prints_the_effective_settings_with_secrets_masked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("reelflow.toml");
+    std::fs::write(&file, "[log]\npartitions = 12\n[s3]\nbucket = \"from-file\"\n").expect("write");
+    let out = reelflow()
+        .args(["config", "--config"])
+        .arg(&file)
+        .env("REELFLOW_S3_BUCKET", "from-env")
+        .env("REELFLOW_S3_SECRET_ACCESS_KEY", "very-secret")
+        .env("REELFLOW_S3_ACCESS_KEY_ID", "AKIDEXAMPLE")
+        .env("REELFLOW_DATABASE_URL", "postgres://reelflow:pw123@db/reelflow")
+        .output()
+        .expect("run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("partitions = 12"), "{text}");
+    assert!(
+        text.contains("bucket = \"from-env\""),
+        "environment beats the file: {text}"
+    );
+    assert!(
+        !text.contains("very-secret") && !text.contains("pw123"),
+        "secret leaked: {text}"
+    );
+    assert!(text.contains("postgres://reelflow:****@db/reelflow"), "{text}");
+}
+
+#[test]
+fn bad_values_are_refused_with_the_setting_named() {
+    let out = reelflow()
+        .args(["config"])
+        .env("REELFLOW_LOG_PARTITIONS", "zero")
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--log-partitions") && err.contains("zero"), "{err}");
+
+    let out = reelflow()
+        .args([
+            "config",
+            "--log-backend",
+            "kafka",
+            "--kafka-brokers",
+            "broker-without-port",
+        ])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("\"broker-without-port\" is not host:port"), "{err}");
+
+    let out = reelflow()
+        .args(["config", "--config", "/nonexistent/reelflow.toml"])
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("reading config file /nonexistent/reelflow.toml"),
+        "{err}"
+    );
+}
+
+#[test]
+fn only_landed_subcommands_are_offered() {
+    let out = reelflow().arg("--help").output().expect("run");
+    let help = String::from_utf8_lossy(&out.stdout);
+    for present in ["up", "config", "bench"] {
+        assert!(
+            help.lines().any(|l| l.trim_start().starts_with(present)),
+            "{present} missing from:\n{help}"
+        );
+    }
+    for absent in ["serve", "transcode", "dataflow", "sql"] {
+        assert!(
+            !help.lines().any(|l| l.trim_start().starts_with(absent)),
+            "{absent} offered before it exists:\n{help}"
+        );
+    }
+}
+
+#[test]
+fn a_second_up_on_the_same_data_dir_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let start = || {
+        reelflow()
+            .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start")
+    };
+    let mut first = start();
+    let mut line = String::new();
+    BufReader::new(first.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("banner");
+    let _first = Running(first);
+    let second = start().wait_with_output().expect("second run");
+    assert!(!second.status.success());
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(err.contains("in use by another process"), "{err}");
+}
