@@ -169,7 +169,9 @@ pub trait EventLog: Send + Sync + 'static {
 
     /// Appends records (key, value) and returns, once every one of them is
     /// durable, where each landed, in input order. Records with the same key
-    /// keep their relative order.
+    /// keep their relative order. A batch is not a transaction: on error,
+    /// some of its records may have been appended (each at most once), so
+    /// callers retry with the same event ids and readers drop duplicates.
     fn append_batch(
         &self,
         topic: &str,

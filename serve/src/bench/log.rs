@@ -16,16 +16,16 @@ use serde::Serialize;
 #[derive(Debug, Clone, clap::Args)]
 pub struct LogBenchArgs {
     /// Events appended (and read back) per log.
-    #[arg(long, default_value_t = 200_000)]
+    #[arg(long, default_value_t = 1_000_000)]
     pub events: usize,
     /// Size of each event's value in bytes.
     #[arg(long, default_value_t = 200)]
     pub event_bytes: usize,
     /// Events per append call.
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = 1000)]
     pub batch: usize,
-    /// Concurrent appenders.
-    #[arg(long, default_value_t = 4)]
+    /// Concurrent appenders (like concurrent requests of the serving layer).
+    #[arg(long, default_value_t = 8)]
     pub producers: usize,
     /// Partitions of the benchmark topic.
     #[arg(long, default_value_t = 8)]

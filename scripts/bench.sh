@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Runs a `reelflow bench …` with the real services it compares against,
+# e.g. `scripts/bench.sh log` or `scripts/bench.sh log --json`.
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
+cd "$(dirname "$HERE")"
+
+install_build_deps
+cargo build --release --locked --bin reelflow
+trap '"$HERE/services.sh" stop' EXIT
+"$HERE/services.sh" start
+eval "$("$HERE/services.sh" env)"
+export REELFLOW_BENCH_KAFKA="$REELFLOW_TEST_KAFKA"
+"$CARGO_TARGET_DIR/release/reelflow" bench "$@"
