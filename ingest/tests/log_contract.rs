@@ -110,6 +110,16 @@ fn by_partition(records: &[Record]) -> BTreeMap<u32, Vec<&Record>> {
     map
 }
 
+/// Appends `upload-{i}` keyed by `video-{i}` for each i.
+async fn append_uploads<L: EventLog>(log: &L, topic: &str, range: std::ops::Range<u32>) {
+    for i in range {
+        let (key, value) = (format!("video-{i}"), format!("upload-{i}"));
+        log.append(topic, key.as_bytes(), value.as_bytes())
+            .await
+            .expect("append");
+    }
+}
+
 mod cases {
     use super::*;
 
@@ -371,15 +381,7 @@ mod cases {
         let topic = h.topic("group");
         let group = format!("{topic}-workers");
         log.create_topic(&topic, 4).await.expect("create topic");
-        for i in 0..40 {
-            log.append(
-                &topic,
-                format!("video-{i}").as_bytes(),
-                format!("upload-{i}").as_bytes(),
-            )
-            .await
-            .expect("append");
-        }
+        append_uploads(&log, &topic, 0..40).await;
         {
             let mut a = log.consumer(&group, &topic).await.expect("join a");
             let mut b = log.consumer(&group, &topic).await.expect("join b");
@@ -397,15 +399,7 @@ mod cases {
             assert_eq!(seen, (0..40).map(|i| format!("upload-{i}")).collect::<HashSet<_>>());
         }
         // Everything was committed: a new member gets only what comes next.
-        for i in 40..45 {
-            log.append(
-                &topic,
-                format!("video-{i}").as_bytes(),
-                format!("upload-{i}").as_bytes(),
-            )
-            .await
-            .expect("append");
-        }
+        append_uploads(&log, &topic, 40..45).await;
         let mut c = log.consumer(&group, &topic).await.expect("join c");
         let mut got = HashSet::new();
         let deadline = Instant::now() + Duration::from_secs(60);

@@ -109,6 +109,18 @@ pub(crate) struct Topic {
     pub(crate) groups: Mutex<HashMap<String, Arc<group::Group>>>,
 }
 
+impl Topic {
+    /// One of the topic's partitions, or the error that names it.
+    pub(crate) fn partition(&self, partition: u32) -> LogResult<&Arc<Partition>> {
+        self.partitions
+            .get(partition as usize)
+            .ok_or_else(|| LogError::UnknownPartition {
+                topic: self.name.clone(),
+                partition,
+            })
+    }
+}
+
 struct Inner {
     root: PathBuf,
     options: EmbeddedOptions,
@@ -286,15 +298,7 @@ impl EventLog for EmbeddedLog {
     }
 
     async fn high_watermark(&self, topic: &str, partition: u32) -> LogResult<u64> {
-        let topic = self.topic(topic)?;
-        let p = topic
-            .partitions
-            .get(partition as usize)
-            .ok_or_else(|| LogError::UnknownPartition {
-                topic: topic.name.clone(),
-                partition,
-            })?;
-        Ok(p.high_watermark())
+        Ok(self.topic(topic)?.partition(partition)?.high_watermark())
     }
 
     async fn reader(&self, topic: &str, assignment: &[(u32, u64)]) -> LogResult<EmbeddedReader> {

@@ -256,15 +256,8 @@ struct OpenSegment {
 
 impl Cursor {
     pub(crate) fn new(topic: &Topic, partition: u32, offset: u64) -> LogResult<Self> {
-        let p = topic
-            .partitions
-            .get(partition as usize)
-            .ok_or_else(|| LogError::UnknownPartition {
-                topic: topic.name.clone(),
-                partition,
-            })?;
         Ok(Self {
-            partition: Arc::clone(p),
+            partition: Arc::clone(topic.partition(partition)?),
             topic: topic.name.clone(),
             next_offset: offset,
             open: None,
