@@ -1,45 +1,163 @@
 //! The HTTP application: `fn app(state) -> Router`, so tests drive it without
-//! a socket. Today it answers the operational endpoints; the API grows here
-//! as capabilities land.
+//! a socket. Routes are declared with their OpenAPI description
+//! (utoipa-axum), so the document at `/v1/openapi.json` is generated from
+//! the same list the router is built from.
 //!
 //! - `GET /healthz`: liveness. 200 while the process can answer at all.
-//! - `GET /readyz`: readiness. 200 when the log and object storage answer,
-//!   503 with the failing check otherwise (a load balancer stops sending
-//!   traffic, nothing restarts).
+//! - `GET /readyz`: readiness. 200 when the database, the log and object
+//!   storage answer, 503 with the failing check otherwise.
 //! - `GET /v1/version`: what is running.
+//! - `/v1/auth/*`, `/v1/me`, `/v1/users/*`: accounts ([`crate::auth`]).
+//! - `/v1/videos*`: the catalog ([`crate::catalog`]).
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Request, State};
-use axum::http::StatusCode;
+use anyhow::Context;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use reelflow_ingest::events::CatalogEvent;
-use reelflow_ingest::events::TopicEvent;
+use reelflow_ingest::events::{CatalogEvent, TopicEvent};
 use reelflow_ingest::{EventLog, ObjectStore};
 use serde_json::json;
+use tokio::sync::Notify;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use crate::auth::Keyring;
+use crate::config::Config;
+use crate::db::Db;
 use crate::platform::Platform;
 use crate::problem::Problem;
+use crate::ratelimit::Limits;
+use crate::{auth, catalog, users};
 
 /// Shared state of every handler.
 #[derive(Debug, Clone)]
 pub struct AppState {
+    /// The effective configuration.
+    pub config: Arc<Config>,
     /// The log and the store.
     pub platform: Platform,
+    /// The metadata database.
+    pub db: Db,
+    /// Token signing keys.
+    pub keys: Arc<Keyring>,
+    /// Rate limits.
+    pub limits: Arc<Limits>,
+    /// Wakes the outbox publisher after a commit.
+    pub outbox_wake: Arc<Notify>,
+}
+
+impl AppState {
+    /// Opens the database (migrating it) and the signing keys.
+    pub async fn open(config: Config, platform: Platform) -> anyhow::Result<Self> {
+        let db = Db::open(&config.database_url()).await?;
+        let keys_file = config.keys_file();
+        let keys = tokio::task::spawn_blocking(move || Keyring::load_or_create(&keys_file)).await??;
+        Ok(Self {
+            limits: Arc::new(Limits::new(&config.limits)),
+            config: Arc::new(config),
+            platform,
+            db,
+            keys: Arc::new(keys),
+            outbox_wake: Arc::new(Notify::new()),
+        })
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Reelflow API", description = "Accounts, the video catalog and the platform's health."),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "auth", description = "Register, sign in, refresh and sign out"),
+        (name = "accounts", description = "Profiles and, for admins, users"),
+        (name = "catalog", description = "Videos"),
+        (name = "operations", description = "Health and version"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
+        let components = api.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// Every documented route, and the OpenAPI document that describes them.
+pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(version))
+        .routes(routes!(auth::routes::register))
+        .routes(routes!(auth::routes::login))
+        .routes(routes!(auth::routes::refresh_tokens))
+        .routes(routes!(auth::routes::logout))
+        .routes(routes!(auth::routes::change_password))
+        .routes(routes!(users::get_me, users::patch_me, users::delete_me))
+        .routes(routes!(users::set_role))
+        .routes(routes!(users::delete_user))
+        .routes(routes!(catalog::create_video, catalog::list_videos))
+        .routes(routes!(
+            catalog::get_video,
+            catalog::update_video,
+            catalog::delete_video
+        ))
+        .split_for_parts()
 }
 
 /// The router.
 pub fn app(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/v1/version", get(version))
+    let (router, openapi) = api();
+    let openapi = Arc::new(openapi);
+    let mut router = router
+        .route(
+            "/v1/openapi.json",
+            get(move || async move { Json(openapi.as_ref().clone()) }),
+        )
         .fallback(fallback)
-        .with_state(state)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(state.config.http.max_body_bytes));
+    if !state.config.http.cors_origins.is_empty() {
+        let origins: Vec<HeaderValue> = state
+            .config
+            .http
+            .cors_origins
+            .iter()
+            .filter_map(|o| HeaderValue::from_str(o).ok())
+            .collect();
+        router = router.layer(
+            CorsLayer::new()
+                .allow_origin(AllowOrigin::list(origins))
+                .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::PUT, Method::DELETE])
+                .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+                .expose_headers([header::RETRY_AFTER])
+                .max_age(Duration::from_secs(600)),
+        );
+    }
+    router.with_state(state)
 }
 
+/// Liveness.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "alive", body = String)))]
 async fn healthz() -> &'static str {
     "ok\n"
 }
@@ -47,30 +165,37 @@ async fn healthz() -> &'static str {
 /// How long a readiness check may take before it counts as failed.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
 
+async fn check<E: std::fmt::Display>(f: impl Future<Output = Result<(), E>>) -> Result<(), String> {
+    match tokio::time::timeout(CHECK_TIMEOUT, f).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("timed out".into()),
+    }
+}
+
+/// Readiness: the database, the log and object storage answer.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses((status = 200, description = "ready"), (status = 503, description = "a dependency is failing")))]
 async fn readyz(State(state): State<AppState>) -> Response {
-    let log = tokio::time::timeout(CHECK_TIMEOUT, state.platform.log.high_watermark(CatalogEvent::TOPIC, 0)).await;
-    let log = match log {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err("timed out".to_string()),
-    };
-    let store = tokio::time::timeout(CHECK_TIMEOUT, state.platform.store.list("readyz/")).await;
-    let store = match store {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err("timed out".to_string()),
-    };
+    let db = check(async { sqlx::query("SELECT 1").execute(&state.db.pool).await.map(|_| ()) }).await;
+    let log = check(async {
+        state
+            .platform
+            .log
+            .high_watermark(CatalogEvent::TOPIC, 0)
+            .await
+            .map(|_| ())
+    })
+    .await;
+    let store = check(async { state.platform.store.list("readyz/").await.map(|_| ()) }).await;
     let show = |r: &Result<(), String>| match r {
         Ok(()) => json!({"status": "ok"}),
         Err(e) => json!({"status": "failing", "error": e}),
     };
-    let ready = log.is_ok() && store.is_ok();
+    let ready = db.is_ok() && log.is_ok() && store.is_ok();
     let body = json!({
         "status": if ready { "ready" } else { "not ready" },
-        "checks": {
-            "log": show(&log),
-            "storage": show(&store),
-        }
+        "checks": { "database": show(&db), "log": show(&log), "storage": show(&store) }
     });
     let status = if ready {
         StatusCode::OK
@@ -80,15 +205,48 @@ async fn readyz(State(state): State<AppState>) -> Response {
     (status, Json(body)).into_response()
 }
 
+/// What is running.
+#[utoipa::path(get, path = "/v1/version", tag = "operations", responses((status = 200, description = "name, version and backends")))]
 async fn version(State(state): State<AppState>) -> Json<serde_json::Value> {
     Json(json!({
         "name": "reelflow",
         "version": env!("CARGO_PKG_VERSION"),
         "log": state.platform.log.backend(),
         "storage": state.platform.store.backend(),
+        "database": match state.db.kind { crate::db::DbKind::Sqlite => "sqlite", crate::db::DbKind::Postgres => "postgres" },
     }))
 }
 
 async fn fallback(request: Request) -> Problem {
     Problem::not_found(request.uri().path())
+}
+
+async fn method_not_allowed(request: Request) -> Problem {
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        "Method Not Allowed",
+    )
+    .detail(format!(
+        "{} is not allowed on {}",
+        request.method(),
+        request.uri().path()
+    ))
+}
+
+/// Starts what runs beside the HTTP server: the outbox publisher.
+pub fn spawn_background(state: &AppState) -> tokio::task::JoinHandle<()> {
+    crate::outbox::spawn_publisher(
+        state.db.clone(),
+        state.platform.log.clone(),
+        Arc::clone(&state.outbox_wake),
+    )
+}
+
+/// Opens everything `config` names.
+pub async fn open(config: Config) -> anyhow::Result<AppState> {
+    let platform = Platform::open(&config).await?;
+    AppState::open(config, platform)
+        .await
+        .context("opening accounts and the catalog")
 }

@@ -64,6 +64,57 @@ pub struct Config {
     pub s3: S3Config,
     /// The metadata database.
     pub database: DatabaseConfig,
+    /// Accounts and tokens.
+    pub auth: AuthConfig,
+    /// Rate limits.
+    pub limits: LimitsConfig,
+}
+
+/// Accounts and tokens.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Lifetime of access tokens, seconds.
+    pub access_ttl_s: u64,
+    /// Lifetime of refresh tokens, seconds.
+    pub refresh_ttl_s: u64,
+    /// The signing key file; unset means `<data_dir>/auth-keys.json`.
+    pub keys_file: Option<PathBuf>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            access_ttl_s: 15 * 60,
+            refresh_ttl_s: 30 * 24 * 3600,
+            keys_file: None,
+        }
+    }
+}
+
+/// Rate limits (per process).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Registrations per client IP per hour.
+    pub register_per_ip_per_hour: u32,
+    /// Login attempts per client IP per minute.
+    pub login_per_ip_per_minute: u32,
+    /// Login attempts per account (email) per minute.
+    pub login_per_account_per_minute: u32,
+    /// Authenticated API requests per user per minute.
+    pub api_per_user_per_minute: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            register_per_ip_per_hour: 20,
+            login_per_ip_per_minute: 30,
+            login_per_account_per_minute: 10,
+            api_per_user_per_minute: 1200,
+        }
+    }
 }
 
 impl Default for Config {
@@ -76,6 +127,8 @@ impl Default for Config {
             storage: StorageConfig::default(),
             s3: S3Config::default(),
             database: DatabaseConfig::default(),
+            auth: AuthConfig::default(),
+            limits: LimitsConfig::default(),
         }
     }
 }
@@ -86,12 +139,23 @@ impl Default for Config {
 pub struct HttpConfig {
     /// Address to listen on.
     pub listen: SocketAddr,
+    /// Origins allowed to call the API from a browser (CORS); empty allows
+    /// none but the API's own.
+    pub cors_origins: Vec<String>,
+    /// Take the client IP (for rate limits) from `X-Forwarded-For`; only
+    /// behind a proxy that sets it.
+    pub trust_forwarded_for: bool,
+    /// Largest JSON request body, bytes.
+    pub max_body_bytes: usize,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            cors_origins: Vec::new(),
+            trust_forwarded_for: false,
+            max_body_bytes: 64 * 1024,
         }
     }
 }
@@ -201,6 +265,15 @@ pub struct ConfigArgs {
     /// S3 secret access key.
     #[arg(long, env = "REELFLOW_S3_SECRET_ACCESS_KEY", global = true, hide_env_values = true)]
     pub s3_secret_access_key: Option<String>,
+    /// Browser origins allowed by CORS, comma-separated.
+    #[arg(
+        long,
+        env = "REELFLOW_HTTP_CORS_ORIGINS",
+        global = true,
+        value_delimiter = ',',
+        value_name = "ORIGINS"
+    )]
+    pub cors_origins: Option<Vec<String>>,
     /// Database URL, sqlite://… or postgres://… [default: sqlite file under the data dir].
     #[arg(
         long,
@@ -259,6 +332,7 @@ impl Config {
         if a.database_url.is_some() {
             self.database.url = a.database_url.clone();
         }
+        set(&mut self.http.cors_origins, &a.cors_origins);
     }
 
     /// Checks what types alone cannot.
@@ -285,6 +359,17 @@ impl Config {
                     bail!("kafka.brokers entry {broker:?} is not host:port");
                 }
             }
+        }
+        for origin in &self.http.cors_origins {
+            if !(origin.starts_with("http://") || origin.starts_with("https://")) || origin.ends_with('/') {
+                bail!("http.cors_origins entry {origin:?} must be an origin like https://app.example.com");
+            }
+        }
+        if self.http.max_body_bytes < 1024 {
+            bail!("http.max_body_bytes must be at least 1024");
+        }
+        if self.auth.access_ttl_s < 30 || self.auth.refresh_ttl_s < self.auth.access_ttl_s {
+            bail!("auth.access_ttl_s must be at least 30 and auth.refresh_ttl_s at least as long");
         }
         if self.kafka.replication_factor == 0 {
             bail!("kafka.replication_factor must be at least 1");
@@ -327,6 +412,14 @@ impl Config {
     /// Where the embedded log lives.
     pub fn log_dir(&self) -> PathBuf {
         self.data_dir.join("log")
+    }
+
+    /// The token signing key file.
+    pub fn keys_file(&self) -> PathBuf {
+        self.auth
+            .keys_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("auth-keys.json"))
     }
 
     /// Where local objects live.

@@ -2,15 +2,25 @@
 //!
 //! - [`config`]: the typed configuration (file, environment, flags).
 //! - [`platform`]: opens the event log and object storage it names.
-//! - [`app`]: the axum application.
-//! - [`problem`]: errors as `application/problem+json`.
+//! - [`db`]: the metadata database (SQLite or PostgreSQL) and migrations.
+//! - [`auth`], [`users`]: accounts, tokens, profiles.
+//! - [`catalog`]: the video catalog; [`outbox`]: its events.
+//! - [`app`]: the axum application; [`problem`]: errors as problem+json;
+//!   [`ratelimit`], [`validate`]: abuse control and field checks.
 //! - [`bench`]: `reelflow bench …`.
 
 pub mod app;
+pub mod auth;
 pub mod bench;
+pub mod catalog;
 pub mod config;
+pub mod db;
+pub mod outbox;
 pub mod platform;
 pub mod problem;
+pub mod ratelimit;
+pub mod users;
+pub mod validate;
 
 pub use app::{AppState, app};
 pub use config::Config;

@@ -4,10 +4,12 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use reelflow_serve::app;
+use reelflow_serve::auth::{Keyring, password};
 use reelflow_serve::bench::log::LogBenchArgs;
 use reelflow_serve::config::{Config, ConfigArgs};
-use reelflow_serve::platform::Platform;
-use reelflow_serve::{AppState, app};
+use reelflow_serve::db::Db;
+use reelflow_serve::users::Role;
 use tracing_subscriber::EnvFilter;
 
 /// Reelflow: a video platform where everything is an event and every number
@@ -27,9 +29,41 @@ enum Command {
     Up,
     /// Print the effective configuration (secrets masked).
     Config,
+    /// Manage accounts.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage token signing keys.
+    #[command(subcommand)]
+    Auth(AuthCommand),
     /// Run a benchmark.
     #[command(subcommand)]
     Bench(Bench),
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Create an account; the password is read from standard input.
+    Create {
+        /// The account's email (its login name).
+        #[arg(long)]
+        email: String,
+        /// Make it an admin (how the first admin comes to be).
+        #[arg(long, conflicts_with = "role")]
+        admin: bool,
+        /// Role: viewer, creator or admin [default: creator].
+        #[arg(long)]
+        role: Option<reelflow_serve::users::Role>,
+        /// Name shown to others [default: the part of the email before @].
+        #[arg(long)]
+        display_name: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuthCommand {
+    /// Put a new signing key in use (restart the servers afterwards); tokens
+    /// signed with the previous key stay valid until they expire.
+    RotateKey,
 }
 
 #[derive(Debug, Subcommand)]
@@ -70,6 +104,31 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Up => up(Config::load(&cli.config)?).await,
+        Command::User(UserCommand::Create {
+            email,
+            admin,
+            role,
+            display_name,
+        }) => {
+            let config = Config::load(&cli.config)?;
+            let role = if admin {
+                Role::Admin
+            } else {
+                role.unwrap_or(Role::Creator)
+            };
+            create_user(&config, &email, role, display_name).await
+        }
+        Command::Auth(AuthCommand::RotateKey) => {
+            let config = Config::load(&cli.config)?;
+            let lifetime = std::time::Duration::from_secs(config.auth.access_ttl_s);
+            let kid = Keyring::rotate(&config.keys_file(), lifetime)
+                .with_context(|| format!("rotating keys in {}", config.keys_file().display()))?;
+            println!(
+                "new signing key {kid} in {}; restart the servers to sign with it",
+                config.keys_file().display()
+            );
+            Ok(())
+        }
         Command::Bench(Bench::Log(args)) => {
             let json = args.json;
             let report = reelflow_serve::bench::log::run(args).await?;
@@ -83,8 +142,34 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+async fn create_user(config: &Config, email: &str, role: Role, display_name: Option<String>) -> anyhow::Result<()> {
+    let mut errors = Vec::new();
+    reelflow_serve::validate::email(&mut errors, "email", email);
+    let mut password = String::new();
+    std::io::stdin()
+        .read_line(&mut password)
+        .context("reading the password from standard input")?;
+    let password = password.trim_end_matches(['\n', '\r']).to_string();
+    if let Some(msg) = password::check_policy(&password) {
+        errors.push(reelflow_serve::problem::FieldError::new("password", msg));
+    }
+    if let Some(e) = errors.first() {
+        anyhow::bail!("{} {}", e.field, e.message);
+    }
+    let db = Db::open(&config.database_url()).await?;
+    let name = display_name.unwrap_or_else(|| email.split('@').next().unwrap_or_default().to_string());
+    let hash = password::hash(password).await?;
+    let user = reelflow_serve::users::create(&db, email, hash, role, &name)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!("created {} account {} ({})", role.as_str(), user.email, user.id);
+    Ok(())
+}
+
 async fn up(config: Config) -> anyhow::Result<()> {
-    let platform = Platform::open(&config).await?;
+    let state = reelflow_serve::app::open(config.clone()).await?;
+    let _publisher = reelflow_serve::app::spawn_background(&state);
+    let platform = state.platform.clone();
     let listener = tokio::net::TcpListener::bind(config.http.listen)
         .await
         .with_context(|| format!("listening on {}", config.http.listen))?;
@@ -100,7 +185,8 @@ async fn up(config: Config) -> anyhow::Result<()> {
         "Reelflow is up at http://{addr} (data in {})",
         config.data_dir.display()
     );
-    axum::serve(listener, app(AppState { platform }))
+    let service = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, service)
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("serving HTTP")?;

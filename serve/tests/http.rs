@@ -1,95 +1,119 @@
-//! The HTTP application, driven without a socket (axum's `oneshot`), on the
-//! embedded default: what a load balancer and an operator see.
+//! The operational endpoints and the API's shape, driven without a socket:
+//! what a load balancer, an operator and an API client generator see.
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode, header};
-use http_body_util::BodyExt;
-use reelflow_serve::config::{Config, ConfigArgs};
-use reelflow_serve::platform::Platform;
-use reelflow_serve::{AppState, app};
-use tower::ServiceExt;
+mod common;
 
-async fn state(dir: &std::path::Path) -> AppState {
-    let config = Config::load(&ConfigArgs {
-        data_dir: Some(dir.to_path_buf()),
-        ..Default::default()
-    })
-    .expect("config");
-    AppState {
-        platform: Platform::open(&config).await.expect("platform opens"),
-    }
-}
-
-async fn get(state: &AppState, uri: &str) -> (StatusCode, Option<String>, serde_json::Value) {
-    let response = app(state.clone())
-        .oneshot(Request::get(uri).body(Body::empty()).expect("request"))
-        .await
-        .expect("response");
-    let status = response.status();
-    let content_type = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .map(|v| v.to_str().expect("ascii").to_string());
-    let bytes = response.into_body().collect().await.expect("body").to_bytes();
-    let json = serde_json::from_slice(&bytes)
-        .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&bytes).into()));
-    (status, content_type, json)
-}
+use axum::http::StatusCode;
+use common::{Database, TestApp, assert_problem};
 
 #[tokio::test]
 async fn health_readiness_and_version() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let state = state(dir.path()).await;
-    let (status, _, body) = get(&state, "/healthz").await;
+    let app = TestApp::new(Database::Sqlite).await;
+    let r = app.get("/healthz", None).await;
     assert_eq!(
-        (status, body),
+        (r.status, r.body),
         (StatusCode::OK, serde_json::Value::String("ok\n".into()))
     );
 
-    let (status, _, body) = get(&state, "/readyz").await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body["checks"]["log"]["status"], "ok");
-    assert_eq!(body["checks"]["storage"]["status"], "ok");
+    let r = app.get("/readyz", None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    for check in ["database", "log", "storage"] {
+        assert_eq!(r.body["checks"][check]["status"], "ok", "{}", r.body);
+    }
 
-    let (status, _, body) = get(&state, "/v1/version").await;
-    assert_eq!(status, StatusCode::OK);
-    assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
-    assert_eq!(
-        (body["log"].as_str(), body["storage"].as_str()),
-        (Some("embedded"), Some("local"))
-    );
+    let r = app.get("/v1/version", None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(r.body["log"], "embedded");
+    assert_eq!(r.body["storage"], "local");
+    assert_eq!(r.body["database"], "sqlite");
 
-    // The data dir holds the log and the objects, as `reelflow up` promises.
-    assert!(dir.path().join("log/reelflow.playback/0").is_dir());
-    assert!(dir.path().join("objects").is_dir());
+    // The data dir holds the database, the log and the objects.
+    assert!(app.dir.path().join("reelflow.db").is_file());
+    assert!(app.dir.path().join("log/reelflow.playback/0").is_dir());
+    assert!(app.dir.path().join("objects").is_dir());
 }
 
 #[tokio::test]
 async fn readiness_fails_with_the_broken_check_named() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let state = state(dir.path()).await;
+    let app = TestApp::new(Database::Sqlite).await;
     // Object storage disappears from under the process.
-    std::fs::remove_dir_all(dir.path().join("objects")).expect("remove");
-    std::fs::write(dir.path().join("objects"), b"not a directory").expect("replace with a file");
-    let (status, _, body) = get(&state, "/readyz").await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
-    assert_eq!(body["checks"]["log"]["status"], "ok");
-    assert_eq!(body["checks"]["storage"]["status"], "failing");
+    std::fs::remove_dir_all(app.dir.path().join("objects")).expect("remove");
+    std::fs::write(app.dir.path().join("objects"), b"not a directory").expect("replace with a file");
+    let r = app.get("/readyz", None).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.body);
+    assert_eq!(r.body["checks"]["log"]["status"], "ok");
+    assert_eq!(r.body["checks"]["storage"]["status"], "failing");
     assert!(
-        body["checks"]["storage"]["error"]
+        r.body["checks"]["storage"]["error"]
             .as_str()
             .is_some_and(|e| !e.is_empty())
     );
 }
 
 #[tokio::test]
-async fn unknown_paths_get_a_problem_document() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let state = state(dir.path()).await;
-    let (status, content_type, body) = get(&state, "/v1/nothing-here").await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
-    assert_eq!(content_type.as_deref(), Some("application/problem+json"));
-    assert_eq!(body["type"], "https://reelflow.dev/problems/not-found");
-    assert_eq!(body["status"], 404);
-    assert_eq!(body["detail"], "no resource at /v1/nothing-here");
+async fn unknown_paths_and_methods_get_problem_documents() {
+    let app = TestApp::new(Database::Sqlite).await;
+    let r = app.get("/v1/nothing-here", None).await;
+    assert_problem(&r, StatusCode::NOT_FOUND, "not-found");
+    assert_eq!(r.body["detail"], "no resource at /v1/nothing-here");
+    let r = app.call(axum::http::Method::PUT, "/v1/videos", None, None).await;
+    assert_problem(&r, StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed");
+}
+
+/// The OpenAPI document is 3.1, and it and the router agree: every
+/// documented operation is routed (it answers with something other than
+/// "no such route"), and the document describes every route a client
+/// uses.
+#[tokio::test]
+async fn openapi_document_matches_the_router() {
+    let app = TestApp::new(Database::Sqlite).await;
+    let r = app.get("/v1/openapi.json", None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(
+        r.body["openapi"].as_str().is_some_and(|v| v.starts_with("3.1")),
+        "{}",
+        r.body["openapi"]
+    );
+    let paths = r.body["paths"].as_object().expect("paths");
+    let mut operations = Vec::new();
+    for (path, item) in paths {
+        for method in ["get", "post", "put", "patch", "delete"] {
+            if item.get(method).is_some() {
+                operations.push(format!("{} {path}", method.to_uppercase()));
+                let uri = path.replace("{id}", &uuid::Uuid::new_v4().to_string());
+                let m: axum::http::Method = method.to_uppercase().parse().expect("method");
+                let body = matches!(method, "post" | "put" | "patch").then(|| serde_json::json!({}));
+                let resp = app.call(m, &uri, None, body).await;
+                let unrouted = resp.status == StatusCode::METHOD_NOT_ALLOWED
+                    || (resp.status == StatusCode::NOT_FOUND
+                        && resp.body["detail"]
+                            .as_str()
+                            .is_some_and(|d| d.starts_with("no resource at")));
+                assert!(!unrouted, "{method} {path} is documented but not routed: {}", resp.body);
+            }
+        }
+    }
+    operations.sort();
+    let expected = [
+        "DELETE /v1/me",
+        "DELETE /v1/users/{id}",
+        "DELETE /v1/videos/{id}",
+        "GET /healthz",
+        "GET /readyz",
+        "GET /v1/me",
+        "GET /v1/version",
+        "GET /v1/videos",
+        "GET /v1/videos/{id}",
+        "PATCH /v1/me",
+        "PATCH /v1/videos/{id}",
+        "POST /v1/auth/login",
+        "POST /v1/auth/logout",
+        "POST /v1/auth/password",
+        "POST /v1/auth/refresh",
+        "POST /v1/auth/register",
+        "POST /v1/videos",
+        "PUT /v1/users/{id}/role",
+    ];
+    assert_eq!(operations, expected);
 }

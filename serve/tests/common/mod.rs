@@ -1,0 +1,228 @@
+//! A Reelflow app for tests: the real router over a real database (a fresh
+//! SQLite file, or a fresh database on the PostgreSQL server that
+//! `scripts/services.sh` starts), the embedded log and a local object
+//! store in a temporary directory. Requests go through `oneshot`, with the
+//! client address set as a socket would set it.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use http_body_util::BodyExt;
+use reelflow_serve::config::{Config, ConfigArgs};
+use reelflow_serve::platform::Platform;
+use reelflow_serve::{AppState, app};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy)]
+pub enum Database {
+    Sqlite,
+    Postgres,
+}
+
+pub struct TestApp {
+    pub state: AppState,
+    pub config: Config,
+    pub dir: tempfile::TempDir,
+    pub ip: SocketAddr,
+}
+
+pub struct Response {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+/// A URL of a new, empty database on the test PostgreSQL server.
+pub async fn fresh_postgres_url() -> String {
+    use sqlx::Connection;
+    let admin = std::env::var("REELFLOW_TEST_DATABASE_URL").expect(
+        "REELFLOW_TEST_DATABASE_URL is not set: these tests need the real PostgreSQL; run scripts/test.sh \
+         (or scripts/services.sh start, then eval \"$(scripts/services.sh env)\")",
+    );
+    let name = format!("rf_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = sqlx::PgConnection::connect(&admin)
+        .await
+        .expect("connect to the test PostgreSQL");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .expect("create database");
+    let (base, _) = admin.rsplit_once('/').expect("database URL has a path");
+    format!("{base}/{name}")
+}
+
+impl TestApp {
+    pub async fn new(db: Database) -> Self {
+        Self::with(db, |_| {}).await
+    }
+
+    /// An app whose configuration `adjust` may change first.
+    pub async fn with(db: Database, adjust: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let database_url = match db {
+            Database::Sqlite => None,
+            Database::Postgres => Some(fresh_postgres_url().await),
+        };
+        let args = ConfigArgs {
+            data_dir: Some(dir.path().to_path_buf()),
+            database_url,
+            ..Default::default()
+        };
+        let mut config = Config::load(&args).expect("config");
+        // Tests register many accounts from one address; the rate-limit
+        // tests lower these again.
+        config.limits.register_per_ip_per_hour = 10_000;
+        config.limits.login_per_ip_per_minute = 10_000;
+        config.limits.login_per_account_per_minute = 10_000;
+        adjust(&mut config);
+        let platform = Platform::open(&config).await.expect("platform");
+        let state = AppState::open(config.clone(), platform).await.expect("app state");
+        Self {
+            state,
+            config,
+            dir,
+            ip: "203.0.113.7:40000".parse().expect("addr"),
+        }
+    }
+
+    pub async fn call(&self, method: Method, uri: &str, token: Option<&str>, body: Option<Value>) -> Response {
+        let mut req = Request::builder().method(method).uri(uri);
+        if let Some(t) = token {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        let body = match body {
+            Some(v) => {
+                req = req.header(header::CONTENT_TYPE, "application/json");
+                Body::from(serde_json::to_vec(&v).expect("json"))
+            }
+            None => Body::empty(),
+        };
+        let mut req = req.body(body).expect("request");
+        req.extensions_mut().insert(ConnectInfo(self.ip));
+        self.send(req).await
+    }
+
+    pub async fn send(&self, req: Request<Body>) -> Response {
+        let response = app(self.state.clone()).oneshot(req).await.expect("response");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.expect("body").to_bytes();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+        };
+        Response { status, headers, body }
+    }
+
+    pub async fn get(&self, uri: &str, token: Option<&str>) -> Response {
+        self.call(Method::GET, uri, token, None).await
+    }
+
+    pub async fn post(&self, uri: &str, token: Option<&str>, body: Value) -> Response {
+        self.call(Method::POST, uri, token, Some(body)).await
+    }
+
+    pub async fn patch(&self, uri: &str, token: Option<&str>, body: Value) -> Response {
+        self.call(Method::PATCH, uri, token, Some(body)).await
+    }
+
+    pub async fn delete(&self, uri: &str, token: Option<&str>) -> Response {
+        self.call(Method::DELETE, uri, token, None).await
+    }
+
+    /// Registers `email` (role creator unless given) and returns the session.
+    pub async fn register(&self, email: &str, role: Option<&str>) -> Session {
+        let mut body = json!({"email": email, "password": "correct horse battery"});
+        if let Some(r) = role {
+            body["role"] = json!(r);
+        }
+        let r = self.post("/v1/auth/register", None, body).await;
+        assert_eq!(r.status, StatusCode::CREATED, "register {email}: {}", r.body);
+        Session::from(&r.body)
+    }
+
+    /// Makes `email` an admin the way an operator does (`reelflow user create --admin`
+    /// writes the same row) and returns its session.
+    pub async fn admin(&self, email: &str) -> Session {
+        let hash = reelflow_serve::auth::password::hash("admin password 123".into())
+            .await
+            .expect("hash");
+        reelflow_serve::users::create(&self.state.db, email, hash, reelflow_serve::users::Role::Admin, "Admin")
+            .await
+            .expect("create admin");
+        let r = self
+            .post(
+                "/v1/auth/login",
+                None,
+                json!({"email": email, "password": "admin password 123"}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        Session::from(&r.body)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub user_id: String,
+    pub access: String,
+    pub refresh: String,
+}
+
+impl From<&Value> for Session {
+    fn from(v: &Value) -> Self {
+        Self {
+            user_id: v["user"]["id"].as_str().expect("user id").to_string(),
+            access: v["access_token"].as_str().expect("access token").to_string(),
+            refresh: v["refresh_token"].as_str().expect("refresh token").to_string(),
+        }
+    }
+}
+
+/// Asserts a problem document of `status` whose type ends with `slug`.
+pub fn assert_problem(r: &Response, status: StatusCode, slug: &str) {
+    assert_eq!(r.status, status, "{}", r.body);
+    assert_eq!(
+        r.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()),
+        Some("application/problem+json"),
+        "{}",
+        r.body
+    );
+    assert_eq!(
+        r.body["type"],
+        format!("https://reelflow.dev/problems/{slug}"),
+        "{}",
+        r.body
+    );
+    assert_eq!(r.body["status"], status.as_u16());
+}
+
+/// Runs each named case against SQLite and PostgreSQL.
+#[macro_export]
+macro_rules! on_both_databases {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::cases::$case(super::common::Database::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::cases::$case(super::common::Database::Postgres).await;
+                }
+            )*
+        }
+    };
+}
