@@ -3,7 +3,7 @@
 
 use std::str::FromStr;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Deserializer, Serialize};
 use sqlx::Row;
@@ -14,7 +14,7 @@ use uuid::Uuid;
 use crate::app::AppState;
 use crate::auth::Caller;
 use crate::db::{Db, now_ms};
-use crate::problem::{ApiError, ApiJson, ApiResult, FieldError};
+use crate::problem::{ApiError, ApiJson, ApiPath, ApiResult, FieldError};
 use crate::validate;
 
 /// What an account may do.
@@ -325,7 +325,7 @@ pub struct RoleChange {
 pub async fn set_role(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<Uuid>,
+    ApiPath(id): ApiPath<Uuid>,
     ApiJson(change): ApiJson<RoleChange>,
 ) -> ApiResult<axum::Json<Profile>> {
     caller.require_admin()?;
@@ -348,7 +348,11 @@ pub async fn set_role(
 #[utoipa::path(delete, path = "/v1/users/{id}", tag = "accounts", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "user id")),
     responses((status = 204, description = "deleted"), (status = 403, body = crate::problem::Problem), (status = 404, body = crate::problem::Problem)))]
-pub async fn delete_user(State(state): State<AppState>, caller: Caller, Path(id): Path<Uuid>) -> ApiResult<StatusCode> {
+pub async fn delete_user(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<Uuid>,
+) -> ApiResult<StatusCode> {
     caller.require_admin()?;
     if find_by_id(&state.db, id).await?.is_none() {
         return Err(ApiError::NotFound(format!("no user {id}")));

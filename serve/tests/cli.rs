@@ -172,7 +172,7 @@ fn bad_values_are_refused_with_the_setting_named() {
 fn only_landed_subcommands_are_offered() {
     let out = reelflow().arg("--help").output().expect("run");
     let help = String::from_utf8_lossy(&out.stdout);
-    for present in ["up", "config", "bench"] {
+    for present in ["up", "config", "user", "auth", "bench"] {
         assert!(
             help.lines().any(|l| l.trim_start().starts_with(present)),
             "{present} missing from:\n{help}"
@@ -208,4 +208,96 @@ fn a_second_up_on_the_same_data_dir_is_refused() {
     assert!(!second.status.success());
     let err = String::from_utf8_lossy(&second.stderr);
     assert!(err.contains("in use by another process"), "{err}");
+}
+
+/// A minimal HTTP/1.1 POST of a JSON body: status line and body.
+fn http_post(addr: &str, path: &str, json: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{json}",
+        json.len()
+    )
+    .expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status code");
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn the_first_admin_is_created_from_the_command_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let create = |args: &[&str], password: &str| {
+        let mut child = reelflow()
+            .args(["user", "create", "--data-dir"])
+            .arg(dir.path())
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(format!("{password}\n").as_bytes())
+            .expect("password");
+        child.wait_with_output().expect("wait")
+    };
+    let out = create(&["--email", "root@example.org", "--admin"], "a long admin password");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("created admin account root@example.org"));
+    let weak = create(&["--email", "weak@example.org"], "short");
+    assert!(!weak.status.success());
+    assert!(String::from_utf8_lossy(&weak.stderr).contains("password must be at least 10 characters"));
+    let again = create(&["--email", "ROOT@example.org"], "a long admin password");
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("already exists"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+
+    let mut child = reelflow()
+        .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start");
+    let stdout = child.stdout.take().expect("stdout");
+    let _running = Running(child);
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).expect("banner");
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .expect("address")
+        .to_string();
+    let (status, body) = http_post(
+        &addr,
+        "/v1/auth/login",
+        r#"{"email":"root@example.org","password":"a long admin password"}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    let session: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(session["user"]["role"], "admin");
+    // There is no default account to sign in with.
+    let (status, _) = http_post(
+        &addr,
+        "/v1/auth/login",
+        r#"{"email":"admin@localhost","password":"admin"}"#,
+    );
+    assert_eq!(status, 401);
 }

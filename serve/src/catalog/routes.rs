@@ -1,7 +1,7 @@
 //! `/v1/videos`: create, get, update, delete, list and search.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -11,7 +11,7 @@ use super::model::{NewVideo, Video, VideoPage, VideoPatch, VideoStatus};
 use super::store::{self, ListFilter};
 use crate::app::AppState;
 use crate::auth::{Caller, MaybeCaller};
-use crate::problem::{ApiError, ApiJson, ApiResult, FieldError, Problem};
+use crate::problem::{ApiError, ApiJson, ApiPath, ApiResult, FieldError, Problem};
 use crate::users::Role;
 
 fn not_found(id: Uuid) -> ApiError {
@@ -56,7 +56,7 @@ pub async fn create_video(
 pub async fn get_video(
     State(state): State<AppState>,
     MaybeCaller(caller): MaybeCaller,
-    Path(id): Path<Uuid>,
+    ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<Json<Video>> {
     match store::load(&state.db, id).await? {
         Some(video) if store::visible_to(&video, caller.as_ref()) => Ok(Json(video)),
@@ -71,7 +71,7 @@ pub async fn get_video(
 pub async fn update_video(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<Uuid>,
+    ApiPath(id): ApiPath<Uuid>,
     ApiJson(patch): ApiJson<VideoPatch>,
 ) -> ApiResult<Json<Video>> {
     let mut video = visible_or_404(&state, &caller, id).await?;
@@ -111,7 +111,7 @@ pub async fn update_video(
 pub async fn delete_video(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<Uuid>,
+    ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<StatusCode> {
     let video = visible_or_404(&state, &caller, id).await?;
     if !caller.may_manage(video.owner_id) {
