@@ -19,13 +19,20 @@ fn reelflow() -> Command {
     cmd
 }
 
-/// A minimal HTTP/1.1 GET over a plain socket: status line and body.
-fn http_get(addr: &str, path: &str) -> (u16, String) {
+/// A minimal HTTP/1.1 request over a plain socket: status code and body.
+fn http(addr: &str, method: &str, path: &str, json: Option<&str>) -> (u16, String) {
     let mut stream = TcpStream::connect(addr).expect("connect");
     stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    let body = json.unwrap_or("");
+    let content_type = if json.is_some() {
+        "Content-Type: application/json\r\n"
+    } else {
+        ""
+    };
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{content_type}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
     )
     .expect("send");
     let mut response = String::new();
@@ -40,6 +47,14 @@ fn http_get(addr: &str, path: &str) -> (u16, String) {
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
     (status, body)
+}
+
+fn http_get(addr: &str, path: &str) -> (u16, String) {
+    http(addr, "GET", path, None)
+}
+
+fn http_post(addr: &str, path: &str, json: &str) -> (u16, String) {
+    http(addr, "POST", path, Some(json))
 }
 
 struct Running(Child);
@@ -208,30 +223,6 @@ fn a_second_up_on_the_same_data_dir_is_refused() {
     assert!(!second.status.success());
     let err = String::from_utf8_lossy(&second.stderr);
     assert!(err.contains("in use by another process"), "{err}");
-}
-
-/// A minimal HTTP/1.1 POST of a JSON body: status line and body.
-fn http_post(addr: &str, path: &str, json: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).expect("connect");
-    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
-    write!(
-        stream,
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{json}",
-        json.len()
-    )
-    .expect("send");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("read");
-    let status = response
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status code");
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
 }
 
 #[test]

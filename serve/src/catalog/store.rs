@@ -100,6 +100,19 @@ async fn write_tags(tx: &mut sqlx::Transaction<'_, sqlx::Any>, id: Uuid, tags: &
     Ok(())
 }
 
+/// Adds the change's event to the outbox, commits both, and wakes the
+/// publisher.
+async fn commit_with_event(
+    state: &AppState,
+    mut tx: sqlx::Transaction<'_, sqlx::Any>,
+    event: CatalogEvent,
+) -> ApiResult<()> {
+    outbox::enqueue(&mut tx, &Envelope::new(event)).await?;
+    tx.commit().await?;
+    state.outbox_wake.notify_one();
+    Ok(())
+}
+
 /// Inserts a new video with its event.
 pub(crate) async fn insert(state: &AppState, video: &Video) -> ApiResult<()> {
     let mut tx = state.db.pool.begin().await?;
@@ -119,17 +132,15 @@ pub(crate) async fn insert(state: &AppState, video: &Video) -> ApiResult<()> {
     .execute(&mut *tx)
     .await?;
     write_tags(&mut tx, video.id, &video.tags).await?;
-    outbox::enqueue(
-        &mut tx,
-        &Envelope::new(CatalogEvent::VideoCreated {
+    commit_with_event(
+        state,
+        tx,
+        CatalogEvent::VideoCreated {
             video_id: video.id,
             video: video.meta(),
-        }),
+        },
     )
-    .await?;
-    tx.commit().await?;
-    state.outbox_wake.notify_one();
-    Ok(())
+    .await
 }
 
 /// Stores a changed video with its event.
@@ -148,17 +159,15 @@ pub(crate) async fn update(state: &AppState, video: &Video) -> ApiResult<()> {
     .execute(&mut *tx)
     .await?;
     write_tags(&mut tx, video.id, &video.tags).await?;
-    outbox::enqueue(
-        &mut tx,
-        &Envelope::new(CatalogEvent::VideoUpdated {
+    commit_with_event(
+        state,
+        tx,
+        CatalogEvent::VideoUpdated {
             video_id: video.id,
             video: video.meta(),
-        }),
+        },
     )
-    .await?;
-    tx.commit().await?;
-    state.outbox_wake.notify_one();
-    Ok(())
+    .await
 }
 
 /// Deletes a video's objects, then the video with its event. Objects go
@@ -186,17 +195,15 @@ pub async fn delete_video_and_objects(state: &AppState, id: Uuid) -> ApiResult<(
         .bind(id.to_string())
         .execute(&mut *tx)
         .await?;
-    outbox::enqueue(
-        &mut tx,
-        &Envelope::new(CatalogEvent::VideoDeleted {
+    commit_with_event(
+        state,
+        tx,
+        CatalogEvent::VideoDeleted {
             video_id: id,
             owner_id: video.owner_id,
-        }),
+        },
     )
-    .await?;
-    tx.commit().await?;
-    state.outbox_wake.notify_one();
-    Ok(())
+    .await
 }
 
 /// Filters of a listing.
