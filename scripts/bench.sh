@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs a `reelflow bench …` with the real services it compares against,
-# e.g. `scripts/bench.sh log` or `scripts/bench.sh log --json`.
+# e.g. `scripts/bench.sh log`, `scripts/bench.sh api` or `scripts/bench.sh log --json`.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=lib.sh
@@ -13,4 +13,5 @@ trap '"$HERE/services.sh" stop' EXIT
 "$HERE/services.sh" start
 eval "$("$HERE/services.sh" env)"
 export REELFLOW_BENCH_KAFKA="$REELFLOW_TEST_KAFKA"
+export REELFLOW_BENCH_POSTGRES="$REELFLOW_TEST_DATABASE_URL"
 "$CARGO_TARGET_DIR/release/reelflow" bench "$@"

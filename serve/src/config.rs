@@ -12,6 +12,9 @@
 //!
 //! [http]
 //! listen = "127.0.0.1:8080"
+//! cors_origins = []                # browser origins allowed to call the API
+//! trust_forwarded_for = false      # client IP from X-Forwarded-For (behind a proxy)
+//! max_body_bytes = 65536           # largest JSON request body
 //!
 //! [log]
 //! backend = "embedded"             # or "kafka"
@@ -36,6 +39,17 @@
 //!
 //! [database]
 //! url = "sqlite://./reelflow-data/reelflow.db"   # default: under data_dir
+//!
+//! [auth]
+//! access_ttl_s = 900               # access tokens: 15 minutes
+//! refresh_ttl_s = 2592000          # refresh tokens: 30 days
+//! keys_file = "…"                  # default: <data_dir>/auth-keys.json
+//!
+//! [limits]                         # per process
+//! register_per_ip_per_hour = 20
+//! login_per_ip_per_minute = 30
+//! login_per_account_per_minute = 10
+//! api_per_user_per_minute = 1200
 //! ```
 
 use std::net::SocketAddr;

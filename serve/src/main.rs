@@ -71,6 +71,9 @@ enum Bench {
     /// Append and read throughput of the embedded and Kafka logs, beside
     /// Kafka's own producer benchmark.
     Log(LogBenchArgs),
+    /// Authenticated catalog reads per second and their latency, on SQLite
+    /// and PostgreSQL, with the cost of a password hash.
+    Api(reelflow_serve::bench::api::ApiBenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -127,6 +130,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 "new signing key {kid} in {}; restart the servers to sign with it",
                 config.keys_file().display()
             );
+            Ok(())
+        }
+        Command::Bench(Bench::Api(args)) => {
+            let json = args.json;
+            let report = reelflow_serve::bench::api::run(args).await?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                print!("{}", reelflow_serve::bench::api::render(&report));
+            }
             Ok(())
         }
         Command::Bench(Bench::Log(args)) => {

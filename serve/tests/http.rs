@@ -117,3 +117,40 @@ async fn openapi_document_matches_the_router() {
     ];
     assert_eq!(operations, expected);
 }
+
+/// Browsers on a configured origin may call the API; others get no CORS
+/// grant.
+#[tokio::test]
+async fn cors_allows_only_configured_origins() {
+    use axum::body::Body;
+    use axum::http::{Method, Request, header};
+    let app = TestApp::with(Database::Sqlite, |c| {
+        c.http.cors_origins = vec!["https://studio.example.org".into()]
+    })
+    .await;
+    let preflight = |origin: &'static str| {
+        Request::builder()
+            .method(Method::OPTIONS)
+            .uri("/v1/videos")
+            .header(header::ORIGIN, origin)
+            .header(header::ACCESS_CONTROL_REQUEST_METHOD, "POST")
+            .header(header::ACCESS_CONTROL_REQUEST_HEADERS, "authorization,content-type")
+            .body(Body::empty())
+            .expect("request")
+    };
+    let ok = app.send(preflight("https://studio.example.org")).await;
+    assert_eq!(
+        ok.headers
+            .get(header::ACCESS_CONTROL_ALLOW_ORIGIN)
+            .map(|v| v.as_bytes()),
+        Some(&b"https://studio.example.org"[..])
+    );
+    let allowed_methods = ok
+        .headers
+        .get(header::ACCESS_CONTROL_ALLOW_METHODS)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    assert!(allowed_methods.contains("POST"), "{allowed_methods}");
+    let evil = app.send(preflight("https://evil.example.com")).await;
+    assert!(evil.headers.get(header::ACCESS_CONTROL_ALLOW_ORIGIN).is_none());
+}

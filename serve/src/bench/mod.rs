@@ -2,4 +2,5 @@
 //! measured against, printing readable results or, with `--json`, one JSON
 //! object with every figure (the peer's included).
 
+pub mod api;
 pub mod log;
