@@ -210,6 +210,59 @@ mod cases {
         assert!(store.head(&gone).await.expect("head").is_none());
         assert!(matches!(store.get(&gone, None).await, Err(StorageError::NotFound(_))));
     }
+
+    /// A multipart upload whose parts arrive over time — from a new client
+    /// after a restart, too — completes into one object; nothing is visible
+    /// before; an aborted one leaves nothing behind.
+    pub async fn multipart_upload_resumes_across_restarts<H: Harness>(h: &H) {
+        let k = key(h, "videos/v3/source");
+        let part = |n: u64, len: u64| -> bytes::Bytes {
+            (n * 10_000_000..n * 10_000_000 + len)
+                .map(byte_at)
+                .collect::<Vec<u8>>()
+                .into()
+        };
+        let five_mib = 5 * 1024 * 1024;
+        let (id, first) = {
+            let store = h.open().await;
+            let id = store.create_multipart(&k).await.expect("create");
+            let first = store.upload_part(&k, &id, 1, part(1, five_mib)).await.expect("part 1");
+            assert_eq!(first.size, five_mib);
+            (id, first)
+        };
+        // A new client (a restarted server) carries on with the same id.
+        let store = h.open().await;
+        assert!(
+            store.head(&k).await.expect("head").is_none(),
+            "nothing is visible before completion"
+        );
+        let second = store.upload_part(&k, &id, 2, part(2, five_mib)).await.expect("part 2");
+        let last = store.upload_part(&k, &id, 3, part(3, 1234)).await.expect("part 3");
+        let meta = store
+            .complete_multipart(&k, &id, &[first, second, last])
+            .await
+            .expect("complete");
+        assert_eq!(meta.size, 2 * five_mib + 1234);
+        let got = store.get(&k, None).await.expect("get").collect().await.expect("read");
+        let mut want = part(1, five_mib).to_vec();
+        want.extend_from_slice(&part(2, five_mib));
+        want.extend_from_slice(&part(3, 1234));
+        assert!(got == want, "joined object differs from its parts");
+
+        let aborted = key(h, "videos/v4/source");
+        let id = store.create_multipart(&aborted).await.expect("create");
+        store.upload_part(&aborted, &id, 1, part(4, 1000)).await.expect("part");
+        store.abort_multipart(&aborted, &id).await.expect("abort");
+        store
+            .abort_multipart(&aborted, &id)
+            .await
+            .expect("aborting twice is fine");
+        assert!(store.head(&aborted).await.expect("head").is_none());
+        assert!(
+            store.upload_part(&aborted, &id, 2, part(4, 10)).await.is_err(),
+            "an aborted upload takes no parts"
+        );
+    }
 }
 
 #[tokio::test]
@@ -265,4 +318,9 @@ macro_rules! contract {
     };
 }
 
-contract!(put_get_head_range, large_streamed_put, list_and_delete);
+contract!(
+    put_get_head_range,
+    large_streamed_put,
+    list_and_delete,
+    multipart_upload_resumes_across_restarts
+);

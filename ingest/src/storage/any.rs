@@ -5,7 +5,9 @@ use std::ops::Range;
 
 use tokio::io::AsyncRead;
 
-use super::{LocalStore, ObjectBody, ObjectKey, ObjectMeta, ObjectStore, S3Store, StorageResult};
+use bytes::Bytes;
+
+use super::{LocalStore, ObjectBody, ObjectKey, ObjectMeta, ObjectStore, Part, S3Store, StorageResult};
 
 /// Either store.
 #[derive(Debug, Clone)]
@@ -62,6 +64,34 @@ impl ObjectStore for AnyStore {
         match self {
             Self::Local(s) => s.list(prefix).await,
             Self::S3(s) => s.list(prefix).await,
+        }
+    }
+
+    async fn create_multipart(&self, key: &ObjectKey) -> StorageResult<String> {
+        match self {
+            Self::Local(s) => s.create_multipart(key).await,
+            Self::S3(s) => s.create_multipart(key).await,
+        }
+    }
+
+    async fn upload_part(&self, key: &ObjectKey, upload_id: &str, number: u32, bytes: Bytes) -> StorageResult<Part> {
+        match self {
+            Self::Local(s) => s.upload_part(key, upload_id, number, bytes).await,
+            Self::S3(s) => s.upload_part(key, upload_id, number, bytes).await,
+        }
+    }
+
+    async fn complete_multipart(&self, key: &ObjectKey, upload_id: &str, parts: &[Part]) -> StorageResult<ObjectMeta> {
+        match self {
+            Self::Local(s) => s.complete_multipart(key, upload_id, parts).await,
+            Self::S3(s) => s.complete_multipart(key, upload_id, parts).await,
+        }
+    }
+
+    async fn abort_multipart(&self, key: &ObjectKey, upload_id: &str) -> StorageResult<()> {
+        match self {
+            Self::Local(s) => s.abort_multipart(key, upload_id).await,
+            Self::S3(s) => s.abort_multipart(key, upload_id).await,
         }
     }
 }

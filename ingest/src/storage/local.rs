@@ -13,8 +13,10 @@ use futures::StreamExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use tokio_util::io::ReaderStream;
 
+use bytes::Bytes;
+
 use super::{
-    ObjectBody, ObjectKey, ObjectMeta, ObjectStore, StorageError, StorageResult, clamp_range, validate_prefix,
+    ObjectBody, ObjectKey, ObjectMeta, ObjectStore, Part, StorageError, StorageResult, clamp_range, validate_prefix,
 };
 
 /// Objects as files under a directory.
@@ -60,12 +62,51 @@ impl LocalStore {
     }
 }
 
+impl LocalStore {
+    /// Moves a finished, synced temporary file into place as `key` and makes
+    /// the rename durable.
+    async fn install(&self, tmp: &Path, key: &ObjectKey) -> StorageResult<ObjectMeta> {
+        let target = self.path_of(key);
+        if let Some(parent) = target.parent() {
+            tokio::fs::create_dir_all(parent)
+                .await
+                .map_err(io(format!("creating {}", parent.display())))?;
+        }
+        tokio::fs::rename(tmp, &target)
+            .await
+            .map_err(io(format!("moving {key} into place")))?;
+        if let Some(parent) = target.parent() {
+            let parent = parent.to_path_buf();
+            tokio::task::spawn_blocking(move || std::fs::File::open(&parent).and_then(|d| d.sync_all()))
+                .await
+                .map_err(|e| StorageError::Io {
+                    context: "syncing directory".into(),
+                    source: std::io::Error::other(e),
+                })?
+                .map_err(io("syncing directory"))?;
+        }
+        let md = tokio::fs::metadata(&target).await.map_err(io(format!("stat {key}")))?;
+        Ok(Self::meta_of(key.as_str(), &md))
+    }
+
+    /// Where the parts of a multipart upload wait, after checking the id is
+    /// one this store made (hex only, so it cannot name another path).
+    fn multipart_dir(&self, upload_id: &str) -> StorageResult<PathBuf> {
+        if upload_id.is_empty() || upload_id.len() > 64 || !upload_id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(StorageError::InvalidKey {
+                key: upload_id.to_string(),
+                reason: "not a multipart upload id",
+            });
+        }
+        Ok(self.root.join(".multipart").join(upload_id))
+    }
+}
+
 impl ObjectStore for LocalStore {
     async fn put_stream<R>(&self, key: &ObjectKey, mut body: R) -> StorageResult<ObjectMeta>
     where
         R: AsyncRead + Unpin + Send,
     {
-        let target = self.path_of(key);
         let tmp = self.root.join(".tmp").join(uuid::Uuid::new_v4().to_string());
         let result = async {
             let mut file = tokio::fs::File::create(&tmp)
@@ -88,26 +129,7 @@ impl ObjectStore for LocalStore {
             file.sync_all()
                 .await
                 .map_err(io(format!("syncing {}", tmp.display())))?;
-            if let Some(parent) = target.parent() {
-                tokio::fs::create_dir_all(parent)
-                    .await
-                    .map_err(io(format!("creating {}", parent.display())))?;
-            }
-            tokio::fs::rename(&tmp, &target)
-                .await
-                .map_err(io(format!("moving {key} into place")))?;
-            if let Some(parent) = target.parent() {
-                let parent = parent.to_path_buf();
-                tokio::task::spawn_blocking(move || std::fs::File::open(&parent).and_then(|d| d.sync_all()))
-                    .await
-                    .map_err(|e| StorageError::Io {
-                        context: "syncing directory".into(),
-                        source: std::io::Error::other(e),
-                    })?
-                    .map_err(io("syncing directory"))?;
-            }
-            let md = tokio::fs::metadata(&target).await.map_err(io(format!("stat {key}")))?;
-            Ok(Self::meta_of(key.as_str(), &md))
+            self.install(&tmp, key).await
         }
         .await;
         if result.is_err() {
@@ -204,5 +226,86 @@ impl ObjectStore for LocalStore {
             context: "listing".into(),
             source: std::io::Error::other(e),
         })?
+    }
+
+    async fn create_multipart(&self, _key: &ObjectKey) -> StorageResult<String> {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let dir = self.multipart_dir(&id)?;
+        tokio::fs::create_dir_all(&dir)
+            .await
+            .map_err(io(format!("creating {}", dir.display())))?;
+        Ok(id)
+    }
+
+    async fn upload_part(&self, key: &ObjectKey, upload_id: &str, number: u32, bytes: Bytes) -> StorageResult<Part> {
+        let dir = self.multipart_dir(upload_id)?;
+        if !tokio::fs::try_exists(&dir).await.unwrap_or(false) {
+            return Err(StorageError::NotFound(format!("multipart upload {upload_id} of {key}")));
+        }
+        let tmp = dir.join(format!("{number:06}.tmp"));
+        let mut file = tokio::fs::File::create(&tmp)
+            .await
+            .map_err(io(format!("creating {}", tmp.display())))?;
+        file.write_all(&bytes)
+            .await
+            .map_err(io(format!("writing {}", tmp.display())))?;
+        file.sync_all()
+            .await
+            .map_err(io(format!("syncing {}", tmp.display())))?;
+        tokio::fs::rename(&tmp, dir.join(format!("{number:06}.part")))
+            .await
+            .map_err(io("storing a part"))?;
+        let digest = crc32fast::hash(&bytes);
+        Ok(Part {
+            number,
+            etag: format!("{digest:08x}-{}", bytes.len()),
+            size: bytes.len() as u64,
+        })
+    }
+
+    async fn complete_multipart(&self, key: &ObjectKey, upload_id: &str, parts: &[Part]) -> StorageResult<ObjectMeta> {
+        let dir = self.multipart_dir(upload_id)?;
+        let tmp = self.root.join(".tmp").join(uuid::Uuid::new_v4().to_string());
+        let result = async {
+            let mut out = tokio::fs::File::create(&tmp)
+                .await
+                .map_err(io(format!("creating {}", tmp.display())))?;
+            for part in parts {
+                let path = dir.join(format!("{:06}.part", part.number));
+                let mut f = tokio::fs::File::open(&path).await.map_err(|_| {
+                    StorageError::NotFound(format!("part {} of multipart upload {upload_id}", part.number))
+                })?;
+                let copied = tokio::io::copy(&mut f, &mut out)
+                    .await
+                    .map_err(io(format!("joining part {}", part.number)))?;
+                if copied != part.size {
+                    return Err(StorageError::Io {
+                        context: format!("part {} of {key}", part.number),
+                        source: std::io::Error::other(format!("holds {copied} bytes, {} were uploaded", part.size)),
+                    });
+                }
+            }
+            out.sync_all().await.map_err(io(format!("syncing {}", tmp.display())))?;
+            self.install(&tmp, key).await
+        }
+        .await;
+        match result {
+            Ok(meta) => {
+                let _ = tokio::fs::remove_dir_all(&dir).await;
+                Ok(meta)
+            }
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&tmp).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn abort_multipart(&self, _key: &ObjectKey, upload_id: &str) -> StorageResult<()> {
+        match tokio::fs::remove_dir_all(self.multipart_dir(upload_id)?).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io(format!("aborting multipart upload {upload_id}"))(e)),
+        }
     }
 }

@@ -47,6 +47,17 @@ pub struct ObjectMeta {
     pub last_modified: Option<DateTime<Utc>>,
 }
 
+/// One uploaded part of a multipart upload, as `complete_multipart` needs it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Part {
+    /// 1-based part number; parts are joined in this order.
+    pub number: u32,
+    /// The store's tag for the part.
+    pub etag: String,
+    /// Bytes in the part.
+    pub size: u64,
+}
+
 /// A stream of an object's bytes.
 pub type ByteStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
 
@@ -162,6 +173,32 @@ pub trait ObjectStore: Send + Sync + 'static {
     /// Every object whose key starts with `prefix`, sorted by key. A prefix
     /// that no valid key could start with is an [`StorageError::InvalidKey`].
     fn list(&self, prefix: &str) -> impl Future<Output = StorageResult<Vec<ObjectMeta>>> + Send;
+
+    /// Starts a multipart upload of `key` and returns its id. The parts of a
+    /// multipart upload can arrive over many requests, from any process,
+    /// across restarts; nothing is visible under `key` until it completes.
+    fn create_multipart(&self, key: &ObjectKey) -> impl Future<Output = StorageResult<String>> + Send;
+
+    /// Stores part `number` (1-based). Every part but the last must be at
+    /// least 5 MiB (S3's rule, enforced by S3 at completion).
+    fn upload_part(
+        &self,
+        key: &ObjectKey,
+        upload_id: &str,
+        number: u32,
+        bytes: Bytes,
+    ) -> impl Future<Output = StorageResult<Part>> + Send;
+
+    /// Joins the parts, in order, into the object `key`, atomically.
+    fn complete_multipart(
+        &self,
+        key: &ObjectKey,
+        upload_id: &str,
+        parts: &[Part],
+    ) -> impl Future<Output = StorageResult<ObjectMeta>> + Send;
+
+    /// Discards a multipart upload and its parts.
+    fn abort_multipart(&self, key: &ObjectKey, upload_id: &str) -> impl Future<Output = StorageResult<()>> + Send;
 
     /// Deletes every object whose key starts with `prefix` (a video's files).
     fn delete_prefix(&self, prefix: &str) -> impl Future<Output = StorageResult<usize>> + Send {

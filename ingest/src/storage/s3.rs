@@ -18,8 +18,10 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio_util::io::ReaderStream;
 
+use bytes::Bytes;
+
 use super::{
-    ObjectBody, ObjectKey, ObjectMeta, ObjectStore, StorageError, StorageResult, clamp_range, validate_prefix,
+    ObjectBody, ObjectKey, ObjectMeta, ObjectStore, Part, StorageError, StorageResult, clamp_range, validate_prefix,
 };
 
 /// How to reach the bucket.
@@ -199,39 +201,13 @@ impl S3Store {
         first: Vec<u8>,
         body: &mut R,
     ) -> StorageResult<()> {
-        let created = self
-            .client
-            .create_multipart_upload()
-            .bucket(&self.bucket)
-            .key(key.as_str())
-            .send()
-            .await
-            .map_err(s3_err(format!("starting multipart upload of {key}")))?;
-        let upload_id = created.upload_id().unwrap_or_default().to_string();
+        let upload_id = self.create_multipart(key).await?;
         let result = async {
             let mut parts = Vec::new();
             let mut chunk = first;
-            let mut number = 1;
             loop {
-                let len = chunk.len();
-                let part = self
-                    .client
-                    .upload_part()
-                    .bucket(&self.bucket)
-                    .key(key.as_str())
-                    .upload_id(&upload_id)
-                    .part_number(number)
-                    .content_length(len as i64)
-                    .body(S3Body::from(chunk))
-                    .send()
-                    .await
-                    .map_err(s3_err(format!("uploading part {number} of {key}")))?;
-                parts.push(
-                    CompletedPart::builder()
-                        .part_number(number)
-                        .set_e_tag(part.e_tag().map(str::to_string))
-                        .build(),
-                );
+                let number = parts.len() as u32 + 1;
+                parts.push(self.upload_part(key, &upload_id, number, Bytes::from(chunk)).await?);
                 let mut next = vec![0u8; self.part_size];
                 let n = fill(body, &mut next).await.map_err(|e| StorageError::Io {
                     context: format!("reading the body of {key}"),
@@ -242,32 +218,14 @@ impl S3Store {
                 }
                 next.truncate(n);
                 chunk = next;
-                number += 1;
             }
-            self.client
-                .complete_multipart_upload()
-                .bucket(&self.bucket)
-                .key(key.as_str())
-                .upload_id(&upload_id)
-                .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
-                .send()
-                .await
-                .map_err(s3_err(format!("completing multipart upload of {key}")))?;
-            Ok(())
+            self.complete_multipart(key, &upload_id, &parts).await.map(|_| ())
         }
         .await;
-        if result.is_err() {
-            let aborted = self
-                .client
-                .abort_multipart_upload()
-                .bucket(&self.bucket)
-                .key(key.as_str())
-                .upload_id(&upload_id)
-                .send()
-                .await;
-            if let Err(e) = aborted {
-                tracing::warn!(%key, error = %error_chain(&e), "could not abort a failed multipart upload");
-            }
+        if result.is_err()
+            && let Err(e) = self.abort_multipart(key, &upload_id).await
+        {
+            tracing::warn!(%key, error = %e, "could not abort a failed multipart upload");
         }
         result
     }
@@ -412,6 +370,85 @@ impl ObjectStore for S3Store {
         }
         out.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(out)
+    }
+
+    async fn create_multipart(&self, key: &ObjectKey) -> StorageResult<String> {
+        let created = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .send()
+            .await
+            .map_err(s3_err(format!("starting multipart upload of {key}")))?;
+        created.upload_id().map(str::to_string).ok_or_else(|| StorageError::S3 {
+            context: format!("starting multipart upload of {key}"),
+            message: "the service returned no upload id".into(),
+            retryable: true,
+        })
+    }
+
+    async fn upload_part(&self, key: &ObjectKey, upload_id: &str, number: u32, bytes: Bytes) -> StorageResult<Part> {
+        let size = bytes.len() as u64;
+        let part = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .upload_id(upload_id)
+            .part_number(number as i32)
+            .content_length(size as i64)
+            .body(S3Body::from(bytes))
+            .send()
+            .await
+            .map_err(s3_err(format!("uploading part {number} of {key}")))?;
+        Ok(Part {
+            number,
+            etag: part.e_tag().unwrap_or_default().to_string(),
+            size,
+        })
+    }
+
+    async fn complete_multipart(&self, key: &ObjectKey, upload_id: &str, parts: &[Part]) -> StorageResult<ObjectMeta> {
+        let completed: Vec<CompletedPart> = parts
+            .iter()
+            .map(|p| {
+                CompletedPart::builder()
+                    .part_number(p.number as i32)
+                    .e_tag(&p.etag)
+                    .build()
+            })
+            .collect();
+        self.client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .upload_id(upload_id)
+            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(completed)).build())
+            .send()
+            .await
+            .map_err(s3_err(format!("completing multipart upload of {key}")))?;
+        self.head(key).await?.ok_or_else(|| StorageError::S3 {
+            context: format!("completing {key}"),
+            message: "the object is missing right after it was completed".into(),
+            retryable: true,
+        })
+    }
+
+    async fn abort_multipart(&self, key: &ObjectKey, upload_id: &str) -> StorageResult<()> {
+        match self
+            .client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .upload_id(upload_id)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if matches!(e.code(), Some("NoSuchUpload")) => Ok(()),
+            Err(e) => Err(s3_err(format!("aborting multipart upload of {key}"))(e)),
+        }
     }
 }
 
