@@ -35,7 +35,7 @@ use crate::db::Db;
 use crate::platform::Platform;
 use crate::problem::Problem;
 use crate::ratelimit::Limits;
-use crate::{auth, catalog, users};
+use crate::{auth, catalog, uploads, users};
 
 /// Shared state of every handler.
 #[derive(Debug, Clone)]
@@ -121,6 +121,13 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             catalog::update_video,
             catalog::delete_video
         ))
+        .routes(routes!(uploads::tus_options, uploads::create_upload))
+        .routes(routes!(
+            uploads::head_upload,
+            uploads::patch_upload,
+            uploads::delete_upload
+        ))
+        .routes(routes!(uploads::put_source))
         .split_for_parts()
 }
 
@@ -147,14 +154,52 @@ pub fn app(state: AppState) -> Router {
         router = router.layer(
             CorsLayer::new()
                 .allow_origin(AllowOrigin::list(origins))
-                .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::PUT, Method::DELETE])
-                .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
-                .expose_headers([header::RETRY_AFTER])
+                .allow_methods([
+                    Method::GET,
+                    Method::POST,
+                    Method::PATCH,
+                    Method::PUT,
+                    Method::DELETE,
+                    Method::HEAD,
+                ])
+                .allow_headers(
+                    [header::AUTHORIZATION, header::CONTENT_TYPE]
+                        .into_iter()
+                        .chain(TUS_REQUEST_HEADERS.iter().map(|h| header::HeaderName::from_static(h)))
+                        .collect::<Vec<_>>(),
+                )
+                .expose_headers(
+                    [header::RETRY_AFTER, header::LOCATION]
+                        .into_iter()
+                        .chain(TUS_RESPONSE_HEADERS.iter().map(|h| header::HeaderName::from_static(h)))
+                        .collect::<Vec<_>>(),
+                )
                 .max_age(Duration::from_secs(600)),
         );
     }
     router.with_state(state)
 }
+
+/// Headers tus clients send, which browsers must be allowed to send.
+const TUS_REQUEST_HEADERS: [&str; 6] = [
+    "tus-resumable",
+    "upload-length",
+    "upload-metadata",
+    "upload-offset",
+    "upload-checksum",
+    "upload-defer-length",
+];
+/// Headers tus clients read, which browsers must be allowed to show them.
+const TUS_RESPONSE_HEADERS: [&str; 8] = [
+    "tus-resumable",
+    "tus-version",
+    "tus-extension",
+    "tus-max-size",
+    "upload-offset",
+    "upload-length",
+    "upload-metadata",
+    "upload-expires",
+];
 
 /// Liveness.
 #[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "alive", body = String)))]
@@ -234,13 +279,40 @@ async fn method_not_allowed(request: Request) -> Problem {
     ))
 }
 
-/// Starts what runs beside the HTTP server: the outbox publisher.
+/// Starts what runs beside the HTTP server: the outbox publisher, and the
+/// sweeper of expired uploads (once a minute).
 pub fn spawn_background(state: &AppState) -> tokio::task::JoinHandle<()> {
-    crate::outbox::spawn_publisher(
+    let publisher = crate::outbox::spawn_publisher(
         state.db.clone(),
         state.platform.log.clone(),
         Arc::clone(&state.outbox_wake),
-    )
+    );
+    let sweeper_state = state.clone();
+    // Aborting the returned task stops the publisher too.
+    struct AbortOnDrop(tokio::task::AbortHandle);
+    impl Drop for AbortOnDrop {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    let guard = AbortOnDrop(publisher.abort_handle());
+    tokio::spawn(async move {
+        let _guard = guard;
+        let sweeper = async {
+            loop {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                match uploads::sweep_expired(&sweeper_state).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(n, "dropped expired uploads"),
+                    Err(e) => tracing::warn!(error = %e, "sweeping expired uploads failed"),
+                }
+            }
+        };
+        tokio::select! {
+            _ = publisher => {},
+            () = sweeper => {},
+        }
+    })
 }
 
 /// Opens everything `config` names.

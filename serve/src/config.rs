@@ -45,6 +45,12 @@
 //! refresh_ttl_s = 2592000          # refresh tokens: 30 days
 //! keys_file = "…"                  # default: <data_dir>/auth-keys.json
 //!
+//! [uploads]
+//! max_size_bytes = 8589934592      # 8 GiB per file
+//! quota_bytes_per_user = 53687091200  # 50 GiB per account
+//! expire_after_s = 86400           # unfinished uploads are dropped after a day
+//! part_size_bytes = 8388608        # stored part size, and memory per upload in progress
+//!
 //! [limits]                         # per process
 //! register_per_ip_per_hour = 20
 //! login_per_ip_per_minute = 30
@@ -82,6 +88,34 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Rate limits.
     pub limits: LimitsConfig,
+    /// Uploads.
+    pub uploads: UploadsConfig,
+}
+
+/// Uploads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UploadsConfig {
+    /// Largest file accepted, bytes.
+    pub max_size_bytes: u64,
+    /// Bytes a user may have uploaded in all, bytes.
+    pub quota_bytes_per_user: u64,
+    /// Seconds an unfinished upload is kept.
+    pub expire_after_s: u64,
+    /// Bytes per stored part (at least 5 MiB); also the most an upload in
+    /// progress holds in memory.
+    pub part_size_bytes: usize,
+}
+
+impl Default for UploadsConfig {
+    fn default() -> Self {
+        Self {
+            max_size_bytes: 8 << 30,
+            quota_bytes_per_user: 50 << 30,
+            expire_after_s: 24 * 3600,
+            part_size_bytes: 8 << 20,
+        }
+    }
 }
 
 /// Accounts and tokens.
@@ -143,6 +177,7 @@ impl Default for Config {
             database: DatabaseConfig::default(),
             auth: AuthConfig::default(),
             limits: LimitsConfig::default(),
+            uploads: UploadsConfig::default(),
         }
     }
 }
@@ -384,6 +419,12 @@ impl Config {
         }
         if self.auth.access_ttl_s < 30 || self.auth.refresh_ttl_s < self.auth.access_ttl_s {
             bail!("auth.access_ttl_s must be at least 30 and auth.refresh_ttl_s at least as long");
+        }
+        if self.uploads.part_size_bytes < 5 * 1024 * 1024 {
+            bail!("uploads.part_size_bytes must be at least 5242880 (S3's minimum part)");
+        }
+        if self.uploads.max_size_bytes == 0 || self.uploads.expire_after_s < 60 {
+            bail!("uploads.max_size_bytes must be positive and uploads.expire_after_s at least 60");
         }
         if self.kafka.replication_factor == 0 {
             bail!("kafka.replication_factor must be at least 1");

@@ -5,6 +5,7 @@
 //! - [`db`]: the metadata database (SQLite or PostgreSQL) and migrations.
 //! - [`auth`], [`users`]: accounts, tokens, profiles.
 //! - [`catalog`]: the video catalog; [`outbox`]: its events.
+//! - [`uploads`]: tus resumable uploads and plain source uploads.
 //! - [`app`]: the axum application; [`problem`]: errors as problem+json;
 //!   [`ratelimit`], [`validate`]: abuse control and field checks.
 //! - [`bench`]: `reelflow bench …`.
@@ -19,6 +20,7 @@ pub mod outbox;
 pub mod platform;
 pub mod problem;
 pub mod ratelimit;
+pub mod uploads;
 pub mod users;
 pub mod validate;
 

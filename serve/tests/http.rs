@@ -78,7 +78,7 @@ async fn openapi_document_matches_the_router() {
     let paths = r.body["paths"].as_object().expect("paths");
     let mut operations = Vec::new();
     for (path, item) in paths {
-        for method in ["get", "post", "put", "patch", "delete"] {
+        for method in ["get", "post", "put", "patch", "delete", "head", "options"] {
             if item.get(method).is_some() {
                 operations.push(format!("{} {path}", method.to_uppercase()));
                 let uri = path.replace("{id}", &uuid::Uuid::new_v4().to_string());
@@ -97,6 +97,7 @@ async fn openapi_document_matches_the_router() {
     operations.sort();
     let expected = [
         "DELETE /v1/me",
+        "DELETE /v1/uploads/{id}",
         "DELETE /v1/users/{id}",
         "DELETE /v1/videos/{id}",
         "GET /healthz",
@@ -105,15 +106,20 @@ async fn openapi_document_matches_the_router() {
         "GET /v1/version",
         "GET /v1/videos",
         "GET /v1/videos/{id}",
+        "HEAD /v1/uploads/{id}",
+        "OPTIONS /v1/uploads",
         "PATCH /v1/me",
+        "PATCH /v1/uploads/{id}",
         "PATCH /v1/videos/{id}",
         "POST /v1/auth/login",
         "POST /v1/auth/logout",
         "POST /v1/auth/password",
         "POST /v1/auth/refresh",
         "POST /v1/auth/register",
+        "POST /v1/uploads",
         "POST /v1/videos",
         "PUT /v1/users/{id}/role",
+        "PUT /v1/videos/{id}/source",
     ];
     assert_eq!(operations, expected);
 }

@@ -14,4 +14,4 @@ mod store;
 
 pub use model::{NewVideo, Video, VideoPage, VideoPatch, VideoStatus, Visibility};
 pub use routes::*;
-pub use store::delete_video_and_objects;
+pub use store::{delete_video_and_objects, load_visible};

@@ -80,6 +80,14 @@ pub(crate) async fn load(db: &Db, id: Uuid) -> ApiResult<Option<Video>> {
     Ok(Some(video))
 }
 
+/// The video if `caller` may see it, else the 404 of a missing video.
+pub async fn load_visible(state: &AppState, caller: Option<&Caller>, id: Uuid) -> ApiResult<Video> {
+    match load(&state.db, id).await? {
+        Some(v) if visible_to(&v, caller) => Ok(v),
+        _ => Err(ApiError::NotFound(format!("no video {id}"))),
+    }
+}
+
 /// Whether `caller` may see `video` at all.
 pub(crate) fn visible_to(video: &Video, caller: Option<&Caller>) -> bool {
     video.visibility != Visibility::Private || caller.is_some_and(|c| c.may_manage(video.owner_id))

@@ -25,6 +25,17 @@ pub enum Database {
     Postgres,
 }
 
+/// Points `config` at the real S3 server of the test services, in a bucket
+/// of its own.
+pub fn use_s3(config: &mut Config) {
+    let var = |name: &str| std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run scripts/test.sh"));
+    config.storage.backend = reelflow_serve::config::StorageBackend::S3;
+    config.s3.endpoint = Some(var("REELFLOW_TEST_S3_ENDPOINT"));
+    config.s3.access_key_id = Some(var("REELFLOW_TEST_S3_ACCESS_KEY_ID"));
+    config.s3.secret_access_key = Some(var("REELFLOW_TEST_S3_SECRET_ACCESS_KEY"));
+    config.s3.bucket = format!("rf-test-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+}
+
 pub struct TestApp {
     pub state: AppState,
     pub config: Config,
@@ -89,6 +100,16 @@ impl TestApp {
             dir,
             ip: "203.0.113.7:40000".parse().expect("addr"),
         }
+    }
+
+    /// The same app after a restart: a new process state over the same data
+    /// dir, database and object store.
+    pub async fn restart(self) -> Self {
+        let Self { state, config, dir, ip } = self;
+        drop(state);
+        let platform = Platform::open(&config).await.expect("platform");
+        let state = AppState::open(config.clone(), platform).await.expect("app state");
+        Self { state, config, dir, ip }
     }
 
     pub async fn call(&self, method: Method, uri: &str, token: Option<&str>, body: Option<Value>) -> Response {
