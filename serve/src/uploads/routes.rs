@@ -23,6 +23,15 @@ use crate::catalog::{Video, VideoStatus};
 use crate::db::now_ms;
 use crate::problem::{ApiError, ApiPath, ApiResult, Problem};
 
+/// Runs a tus handler's body: 412 for a client of another tus version, and
+/// `Tus-Resumable` on every answer, errors included.
+async fn tus_answer(headers: &HeaderMap, body: impl Future<Output = ApiResult<Response>>) -> Response {
+    if let Some(r) = protocol::version_mismatch(headers) {
+        return r;
+    }
+    protocol::tag(body.await.unwrap_or_else(IntoResponse::into_response))
+}
+
 /// What the server supports (no authentication, as tus asks).
 #[utoipa::path(options, path = "/v1/uploads", tag = "uploads", responses((status = 204, description = "tus capabilities")))]
 pub async fn tus_options(State(state): State<AppState>) -> Response {
@@ -178,10 +187,7 @@ fn offset_response(status: StatusCode, u: &Upload) -> Response {
 #[utoipa::path(post, path = "/v1/uploads", tag = "uploads", security(("bearer" = [])),
     responses((status = 201, description = "created; Location names the upload"), (status = 404, body = Problem), (status = 413, body = Problem)))]
 pub async fn create_upload(State(state): State<AppState>, caller: Caller, headers: HeaderMap, body: Body) -> Response {
-    if let Some(r) = protocol::version_mismatch(&headers) {
-        return r;
-    }
-    let result = async {
+    tus_answer(&headers, async {
         if headers.contains_key("upload-defer-length") {
             return Err(ApiError::BadRequest(
                 "Upload-Defer-Length is not supported: send Upload-Length".into(),
@@ -248,9 +254,8 @@ pub async fn create_upload(State(state): State<AppState>, caller: Caller, header
             HeaderValue::from_str(&location).expect("ascii location"),
         );
         Ok(r)
-    }
-    .await;
-    protocol::tag(result.unwrap_or_else(IntoResponse::into_response))
+    })
+    .await
 }
 
 /// The caller's unfinished or finished upload `id`, or 404.
@@ -271,10 +276,7 @@ pub async fn head_upload(
     ApiPath(id): ApiPath<Uuid>,
     headers: HeaderMap,
 ) -> Response {
-    if let Some(r) = protocol::version_mismatch(&headers) {
-        return r;
-    }
-    let result = async {
+    tus_answer(&headers, async {
         let u = own_upload(&state, &caller, id).await?;
         let mut r = offset_response(StatusCode::OK, &u);
         let h = r.headers_mut();
@@ -286,9 +288,8 @@ pub async fn head_upload(
             h.insert("upload-metadata", v);
         }
         Ok::<_, ApiError>(r)
-    }
-    .await;
-    protocol::tag(result.unwrap_or_else(IntoResponse::into_response))
+    })
+    .await
 }
 
 /// Adds bytes at `Upload-Offset` (tus core, with checksum).
@@ -302,10 +303,7 @@ pub async fn patch_upload(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    if let Some(r) = protocol::version_mismatch(&headers) {
-        return r;
-    }
-    let result = async {
+    tus_answer(&headers, async {
         if headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) != Some(protocol::OFFSET_OCTET_STREAM) {
             return Err(ApiError::UnsupportedMediaType(format!(
                 "PATCH bodies must be {}",
@@ -329,9 +327,8 @@ pub async fn patch_upload(
             return Ok(offset_response(StatusCode::NO_CONTENT, &u));
         }
         patch_body(&state, &mut u, &headers, body).await
-    }
-    .await;
-    protocol::tag(result.unwrap_or_else(IntoResponse::into_response))
+    })
+    .await
 }
 
 /// Abandons an unfinished upload and its stored bytes (tus termination).
@@ -344,10 +341,7 @@ pub async fn delete_upload(
     ApiPath(id): ApiPath<Uuid>,
     headers: HeaderMap,
 ) -> Response {
-    if let Some(r) = protocol::version_mismatch(&headers) {
-        return r;
-    }
-    let result = async {
+    tus_answer(&headers, async {
         let lock = state::lock_for(id);
         let _held = lock.lock().await;
         let u = own_upload(&state, &caller, id).await?;
@@ -358,9 +352,8 @@ pub async fn delete_upload(
         }
         state::terminate(&state, &u).await?;
         Ok(StatusCode::NO_CONTENT.into_response())
-    }
-    .await;
-    protocol::tag(result.unwrap_or_else(IntoResponse::into_response))
+    })
+    .await
 }
 
 /// The answer to a plain upload.
