@@ -6,12 +6,13 @@
 //! - [`storage`]: object storage, on S3 or a local directory, behind one
 //!   interface.
 //!
-//! The transcoding pipeline will live here too; it reads `reelflow.uploads`
-//! and writes `reelflow.processing` through these same pieces.
+//! - [`transcode`]: the transcoding pipeline, from an uploaded source to an
+//!   HLS ladder, reporting on `reelflow.processing`.
 
 pub mod events;
 pub mod log;
 pub mod storage;
+pub mod transcode;
 
 pub use log::{EventLog, GroupConsumer, PartitionReader, Record};
 pub use storage::{ObjectKey, ObjectStore};

@@ -1,0 +1,181 @@
+//! The one ffmpeg pass: decode once, split, scale and encode every rung, and
+//! write fMP4 HLS per rendition. Progress comes from `-progress pipe:1`
+//! (`out_time_us` against the duration); stderr is read alongside and its
+//! tail becomes the error a person reads when ffmpeg fails.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+
+use crate::transcode::ladder::{AUDIO_KBPS, Rung};
+
+/// Target segment length, seconds (Apple recommends 6; 4 starts faster).
+pub const SEGMENT_S: u32 = 4;
+
+/// The arguments of the pass from `input` into `out_dir/<rung>/`.
+pub fn ladder_args(input: &Path, out_dir: &Path, rungs: &[Rung], fps: f64, has_audio: bool) -> Vec<String> {
+    let n = rungs.len();
+    // A keyframe exactly every segment, in every rendition, so segments
+    // line up and players can switch at any boundary.
+    let gop = ((fps * SEGMENT_S as f64).round() as u32).max(1);
+    let mut a: Vec<String> = vec![
+        "-hide_banner".into(),
+        "-nostdin".into(),
+        "-y".into(),
+        "-i".into(),
+        input.display().to_string(),
+    ];
+    let mut graph = format!("[0:v]split={n}");
+    for i in 0..n {
+        graph.push_str(&format!("[s{i}]"));
+    }
+    for (i, r) in rungs.iter().enumerate() {
+        // The source's rotation is already applied by the decoder.
+        graph.push_str(&format!(
+            ";[s{i}]scale={}:{}:flags=bicubic,setsar=1,format=yuv420p[v{i}]",
+            r.width, r.height
+        ));
+    }
+    a.extend(["-filter_complex".into(), graph]);
+    for i in 0..n {
+        a.extend(["-map".into(), format!("[v{i}]")]);
+    }
+    if has_audio {
+        for _ in 0..n {
+            a.extend(["-map".into(), "0:a:0".into()]);
+        }
+    }
+    a.extend([
+        "-c:v".into(),
+        "libx264".into(),
+        "-preset".into(),
+        "veryfast".into(),
+        "-profile:v".into(),
+        "main".into(),
+    ]);
+    for (i, r) in rungs.iter().enumerate() {
+        a.extend([
+            format!("-b:v:{i}"),
+            format!("{}k", r.video_kbps),
+            format!("-maxrate:v:{i}"),
+            format!("{}k", r.max_kbps),
+            format!("-bufsize:v:{i}"),
+            format!("{}k", r.video_kbps * 2),
+            format!("-level:v:{i}"),
+            r.level.to_string(),
+        ]);
+    }
+    a.extend([
+        "-g".into(),
+        gop.to_string(),
+        "-keyint_min".into(),
+        gop.to_string(),
+        // No extra keyframes at scene cuts: they would misalign segments.
+        "-sc_threshold".into(),
+        "0".into(),
+    ]);
+    if has_audio {
+        a.extend([
+            "-c:a".into(),
+            "aac".into(),
+            "-b:a".into(),
+            format!("{AUDIO_KBPS}k"),
+            "-ac".into(),
+            "2".into(),
+            "-ar".into(),
+            "48000".into(),
+        ]);
+    }
+    let streams: Vec<String> = (0..n)
+        .map(|i| {
+            if has_audio {
+                format!("v:{i},a:{i},name:{}", rungs[i].name)
+            } else {
+                format!("v:{i},name:{}", rungs[i].name)
+            }
+        })
+        .collect();
+    a.extend([
+        "-f".into(),
+        "hls".into(),
+        "-hls_time".into(),
+        SEGMENT_S.to_string(),
+        // EVENT while encoding, so the video plays before the pass ends.
+        "-hls_playlist_type".into(),
+        "event".into(),
+        "-hls_segment_type".into(),
+        "fmp4".into(),
+        "-hls_flags".into(),
+        "independent_segments".into(),
+        "-hls_fmp4_init_filename".into(),
+        "init.mp4".into(),
+        "-hls_segment_filename".into(),
+        out_dir.join("%v/seg_%05d.m4s").display().to_string(),
+        "-var_stream_map".into(),
+        streams.join(" "),
+        "-progress".into(),
+        "pipe:1".into(),
+        "-nostats".into(),
+        out_dir.join("%v/index.m3u8").display().to_string(),
+    ]);
+    a
+}
+
+/// Runs ffmpeg with `args`, calling `progress` with the share done (0–100)
+/// at most once a second, and fails after `timeout` or with the tail of
+/// ffmpeg's stderr.
+pub async fn run(
+    args: &[String],
+    duration_s: f64,
+    timeout: Duration,
+    mut progress: impl FnMut(f64),
+) -> Result<(), String> {
+    let mut child = tokio::process::Command::new("ffmpeg")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("could not start ffmpeg: {e}"))?;
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let stderr_task = tokio::spawn(async move {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text).await;
+        text
+    });
+    let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+    let work = async {
+        let mut last = Instant::now() - Duration::from_secs(2);
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(us) = line
+                .strip_prefix("out_time_us=")
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                && last.elapsed() >= Duration::from_secs(1)
+                && duration_s > 0.0
+            {
+                last = Instant::now();
+                progress((us / 1e6 / duration_s * 100.0).clamp(0.0, 99.9));
+            }
+        }
+        child.wait().await
+    };
+    let status = match tokio::time::timeout(timeout, work).await {
+        Ok(status) => status.map_err(|e| format!("waiting for ffmpeg: {e}"))?,
+        Err(_) => {
+            return Err(format!(
+                "transcoding took longer than {} s and was stopped",
+                timeout.as_secs()
+            ));
+        }
+    };
+    let stderr = stderr_task.await.unwrap_or_default();
+    if status.success() {
+        return Ok(());
+    }
+    let tail: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    let tail = tail[tail.len().saturating_sub(3)..].join(" / ");
+    Err(format!("ffmpeg failed ({status}): {tail}"))
+}

@@ -1,0 +1,278 @@
+//! One upload, transcoded: probe, plan, encode, publish the outputs and
+//! report every stage on `reelflow.processing`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio::io::AsyncWriteExt;
+use uuid::Uuid;
+
+use crate::EventLog;
+use crate::events::{Envelope, ProcessingEvent, Rendition, TopicEvent};
+use crate::storage::{ObjectKey, ObjectStore};
+use crate::transcode::ladder::{Rung, plan};
+use crate::transcode::master::{Encoded, master_playlist};
+use crate::transcode::probe::{ProbeLimits, probe};
+use crate::transcode::{ffmpeg, master};
+
+/// Limits of one job.
+#[derive(Debug, Clone, Copy)]
+pub struct JobLimits {
+    /// What sources are accepted.
+    pub probe: ProbeLimits,
+    /// Longest the ffmpeg pass may run.
+    pub timeout: Duration,
+}
+
+impl Default for JobLimits {
+    fn default() -> Self {
+        Self {
+            probe: ProbeLimits::default(),
+            timeout: Duration::from_secs(3 * 3600),
+        }
+    }
+}
+
+/// Appends a processing event; a failure to report is logged, not fatal.
+pub async fn report<L: EventLog>(log: &L, event: ProcessingEvent) {
+    let envelope = Envelope::new(event);
+    if let Err(e) = log
+        .append(ProcessingEvent::TOPIC, envelope.key().as_bytes(), &envelope.to_bytes())
+        .await
+    {
+        tracing::warn!(error = %e, "could not report transcoding progress");
+    }
+}
+
+fn key(s: String) -> Result<ObjectKey, String> {
+    ObjectKey::parse(&s).map_err(|e| e.to_string())
+}
+
+async fn download<S: ObjectStore>(store: &S, source: &ObjectKey, to: &Path) -> Result<(), String> {
+    let body = store
+        .get(source, None)
+        .await
+        .map_err(|e| format!("reading the upload: {e}"))?;
+    let mut file = tokio::fs::File::create(to)
+        .await
+        .map_err(|e| format!("creating {}: {e}", to.display()))?;
+    let mut stream = body.stream;
+    while let Some(chunk) = stream.next().await {
+        file.write_all(&chunk.map_err(|e| format!("reading the upload: {e}"))?)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    file.flush().await.map_err(|e| e.to_string())
+}
+
+/// Peak and average bitrate of a rendition from its playlist and segments.
+async fn measure(dir: &Path, rung: &Rung, has_audio: bool) -> Encoded {
+    let Ok(playlist) = tokio::fs::read_to_string(dir.join("index.m3u8")).await else {
+        return master::nominal(rung, has_audio);
+    };
+    let (mut total_bytes, mut total_s, mut peak) = (0u64, 0f64, 0u64);
+    let mut pending: Option<f64> = None;
+    for line in playlist.lines() {
+        if let Some(d) = line.strip_prefix("#EXTINF:") {
+            pending = d.trim_end_matches(',').split(',').next().and_then(|v| v.parse().ok());
+        } else if let (Some(d), false) = (pending.take(), line.starts_with('#')) {
+            let bytes = tokio::fs::metadata(dir.join(line)).await.map(|m| m.len()).unwrap_or(0);
+            total_bytes += bytes;
+            total_s += d;
+            if d > 0.5 {
+                peak = peak.max((bytes as f64 * 8.0 / d) as u64);
+            }
+        }
+    }
+    if total_s <= 0.0 {
+        return master::nominal(rung, has_audio);
+    }
+    let average = (total_bytes as f64 * 8.0 / total_s) as u64;
+    Encoded {
+        rung: rung.clone(),
+        peak_bps: peak.max(average),
+        average_bps: average,
+    }
+}
+
+async fn put_file<S: ObjectStore>(store: &S, path: &Path, key: &ObjectKey) -> Result<u64, String> {
+    let file = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| format!("opening {}: {e}", path.display()))?;
+    store
+        .put_stream(key, file)
+        .await
+        .map(|m| m.size)
+        .map_err(|e| format!("storing {key}: {e}"))
+}
+
+/// An image from the source: `filter` applied, one frame.
+async fn still(source: &Path, at_s: f64, filter: &str, out: &Path) -> Result<(), String> {
+    let status = tokio::process::Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-nostdin",
+            "-y",
+            "-ss",
+            &format!("{at_s:.2}"),
+            "-i",
+        ])
+        .arg(source)
+        .args(["-vf", filter, "-frames:v", "1", "-q:v", "4"])
+        .arg(out)
+        .output()
+        .await
+        .map_err(|e| format!("could not start ffmpeg: {e}"))?;
+    if status.status.success() && out.exists() {
+        Ok(())
+    } else {
+        Err(format!(
+            "making {}: {}",
+            out.display(),
+            String::from_utf8_lossy(&status.stderr).trim()
+        ))
+    }
+}
+
+/// Transcodes the upload at `source` for `video_id` in `work_dir` (which it
+/// empties afterwards) and reports the outcome. Returns the `ready` or
+/// `failed` event it appended.
+pub async fn transcode<L: EventLog, S: ObjectStore>(
+    log: &L,
+    store: &S,
+    video_id: Uuid,
+    source: &ObjectKey,
+    work_dir: &Path,
+    limits: JobLimits,
+) -> ProcessingEvent {
+    let result = run(log, store, video_id, source, work_dir, limits).await;
+    let _ = tokio::fs::remove_dir_all(work_dir).await;
+    let event = match result {
+        Ok(ready) => ready,
+        Err(reason) => ProcessingEvent::Failed { video_id, reason },
+    };
+    report(log, event.clone()).await;
+    event
+}
+
+async fn run<L: EventLog, S: ObjectStore>(
+    log: &L,
+    store: &S,
+    video_id: Uuid,
+    source: &ObjectKey,
+    work_dir: &Path,
+    limits: JobLimits,
+) -> Result<ProcessingEvent, String> {
+    tokio::fs::create_dir_all(work_dir)
+        .await
+        .map_err(|e| format!("creating {}: {e}", work_dir.display()))?;
+    let input = work_dir.join("source");
+    download(store, source, &input).await?;
+    report(log, ProcessingEvent::Probing { video_id }).await;
+    let probed = probe(&input, limits.probe).await?;
+    let Some(video) = probed.video.clone() else {
+        return Err("audio-only uploads are not transcoded yet; upload a file with a video track".into());
+    };
+    let rungs = plan(&video);
+    let out_dir = work_dir.join("hls");
+    for r in &rungs {
+        tokio::fs::create_dir_all(out_dir.join(&r.name))
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    report(log, ProcessingEvent::Transcoding { video_id, percent: 0.0 }).await;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let forward = async {
+        while let Some(percent) = rx.recv().await {
+            report(log, ProcessingEvent::Transcoding { video_id, percent }).await;
+        }
+    };
+    let args = ffmpeg::ladder_args(&input, &out_dir, &rungs, video.fps, probed.has_audio);
+    let encode = async {
+        let r = ffmpeg::run(&args, probed.duration_s, limits.timeout, |p| {
+            let _ = tx.send((p * 10.0).round() / 10.0);
+        })
+        .await;
+        drop(tx);
+        r
+    };
+    let (encoded, ()) = tokio::join!(encode, forward);
+    encoded?;
+
+    let prefix = format!("videos/{video_id}/hls");
+    let mut output_bytes = 0;
+    let mut measured = Vec::new();
+    for r in &rungs {
+        let dir = out_dir.join(&r.name);
+        // The pass is over: the EVENT playlist becomes VOD.
+        let playlist_path = dir.join("index.m3u8");
+        let playlist = tokio::fs::read_to_string(&playlist_path)
+            .await
+            .map_err(|e| format!("ffmpeg wrote no {} playlist: {e}", r.name))?;
+        tokio::fs::write(
+            &playlist_path,
+            playlist.replace("#EXT-X-PLAYLIST-TYPE:EVENT", "#EXT-X-PLAYLIST-TYPE:VOD"),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        measured.push(measure(&dir, r, probed.has_audio).await);
+        let mut entries = tokio::fs::read_dir(&dir).await.map_err(|e| e.to_string())?;
+        let mut files: Vec<PathBuf> = Vec::new();
+        while let Ok(Some(entry)) = entries.next_entry().await {
+            files.push(entry.path());
+        }
+        // Segments and init first, the rendition playlist after them.
+        files.sort_by_key(|p| (p.extension().is_some_and(|e| e == "m3u8"), p.clone()));
+        for f in files {
+            let name = f
+                .file_name()
+                .and_then(|n| n.to_str())
+                .ok_or("non-UTF-8 output name")?
+                .to_string();
+            output_bytes += put_file(store, &f, &key(format!("{prefix}/{}/{name}", r.name))?).await?;
+        }
+    }
+    let poster_path = work_dir.join("poster.jpg");
+    still(&input, probed.duration_s * 0.1, "scale=-2:360", &poster_path).await?;
+    let poster_key = format!("videos/{video_id}/poster.jpg");
+    output_bytes += put_file(store, &poster_path, &key(poster_key.clone())?).await?;
+    // A 10x10 sprite of thumbnails spread over the whole video, for the seek bar.
+    let storyboard_path = work_dir.join("storyboard.jpg");
+    let every = (probed.duration_s / 100.0).max(0.04);
+    still(
+        &input,
+        0.0,
+        &format!("fps=1/{every:.3},scale=160:-2,tile=10x10"),
+        &storyboard_path,
+    )
+    .await?;
+    let storyboard_key = format!("videos/{video_id}/storyboard.jpg");
+    output_bytes += put_file(store, &storyboard_path, &key(storyboard_key.clone())?).await?;
+
+    // Last: the master playlist, which makes the video playable as a whole.
+    let text = master_playlist(&measured, video.fps, probed.has_audio);
+    output_bytes += store
+        .put_bytes(&key(format!("{prefix}/master.m3u8"))?, text.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?
+        .size;
+    Ok(ProcessingEvent::Ready {
+        video_id,
+        renditions: measured
+            .iter()
+            .map(|e| Rendition {
+                name: e.rung.name.clone(),
+                width: e.rung.width,
+                height: e.rung.height,
+                bandwidth_bps: e.peak_bps,
+            })
+            .collect(),
+        duration_s: probed.duration_s,
+        poster_key: Some(poster_key),
+        storyboard_key: Some(storyboard_key),
+        output_bytes,
+    })
+}

@@ -1,0 +1,235 @@
+//! The transcoding pipeline on real ffmpeg: generated clips of several
+//! shapes end `ready` with a ladder ffprobe reads back, or `failed` with a
+//! reason a person can act on; progress is reported in order on
+//! `reelflow.processing`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use reelflow_ingest::events::{ProcessingEvent, TopicEvent, decode};
+use reelflow_ingest::log::{EmbeddedLog, EmbeddedOptions};
+use reelflow_ingest::storage::{LocalStore, ObjectKey};
+use reelflow_ingest::transcode::{JobLimits, transcode};
+use reelflow_ingest::{EventLog, ObjectStore, PartitionReader};
+use uuid::Uuid;
+
+/// Makes a clip with ffmpeg's test sources.
+fn clip(dir: &Path, name: &str, video: Option<&str>, audio: bool, seconds: u32) -> PathBuf {
+    let path = dir.join(name);
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-hide_banner", "-loglevel", "error", "-y"]);
+    if let Some(v) = video {
+        cmd.args(["-f", "lavfi", "-i", &format!("testsrc2=size={v}:duration={seconds}")]);
+    }
+    if audio {
+        cmd.args(["-f", "lavfi", "-i", &format!("sine=frequency=440:duration={seconds}")]);
+    }
+    if video.is_some() {
+        cmd.args(["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"]);
+    }
+    if audio {
+        cmd.args(["-c:a", "aac"]);
+    }
+    let status = cmd.arg(&path).status().expect("ffmpeg runs");
+    assert!(status.success(), "generating {name}");
+    path
+}
+
+struct Run {
+    events: Vec<ProcessingEvent>,
+    store: LocalStore,
+    video_id: Uuid,
+    _dir: tempfile::TempDir,
+}
+
+async fn run(source: &Path) -> Run {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = LocalStore::open(dir.path().join("objects")).expect("store");
+    let log = EmbeddedLog::open(dir.path().join("log"), EmbeddedOptions::default()).expect("log");
+    log.create_topic(ProcessingEvent::TOPIC, 1).await.expect("topic");
+    let video_id = Uuid::now_v7();
+    let key = ObjectKey::parse(&format!("videos/{video_id}/source")).expect("key");
+    store
+        .put_stream(&key, tokio::fs::File::open(source).await.expect("clip"))
+        .await
+        .expect("upload");
+    let limits = JobLimits {
+        timeout: Duration::from_secs(300),
+        ..JobLimits::default()
+    };
+    transcode(&log, &store, video_id, &key, &dir.path().join("work"), limits).await;
+    let mut reader = log.reader(ProcessingEvent::TOPIC, &[(0, 0)]).await.expect("reader");
+    let mut events = Vec::new();
+    loop {
+        let got = reader.poll(1000, Duration::from_millis(200)).await.expect("poll");
+        if got.is_empty() {
+            break;
+        }
+        events.extend(
+            got.iter()
+                .map(|r| decode::<ProcessingEvent>(&r.value).expect("event").event),
+        );
+    }
+    Run {
+        events,
+        store,
+        video_id,
+        _dir: dir,
+    }
+}
+
+/// (width, height, codec) of the first video stream ffprobe finds.
+fn ffprobe_video(path: &Path) -> (u32, u32, String) {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=width,height,codec_name",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(path)
+        .output()
+        .expect("ffprobe");
+    let text = String::from_utf8_lossy(&out.stdout);
+    // A playlist shows its stream once per program: the first line will do.
+    let f: Vec<&str> = text
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim()
+        .split(',')
+        .collect();
+    assert_eq!(
+        f.len(),
+        3,
+        "ffprobe of {}: {text} {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (f[1].parse().expect("w"), f[2].parse().expect("h"), f[0].to_string())
+}
+
+fn ready(events: &[ProcessingEvent]) -> &ProcessingEvent {
+    let last = events.last().expect("events");
+    assert!(matches!(last, ProcessingEvent::Ready { .. }), "{events:?}");
+    last
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_720p_clip_becomes_a_playable_ladder() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let r = run(&clip(dir.path(), "hd.mp4", Some("1280x720:rate=30"), true, 5)).await;
+    assert!(matches!(r.events[0], ProcessingEvent::Probing { .. }), "{:?}", r.events);
+    assert!(matches!(r.events[1], ProcessingEvent::Transcoding { percent, .. } if percent == 0.0));
+    let ProcessingEvent::Ready {
+        renditions,
+        duration_s,
+        poster_key,
+        storyboard_key,
+        output_bytes,
+        ..
+    } = ready(&r.events)
+    else {
+        unreachable!()
+    };
+    let names: Vec<&str> = renditions.iter().map(|x| x.name.as_str()).collect();
+    assert_eq!(names, ["720p", "480p", "360p", "240p"], "never upscaled");
+    assert!((duration_s - 5.0).abs() < 0.2, "{duration_s}");
+    assert!(*output_bytes > 0);
+    let root = r.store.root().join(format!("videos/{}", r.video_id));
+    for rendition in renditions {
+        let (w, h, codec) = ffprobe_video(&root.join(format!("hls/{}/index.m3u8", rendition.name)));
+        assert_eq!(
+            (w, h, codec.as_str()),
+            (rendition.width, rendition.height, "h264"),
+            "{}",
+            rendition.name
+        );
+        let playlist =
+            std::fs::read_to_string(root.join(format!("hls/{}/index.m3u8", rendition.name))).expect("playlist");
+        assert!(
+            playlist.contains("#EXT-X-PLAYLIST-TYPE:VOD") && playlist.contains("#EXT-X-ENDLIST"),
+            "{playlist}"
+        );
+        assert!(playlist.contains("#EXT-X-MAP:URI="), "fMP4 init segment: {playlist}");
+    }
+    let master = std::fs::read_to_string(root.join("hls/master.m3u8")).expect("master");
+    assert_eq!(master.matches("#EXT-X-STREAM-INF:").count(), 4, "{master}");
+    for attr in [
+        "BANDWIDTH=",
+        "AVERAGE-BANDWIDTH=",
+        "RESOLUTION=1280x720",
+        "CODECS=\"avc1.4d401f,mp4a.40.2\"",
+        "FRAME-RATE=30.000",
+    ] {
+        assert!(master.contains(attr), "{attr} missing from {master}");
+    }
+    // The whole ladder plays through ffprobe from the master playlist.
+    let (w, h, _) = ffprobe_video(&root.join("hls/master.m3u8"));
+    assert!(w > 0 && h > 0);
+    for key in [poster_key, storyboard_key] {
+        let path = r.store.root().join(key.as_deref().expect("image key"));
+        assert_eq!(ffprobe_video(&path).2, "mjpeg");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_odd_sized_silent_25fps_clip_keeps_its_shape() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let r = run(&clip(dir.path(), "odd.mp4", Some("642x362:rate=25"), false, 3)).await;
+    let ProcessingEvent::Ready { renditions, .. } = ready(&r.events) else {
+        unreachable!()
+    };
+    let shapes: Vec<(u32, u32)> = renditions.iter().map(|x| (x.width, x.height)).collect();
+    assert_eq!(shapes, [(638, 360), (426, 240)], "the source aspect is kept");
+    let master =
+        std::fs::read_to_string(r.store.root().join(format!("videos/{}/hls/master.m3u8", r.video_id))).expect("master");
+    assert!(
+        master.contains("CODECS=\"avc1.4d401e\"") && master.contains("FRAME-RATE=25.000"),
+        "{master}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_is_not_media_fails_with_a_reason() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = dir.path().join("notes.mp4");
+    std::fs::write(&text, "these are my notes, not a video\n".repeat(100)).expect("write");
+    let r = run(&text).await;
+    match r.events.last() {
+        Some(ProcessingEvent::Failed { reason, .. }) => {
+            assert!(reason.contains("not a video or audio file"), "{reason}")
+        }
+        other => panic!("expected failed, got {other:?}"),
+    }
+    assert!(
+        r.store
+            .list(&format!("videos/{}/hls", r.video_id))
+            .await
+            .expect("list")
+            .is_empty(),
+        "nothing published"
+    );
+
+    let full = std::fs::read(clip(dir.path(), "whole.mp4", Some("320x240:rate=30"), true, 3)).expect("clip");
+    let cut = dir.path().join("cut.mp4");
+    std::fs::write(&cut, &full[..full.len() / 3]).expect("write");
+    let r = run(&cut).await;
+    assert!(
+        matches!(r.events.last(), Some(ProcessingEvent::Failed { reason, .. }) if !reason.is_empty()),
+        "{:?}",
+        r.events
+    );
+    assert!(
+        r.store
+            .list(&format!("videos/{}/hls/master.m3u8", r.video_id))
+            .await
+            .expect("list")
+            .is_empty()
+    );
+}
