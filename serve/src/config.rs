@@ -51,6 +51,13 @@
 //! expire_after_s = 86400           # unfinished uploads are dropped after a day
 //! part_size_bytes = 8388608        # stored part size, and memory per upload in progress
 //!
+//! [transcode]
+//! workers = 1                      # ffmpeg jobs at once per process
+//! max_duration_s = 14400.0         # longer sources fail before decoding
+//! max_dimension = 7680             # larger frames fail before decoding
+//! timeout_s = 10800                # a job running longer is stopped
+//! work_dir = "…"                   # default: <data_dir>/transcode
+//!
 //! [limits]                         # per process
 //! register_per_ip_per_hour = 20
 //! login_per_ip_per_minute = 30
@@ -90,6 +97,36 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// Uploads.
     pub uploads: UploadsConfig,
+    /// Transcoding.
+    pub transcode: TranscodeConfig,
+}
+
+/// Transcoding.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TranscodeConfig {
+    /// Jobs this process runs at once (each is one ffmpeg process).
+    pub workers: usize,
+    /// Longest source accepted, seconds.
+    pub max_duration_s: f64,
+    /// Largest frame side accepted, pixels.
+    pub max_dimension: u32,
+    /// Longest a job may run, seconds.
+    pub timeout_s: u64,
+    /// Where jobs keep their files; unset means `<data_dir>/transcode`.
+    pub work_dir: Option<PathBuf>,
+}
+
+impl Default for TranscodeConfig {
+    fn default() -> Self {
+        Self {
+            workers: 1,
+            max_duration_s: 4.0 * 3600.0,
+            max_dimension: 7680,
+            timeout_s: 3 * 3600,
+            work_dir: None,
+        }
+    }
 }
 
 /// Uploads.
@@ -178,6 +215,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             limits: LimitsConfig::default(),
             uploads: UploadsConfig::default(),
+            transcode: TranscodeConfig::default(),
         }
     }
 }
@@ -423,6 +461,9 @@ impl Config {
         if self.uploads.part_size_bytes < 5 * 1024 * 1024 {
             bail!("uploads.part_size_bytes must be at least 5242880 (S3's minimum part)");
         }
+        if self.transcode.workers == 0 || self.transcode.workers > 64 {
+            bail!("transcode.workers must be between 1 and 64");
+        }
         if self.uploads.max_size_bytes == 0 || self.uploads.expire_after_s < 60 {
             bail!("uploads.max_size_bytes must be positive and uploads.expire_after_s at least 60");
         }
@@ -475,6 +516,25 @@ impl Config {
             .keys_file
             .clone()
             .unwrap_or_else(|| self.data_dir.join("auth-keys.json"))
+    }
+
+    /// The transcoders' settings.
+    pub fn transcoder(&self) -> reelflow_ingest::transcode::WorkerSettings {
+        use reelflow_ingest::transcode::{JobLimits, probe::ProbeLimits};
+        reelflow_ingest::transcode::WorkerSettings {
+            work_root: self
+                .transcode
+                .work_dir
+                .clone()
+                .unwrap_or_else(|| self.data_dir.join("transcode")),
+            limits: JobLimits {
+                probe: ProbeLimits {
+                    max_duration_s: self.transcode.max_duration_s,
+                    max_dimension: self.transcode.max_dimension,
+                },
+                timeout: std::time::Duration::from_secs(self.transcode.timeout_s),
+            },
+        }
     }
 
     /// Where local objects live.

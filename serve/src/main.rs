@@ -29,6 +29,8 @@ enum Command {
     Up,
     /// Print the effective configuration (secrets masked).
     Config,
+    /// Run transcoders: members of the consumer group on reelflow.uploads.
+    Transcode,
     /// Manage accounts.
     #[command(subcommand)]
     User(UserCommand),
@@ -107,6 +109,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Up => up(Config::load(&cli.config)?).await,
+        Command::Transcode => {
+            let config = Config::load(&cli.config)?;
+            let platform = reelflow_serve::platform::Platform::open(&config).await?;
+            println!(
+                "transcoding with {} worker(s); Ctrl-C stops them; an unfinished job is done again by the next transcoder",
+                config.transcode.workers
+            );
+            let workers = spawn_transcoders(&config, &platform);
+            shutdown_signal().await;
+            for w in workers {
+                w.abort();
+            }
+            Ok(())
+        }
         Command::User(UserCommand::Create {
             email,
             admin,
@@ -179,9 +195,34 @@ async fn create_user(config: &Config, email: &str, role: Role, display_name: Opt
     Ok(())
 }
 
+/// Starts `transcode.workers` transcoders on the platform's log and store.
+fn spawn_transcoders(
+    config: &Config,
+    platform: &reelflow_serve::platform::Platform,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let stats = std::sync::Arc::new(reelflow_ingest::transcode::WorkerStats::default());
+    (0..config.transcode.workers)
+        .map(|_| {
+            let (log, store, settings, stats) = (
+                platform.log.clone(),
+                platform.store.clone(),
+                config.transcoder(),
+                std::sync::Arc::clone(&stats),
+            );
+            tokio::spawn(async move {
+                let stop = std::future::pending::<()>();
+                if let Err(e) = reelflow_ingest::transcode::run_worker(log, store, settings, stats, stop).await {
+                    tracing::error!(error = %e, "a transcoder stopped");
+                }
+            })
+        })
+        .collect()
+}
+
 async fn up(config: Config) -> anyhow::Result<()> {
     let state = reelflow_serve::app::open(config.clone()).await?;
     let _publisher = reelflow_serve::app::spawn_background(&state);
+    let _transcoders = spawn_transcoders(&config, &state.platform);
     let platform = state.platform.clone();
     let listener = tokio::net::TcpListener::bind(config.http.listen)
         .await

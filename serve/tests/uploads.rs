@@ -432,6 +432,136 @@ mod cases {
     }
 }
 
+/// From the first byte to a playable ladder: a clip uploaded with tus is
+/// picked up by a transcoder from `reelflow.uploads`, and `ready` with the
+/// ladder arrives on `reelflow.processing`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_uploaded_clip_is_transcoded() {
+    use axum::body::Body;
+    use axum::http::{Method, Request, StatusCode, header};
+    use base64::Engine;
+    use reelflow_ingest::events::{ProcessingEvent, TopicEvent, decode};
+    use reelflow_ingest::{EventLog, PartitionReader};
+
+    let app = common::TestApp::new(common::Database::Sqlite).await;
+    let s = app.register("maker@example.org", None).await;
+    let r = app
+        .post(
+            "/v1/videos",
+            Some(&s.access),
+            serde_json::json!({"title": "Test pattern"}),
+        )
+        .await;
+    let video_id = r.body["id"].as_str().expect("id").to_string();
+    let clip = app.dir.path().join("clip.mp4");
+    let status = std::process::Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=640x360:rate=30:duration=3",
+        ])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=duration=3",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+        ])
+        .arg(&clip)
+        .status()
+        .expect("ffmpeg");
+    assert!(status.success());
+    let bytes = std::fs::read(&clip).expect("clip");
+    let metadata = format!(
+        "video_id {}",
+        base64::engine::general_purpose::STANDARD.encode(&video_id)
+    );
+    let r = app
+        .send(
+            Request::builder()
+                .method(Method::POST)
+                .uri("/v1/uploads")
+                .header("tus-resumable", "1.0.0")
+                .header(header::AUTHORIZATION, format!("Bearer {}", s.access))
+                .header("upload-length", bytes.len().to_string())
+                .header("upload-metadata", metadata)
+                .header(header::CONTENT_TYPE, "application/offset+octet-stream")
+                .body(Body::from(bytes))
+                .expect("request"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+
+    let background = reelflow_serve::app::spawn_background(&app.state);
+    let stats = std::sync::Arc::new(reelflow_ingest::transcode::WorkerStats::default());
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let worker = tokio::spawn(reelflow_ingest::transcode::run_worker(
+        app.state.platform.log.clone(),
+        app.state.platform.store.clone(),
+        app.config.transcoder(),
+        std::sync::Arc::clone(&stats),
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
+    let log = app.state.platform.log.clone();
+    let n = log.partition_count(ProcessingEvent::TOPIC).await.expect("partitions");
+    let mut reader = log
+        .reader(ProcessingEvent::TOPIC, &(0..n).map(|p| (p, 0)).collect::<Vec<_>>())
+        .await
+        .expect("reader");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(120);
+    let mut stages = Vec::new();
+    let ready = loop {
+        assert!(tokio::time::Instant::now() < deadline, "no ready event; saw {stages:?}");
+        let mut done = None;
+        for r in reader
+            .poll(100, std::time::Duration::from_millis(500))
+            .await
+            .expect("poll")
+        {
+            let e = decode::<ProcessingEvent>(&r.value).expect("event").event;
+            assert_eq!(e.video_id().to_string(), video_id);
+            stages.push(
+                serde_json::to_value(&e).expect("json")["type"]
+                    .as_str()
+                    .expect("type")
+                    .to_string(),
+            );
+            if matches!(e, ProcessingEvent::Ready { .. } | ProcessingEvent::Failed { .. }) {
+                done = Some(e);
+            }
+        }
+        if let Some(e) = done {
+            break e;
+        }
+    };
+    stop_tx.send(()).expect("stop");
+    worker.await.expect("worker task").expect("worker");
+    background.abort();
+    assert_eq!(&stages[..3], ["queued", "probing", "transcoding"], "{stages:?}");
+    let ProcessingEvent::Ready { renditions, .. } = ready else {
+        panic!("transcoding failed: {ready:?}")
+    };
+    assert_eq!(
+        renditions.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
+        ["360p", "240p"]
+    );
+    assert_eq!(stats.ready.load(std::sync::atomic::Ordering::Relaxed), 1);
+}
+
 macro_rules! on_both_setups {
     ($($case:ident),* $(,)?) => {
         mod sqlite_local {

@@ -18,5 +18,7 @@ pub mod job;
 pub mod ladder;
 pub mod master;
 pub mod probe;
+pub mod worker;
 
 pub use job::{JobLimits, transcode};
+pub use worker::{WorkerSettings, WorkerStats, run_worker};
