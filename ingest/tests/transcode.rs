@@ -233,3 +233,124 @@ async fn what_is_not_media_fails_with_a_reason() {
             .is_empty()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audio_only_becomes_a_video_with_a_still_picture() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let r = run(&clip(dir.path(), "song.m4a", None, true, 4)).await;
+    let ProcessingEvent::Ready {
+        renditions, duration_s, ..
+    } = ready(&r.events)
+    else {
+        unreachable!()
+    };
+    assert_eq!(
+        renditions.iter().map(|x| x.name.as_str()).collect::<Vec<_>>(),
+        ["360p", "240p"]
+    );
+    assert!((duration_s - 4.0).abs() < 0.3, "{duration_s}");
+    let playlist = r
+        .store
+        .root()
+        .join(format!("videos/{}/hls/360p/index.m3u8", r.video_id));
+    assert_eq!(ffprobe_video(&playlist), (640, 360, "h264".to_string()));
+    let audio = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "a:0",
+            "-show_entries",
+            "stream=codec_name,channels",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(&playlist)
+        .output()
+        .expect("ffprobe");
+    assert_eq!(String::from_utf8_lossy(&audio.stdout).lines().next(), Some("aac,2"));
+}
+
+/// A phone video: stored 1280x720 with a 90 degree display rotation, so it
+/// plays as 720x1280 portrait. Sets the rotation matrix in the track header
+/// (`tkhd`) the way phones write it.
+fn rotate_mp4(path: &Path) {
+    let mut bytes = std::fs::read(path).expect("read");
+    let at = bytes.windows(4).position(|w| w == b"tkhd").expect("a tkhd box");
+    // version 0: version+flags 4, times 8, track 4, reserved 4, duration 4,
+    // reserved 8, layer/group/volume/reserved 8, then the 3x3 matrix.
+    let matrix = at + 4 + 4 + 8 + 4 + 4 + 4 + 8 + 8;
+    let values: [i32; 9] = [0, 65536, 0, -65536, 0, 0, 0, 0, 1 << 30];
+    for (i, v) in values.iter().enumerate() {
+        bytes[matrix + i * 4..matrix + i * 4 + 4].copy_from_slice(&v.to_be_bytes());
+    }
+    std::fs::write(path, bytes).expect("write");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_phone_video_stays_portrait() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let source = clip(dir.path(), "phone.mp4", Some("1280x720:rate=30"), true, 2);
+    rotate_mp4(&source);
+    let r = run(&source).await;
+    let ProcessingEvent::Ready { renditions, .. } = ready(&r.events) else {
+        unreachable!()
+    };
+    assert_eq!(
+        (renditions[0].name.as_str(), renditions[0].width, renditions[0].height),
+        ("720p", 720, 1280),
+        "{renditions:?}"
+    );
+    let top = r
+        .store
+        .root()
+        .join(format!("videos/{}/hls/720p/index.m3u8", r.video_id));
+    assert_eq!(ffprobe_video(&top), (720, 1280, "h264".to_string()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_variable_frame_rate_1080p_clip_gets_the_full_ladder() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("vfr.mkv");
+    // Frames at uneven times: 30 fps with every third frame dropped.
+    let status = Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=1920x1080:rate=30:duration=2",
+        ])
+        .args([
+            "-vf",
+            "select='not(eq(mod(n\\,3)\\,2))'",
+            "-fps_mode",
+            "vfr",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+        ])
+        .arg(&path)
+        .status()
+        .expect("ffmpeg");
+    assert!(status.success());
+    let r = run(&path).await;
+    let ProcessingEvent::Ready { renditions, .. } = ready(&r.events) else {
+        unreachable!()
+    };
+    assert_eq!(
+        renditions.iter().map(|x| x.name.as_str()).collect::<Vec<_>>(),
+        ["1080p", "720p", "480p", "360p", "240p"]
+    );
+    let playlist = std::fs::read_to_string(
+        r.store
+            .root()
+            .join(format!("videos/{}/hls/1080p/index.m3u8", r.video_id)),
+    )
+    .expect("playlist");
+    assert!(playlist.contains("#EXT-X-ENDLIST"));
+}

@@ -14,8 +14,24 @@ use crate::transcode::ladder::{AUDIO_KBPS, Rung};
 /// Target segment length, seconds (Apple recommends 6; 4 starts faster).
 pub const SEGMENT_S: u32 = 4;
 
+/// Where the pictures of the pass come from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Picture {
+    /// The source's own video stream.
+    Source,
+    /// A still dark frame, for audio-only sources.
+    Still,
+}
+
 /// The arguments of the pass from `input` into `out_dir/<rung>/`.
-pub fn ladder_args(input: &Path, out_dir: &Path, rungs: &[Rung], fps: f64, has_audio: bool) -> Vec<String> {
+pub fn ladder_args(
+    input: &Path,
+    out_dir: &Path,
+    rungs: &[Rung],
+    fps: f64,
+    has_audio: bool,
+    picture: Picture,
+) -> Vec<String> {
     let n = rungs.len();
     // A keyframe exactly every segment, in every rendition, so segments
     // line up and players can switch at any boundary.
@@ -27,7 +43,22 @@ pub fn ladder_args(input: &Path, out_dir: &Path, rungs: &[Rung], fps: f64, has_a
         "-i".into(),
         input.display().to_string(),
     ];
-    let mut graph = format!("[0:v]split={n}");
+    let video_in = match picture {
+        Picture::Source => "[0:v]",
+        Picture::Still => {
+            // A still frame the size of the largest rung, ended by the audio.
+            let top = &rungs[0];
+            a.extend([
+                "-f".into(),
+                "lavfi".into(),
+                "-i".into(),
+                format!("color=c=0x202020:s={}x{}:r={fps}", top.width, top.height),
+            ]);
+            a.push("-shortest".into());
+            "[1:v]"
+        }
+    };
+    let mut graph = format!("{video_in}split={n}");
     for i in 0..n {
         graph.push_str(&format!("[s{i}]"));
     }

@@ -13,7 +13,7 @@ use crate::events::{Envelope, ProcessingEvent, Rendition, TopicEvent};
 use crate::storage::{ObjectKey, ObjectStore};
 use crate::transcode::ladder::{Rung, plan};
 use crate::transcode::master::{Encoded, master_playlist};
-use crate::transcode::probe::{ProbeLimits, probe};
+use crate::transcode::probe::{ProbeLimits, VideoStream, probe};
 use crate::transcode::{ffmpeg, master};
 
 /// Limits of one job.
@@ -107,8 +107,9 @@ async fn put_file<S: ObjectStore>(store: &S, path: &Path, key: &ObjectKey) -> Re
         .map_err(|e| format!("storing {key}: {e}"))
 }
 
-/// An image from the source: `filter` applied, one frame.
-async fn still(source: &Path, at_s: f64, filter: &str, out: &Path) -> Result<(), String> {
+/// An image from `input` (ffmpeg input arguments): `filter` applied, one
+/// frame.
+async fn still(input: &[String], at_s: f64, filter: &str, out: &Path) -> Result<(), String> {
     let status = tokio::process::Command::new("ffmpeg")
         .args([
             "-hide_banner",
@@ -118,9 +119,8 @@ async fn still(source: &Path, at_s: f64, filter: &str, out: &Path) -> Result<(),
             "-y",
             "-ss",
             &format!("{at_s:.2}"),
-            "-i",
         ])
-        .arg(source)
+        .args(input)
         .args(["-vf", filter, "-frames:v", "1", "-q:v", "4"])
         .arg(out)
         .output()
@@ -173,8 +173,17 @@ async fn run<L: EventLog, S: ObjectStore>(
     download(store, source, &input).await?;
     report(log, ProcessingEvent::Probing { video_id }).await;
     let probed = probe(&input, limits.probe).await?;
-    let Some(video) = probed.video.clone() else {
-        return Err("audio-only uploads are not transcoded yet; upload a file with a video track".into());
+    // Audio only: the ladder carries the sound over a still frame.
+    let (video, picture) = match probed.video.clone() {
+        Some(v) => (v, ffmpeg::Picture::Source),
+        None => (
+            VideoStream {
+                width: 640,
+                height: 360,
+                fps: 25.0,
+            },
+            ffmpeg::Picture::Still,
+        ),
     };
     let rungs = plan(&video);
     let out_dir = work_dir.join("hls");
@@ -190,7 +199,7 @@ async fn run<L: EventLog, S: ObjectStore>(
             report(log, ProcessingEvent::Transcoding { video_id, percent }).await;
         }
     };
-    let args = ffmpeg::ladder_args(&input, &out_dir, &rungs, video.fps, probed.has_audio);
+    let args = ffmpeg::ladder_args(&input, &out_dir, &rungs, video.fps, probed.has_audio, picture);
     let encode = async {
         let r = ffmpeg::run(&args, probed.duration_s, limits.timeout, |p| {
             let _ = tx.send((p * 10.0).round() / 10.0);
@@ -235,15 +244,28 @@ async fn run<L: EventLog, S: ObjectStore>(
             output_bytes += put_file(store, &f, &key(format!("{prefix}/{}/{name}", r.name))?).await?;
         }
     }
+    // Pictures come from the source, or for audio only are the still frame.
+    let pictures: Vec<String> = match picture {
+        ffmpeg::Picture::Source => vec!["-i".into(), input.display().to_string()],
+        ffmpeg::Picture::Still => vec![
+            "-f".into(),
+            "lavfi".into(),
+            "-i".into(),
+            format!(
+                "color=c=0x202020:s={}x{}:r=25:d={:.2}",
+                rungs[0].width, rungs[0].height, probed.duration_s
+            ),
+        ],
+    };
     let poster_path = work_dir.join("poster.jpg");
-    still(&input, probed.duration_s * 0.1, "scale=-2:360", &poster_path).await?;
+    still(&pictures, probed.duration_s * 0.1, "scale=-2:360", &poster_path).await?;
     let poster_key = format!("videos/{video_id}/poster.jpg");
     output_bytes += put_file(store, &poster_path, &key(poster_key.clone())?).await?;
     // A 10x10 sprite of thumbnails spread over the whole video, for the seek bar.
     let storyboard_path = work_dir.join("storyboard.jpg");
     let every = (probed.duration_s / 100.0).max(0.04);
     still(
-        &input,
+        &pictures,
         0.0,
         &format!("fps=1/{every:.3},scale=160:-2,tile=10x10"),
         &storyboard_path,
