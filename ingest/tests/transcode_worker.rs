@@ -14,12 +14,17 @@ use reelflow_ingest::{EventLog, ObjectStore, PartitionReader};
 use uuid::Uuid;
 
 fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: these tests need the real services; run scripts/test.sh"))
+    std::env::var(name)
+        .unwrap_or_else(|_| panic!("{name} is not set: these tests need the real services; run scripts/test.sh"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_transcoders_job_is_finished_by_the_next_and_published_once() {
-    let log = KafkaLog::connect(KafkaConfig { brokers: env("REELFLOW_TEST_KAFKA"), ..KafkaConfig::default() }).expect("kafka");
+    let log = KafkaLog::connect(KafkaConfig {
+        brokers: env("REELFLOW_TEST_KAFKA"),
+        ..KafkaConfig::default()
+    })
+    .expect("kafka");
     // The real topic names (the worker reads them); the test looks only at
     // its own video's events, after the offsets it starts from.
     for topic in [UploadEvent::TOPIC, ProcessingEvent::TOPIC] {
@@ -39,7 +44,16 @@ async fn a_killed_transcoders_job_is_finished_by_the_next_and_published_once() {
     let dir = tempfile::tempdir().expect("tempdir");
     let clip = dir.path().join("clip.mp4");
     let status = std::process::Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30:duration=8"])
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=1280x720:rate=30:duration=8",
+        ])
         .args(["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"])
         .arg(&clip)
         .status()
@@ -47,7 +61,10 @@ async fn a_killed_transcoders_job_is_finished_by_the_next_and_published_once() {
     assert!(status.success());
     let video_id = Uuid::now_v7();
     let key = ObjectKey::parse(&format!("videos/{video_id}/source")).expect("key");
-    let meta = store.put_stream(&key, tokio::fs::File::open(&clip).await.expect("clip")).await.expect("put");
+    let meta = store
+        .put_stream(&key, tokio::fs::File::open(&clip).await.expect("clip"))
+        .await
+        .expect("put");
 
     // Where the processing partitions of this video stand before the job.
     let partitions = log.partition_count(ProcessingEvent::TOPIC).await.expect("partitions");
@@ -65,21 +82,35 @@ async fn a_killed_transcoders_job_is_finished_by_the_next_and_published_once() {
         file_name: None,
         content_type: None,
     });
-    log.append(UploadEvent::TOPIC, event.key().as_bytes(), &event.to_bytes()).await.expect("append upload");
+    log.append(UploadEvent::TOPIC, event.key().as_bytes(), &event.to_bytes())
+        .await
+        .expect("append upload");
 
     let settings = |name: &str| WorkerSettings {
         work_root: dir.path().join(name),
-        limits: JobLimits { timeout: Duration::from_secs(300), ..JobLimits::default() },
+        limits: JobLimits {
+            timeout: Duration::from_secs(300),
+            ..JobLimits::default()
+        },
     };
     let mut reader = log.reader(ProcessingEvent::TOPIC, &start).await.expect("reader");
     let mut mine = Vec::new();
     let wait_for = |mine: &Vec<ProcessingEvent>, f: fn(&ProcessingEvent) -> bool| mine.iter().any(f);
 
     // The first transcoder starts the job and is killed once ffmpeg runs.
-    let first = tokio::spawn(run_worker(log.clone(), store.clone(), settings("a"), Arc::new(WorkerStats::default()), std::future::pending()));
+    let first = tokio::spawn(run_worker(
+        log.clone(),
+        store.clone(),
+        settings("a"),
+        Arc::new(WorkerStats::default()),
+        std::future::pending(),
+    ));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     while !wait_for(&mine, |e| matches!(e, ProcessingEvent::Transcoding { .. })) {
-        assert!(tokio::time::Instant::now() < deadline, "the first transcoder never started: {mine:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the first transcoder never started: {mine:?}"
+        );
         for r in reader.poll(100, Duration::from_millis(200)).await.expect("poll") {
             let e = decode::<ProcessingEvent>(&r.value).expect("event").event;
             if e.video_id() == video_id {
@@ -89,17 +120,31 @@ async fn a_killed_transcoders_job_is_finished_by_the_next_and_published_once() {
     }
     first.abort();
     let _ = first.await;
-    assert!(!wait_for(&mine, |e| matches!(e, ProcessingEvent::Ready { .. })), "killed before it finished");
+    assert!(
+        !wait_for(&mine, |e| matches!(e, ProcessingEvent::Ready { .. })),
+        "killed before it finished"
+    );
 
     // The next member of the group gets the uncommitted upload and finishes it.
     let stats = Arc::new(WorkerStats::default());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let second = tokio::spawn(run_worker(log.clone(), store.clone(), settings("b"), Arc::clone(&stats), async move {
-        let _ = stop_rx.await;
-    }));
+    let second = tokio::spawn(run_worker(
+        log.clone(),
+        store.clone(),
+        settings("b"),
+        Arc::clone(&stats),
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
-    while !wait_for(&mine, |e| matches!(e, ProcessingEvent::Ready { .. } | ProcessingEvent::Failed { .. })) {
-        assert!(tokio::time::Instant::now() < deadline, "the job was never finished: {mine:?}");
+    while !wait_for(&mine, |e| {
+        matches!(e, ProcessingEvent::Ready { .. } | ProcessingEvent::Failed { .. })
+    }) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the job was never finished: {mine:?}"
+        );
         for r in reader.poll(100, Duration::from_millis(500)).await.expect("poll") {
             let e = decode::<ProcessingEvent>(&r.value).expect("event").event;
             if e.video_id() == video_id {
@@ -117,8 +162,20 @@ async fn a_killed_transcoders_job_is_finished_by_the_next_and_published_once() {
     }
     stop_tx.send(()).expect("stop");
     second.await.expect("task").expect("worker");
-    let ready = mine.iter().filter(|e| matches!(e, ProcessingEvent::Ready { .. })).count();
+    let ready = mine
+        .iter()
+        .filter(|e| matches!(e, ProcessingEvent::Ready { .. }))
+        .count();
     assert_eq!(ready, 1, "{mine:?}");
-    assert!(!mine.iter().any(|e| matches!(e, ProcessingEvent::Failed { .. })), "{mine:?}");
-    assert!(store.head(&ObjectKey::parse(&format!("videos/{video_id}/hls/master.m3u8")).expect("key")).await.expect("head").is_some());
+    assert!(
+        !mine.iter().any(|e| matches!(e, ProcessingEvent::Failed { .. })),
+        "{mine:?}"
+    );
+    assert!(
+        store
+            .head(&ObjectKey::parse(&format!("videos/{video_id}/hls/master.m3u8")).expect("key"))
+            .await
+            .expect("head")
+            .is_some()
+    );
 }

@@ -76,6 +76,9 @@ enum Bench {
     /// Authenticated catalog reads per second and their latency, on SQLite
     /// and PostgreSQL, with the cost of a password hash.
     Api(reelflow_serve::bench::api::ApiBenchArgs),
+    /// Our one-pass ladder against one ffmpeg run per rendition: CPU and wall
+    /// time, and the pipeline's overhead over the bare ffmpeg command.
+    Transcode(reelflow_serve::bench::transcode::TranscodeBenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -146,6 +149,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 "new signing key {kid} in {}; restart the servers to sign with it",
                 config.keys_file().display()
             );
+            Ok(())
+        }
+        Command::Bench(Bench::Transcode(args)) => {
+            let json = args.json;
+            let report = reelflow_serve::bench::transcode::run(args).await?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                print!("{}", reelflow_serve::bench::transcode::render(&report));
+            }
             Ok(())
         }
         Command::Bench(Bench::Api(args)) => {
