@@ -31,6 +31,7 @@ pub fn ladder_args(
     fps: f64,
     has_audio: bool,
     picture: Picture,
+    storyboard: Option<(&Path, f64)>,
 ) -> Vec<String> {
     let n = rungs.len();
     // A keyframe exactly every segment, in every rendition, so segments
@@ -58,7 +59,12 @@ pub fn ladder_args(
             "[1:v]"
         }
     };
-    let mut graph = format!("{video_in}split={n}");
+    // The storyboard is one more branch of the same decode, not a second pass.
+    let branches = n + usize::from(storyboard.is_some());
+    let mut graph = format!("{video_in}split={branches}");
+    if storyboard.is_some() {
+        graph.push_str("[sb_in]");
+    }
     for i in 0..n {
         graph.push_str(&format!("[s{i}]"));
     }
@@ -68,6 +74,10 @@ pub fn ladder_args(
             ";[s{i}]scale={}:{}:flags=bicubic,setsar=1,format=yuv420p[v{i}]",
             r.width, r.height
         ));
+    }
+    if let Some((_, every_s)) = storyboard {
+        // 100 thumbnails spread over the video, tiled 10x10 in one image.
+        graph.push_str(&format!(";[sb_in]fps=1/{every_s:.3},scale=160:-2,tile=10x10[sb]"));
     }
     a.extend(["-filter_complex".into(), graph]);
     for i in 0..n {
@@ -151,6 +161,17 @@ pub fn ladder_args(
         "-nostats".into(),
         out_dir.join("%v/index.m3u8").display().to_string(),
     ]);
+    if let Some((path, _)) = storyboard {
+        a.extend([
+            "-map".into(),
+            "[sb]".into(),
+            "-frames:v".into(),
+            "1".into(),
+            "-q:v".into(),
+            "4".into(),
+        ]);
+        a.extend(["-update".into(), "1".into(), path.display().to_string()]);
+    }
     a
 }
 

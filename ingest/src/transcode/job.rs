@@ -199,7 +199,10 @@ async fn run<L: EventLog, S: ObjectStore>(
             report(log, ProcessingEvent::Transcoding { video_id, percent }).await;
         }
     };
-    let args = ffmpeg::ladder_args(&input, &out_dir, &rungs, video.fps, probed.has_audio, picture);
+    let storyboard_path = work_dir.join("storyboard.jpg");
+    let every = (probed.duration_s / 100.0).max(0.04);
+    let in_pass = (picture == ffmpeg::Picture::Source).then_some((storyboard_path.as_path(), every));
+    let args = ffmpeg::ladder_args(&input, &out_dir, &rungs, video.fps, probed.has_audio, picture, in_pass);
     let encode = async {
         let r = ffmpeg::run(&args, probed.duration_s, limits.timeout, |p| {
             let _ = tx.send((p * 10.0).round() / 10.0);
@@ -262,15 +265,17 @@ async fn run<L: EventLog, S: ObjectStore>(
     let poster_key = format!("videos/{video_id}/poster.jpg");
     output_bytes += put_file(store, &poster_path, &key(poster_key.clone())?).await?;
     // A 10x10 sprite of thumbnails spread over the whole video, for the seek bar.
-    let storyboard_path = work_dir.join("storyboard.jpg");
-    let every = (probed.duration_s / 100.0).max(0.04);
-    still(
-        &pictures,
-        0.0,
-        &format!("fps=1/{every:.3},scale=160:-2,tile=10x10"),
-        &storyboard_path,
-    )
-    .await?;
+    // A 10x10 sprite of thumbnails over the whole video, for the seek bar:
+    // made in the pass from a source's pictures, here for a still frame.
+    if in_pass.is_none() {
+        still(
+            &pictures,
+            0.0,
+            &format!("fps=1/{every:.3},scale=160:-2,tile=10x10"),
+            &storyboard_path,
+        )
+        .await?;
+    }
     let storyboard_key = format!("videos/{video_id}/storyboard.jpg");
     output_bytes += put_file(store, &storyboard_path, &key(storyboard_key.clone())?).await?;
 

@@ -2,8 +2,8 @@
 //!
 //! - **ours**: the whole pipeline (probe, one ffmpeg pass for the ladder,
 //!   poster, storyboard, storing the outputs, events), into a local store;
-//! - **bare**: only our ffmpeg command for the ladder, without the
-//!   pipeline, to measure the pipeline's overhead;
+//! - **bare**: only our ffmpeg command for the ladder (and storyboard),
+//!   without the pipeline, to measure the pipeline's overhead;
 //! - **per rendition** (the peer): one ffmpeg run per rendition, each
 //!   decoding the source again — the way PeerTube transcodes.
 //!
@@ -187,7 +187,17 @@ pub async fn run(args: TranscodeBenchArgs) -> anyhow::Result<TranscodeBenchRepor
     for r in &rungs {
         tokio::fs::create_dir_all(bare_out.join(&r.name)).await?;
     }
-    let bare_args = ladder_args(&input, &bare_out, &rungs, video.fps, probed.has_audio, Picture::Source);
+    let storyboard = bare_out.join("storyboard.jpg");
+    let every = (probed.duration_s / 100.0).max(0.04);
+    let bare_args = ladder_args(
+        &input,
+        &bare_out,
+        &rungs,
+        video.fps,
+        probed.has_audio,
+        Picture::Source,
+        Some((&storyboard, every)),
+    );
     let bare = measure("bare: our ffmpeg command only", ffmpeg(&bare_args)).await?;
 
     // Per rendition: one decode and encode per rung.
