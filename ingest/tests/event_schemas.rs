@@ -162,6 +162,7 @@ fn processing_events_match_their_schema() {
             poster_key: Some("videos/x/poster.jpg".into()),
             storyboard_key: None,
             output_bytes: 9_000_000,
+            first_playable_s: Some(3.5),
         },
         ProcessingEvent::Failed {
             video_id,

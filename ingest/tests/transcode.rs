@@ -123,7 +123,8 @@ fn ready(events: &[ProcessingEvent]) -> &ProcessingEvent {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_720p_clip_becomes_a_playable_ladder() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let r = run(&clip(dir.path(), "hd.mp4", Some("1280x720:rate=30"), true, 5)).await;
+    // Long enough that segments are finished well before the pass is.
+    let r = run(&clip(dir.path(), "hd.mp4", Some("1280x720:rate=30"), true, 12)).await;
     assert!(matches!(r.events[0], ProcessingEvent::Probing { .. }), "{:?}", r.events);
     assert!(matches!(r.events[1], ProcessingEvent::Transcoding { percent, .. } if percent == 0.0));
     let ProcessingEvent::Ready {
@@ -132,6 +133,7 @@ async fn a_720p_clip_becomes_a_playable_ladder() {
         poster_key,
         storyboard_key,
         output_bytes,
+        first_playable_s,
         ..
     } = ready(&r.events)
     else {
@@ -139,8 +141,11 @@ async fn a_720p_clip_becomes_a_playable_ladder() {
     };
     let names: Vec<&str> = renditions.iter().map(|x| x.name.as_str()).collect();
     assert_eq!(names, ["720p", "480p", "360p", "240p"], "never upscaled");
-    assert!((duration_s - 5.0).abs() < 0.2, "{duration_s}");
+    assert!((duration_s - 12.0).abs() < 0.2, "{duration_s}");
     assert!(*output_bytes > 0);
+    // The master playlist went out while ffmpeg still ran.
+    let playable = first_playable_s.expect("playable before the pass ended");
+    assert!(playable > 0.0, "{playable}");
     let root = r.store.root().join(format!("videos/{}", r.video_id));
     for rendition in renditions {
         let (w, h, codec) = ffprobe_video(&root.join(format!("hls/{}/index.m3u8", rendition.name)));

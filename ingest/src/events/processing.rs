@@ -58,6 +58,11 @@ pub enum ProcessingEvent {
         /// Bytes written to object storage for this video (all renditions).
         #[serde(default)]
         output_bytes: u64,
+        /// Seconds from the start of the job until the video was first
+        /// playable (every rendition had a segment stored), if it was
+        /// before the pass ended.
+        #[serde(default)]
+        first_playable_s: Option<f64>,
     },
     /// The pipeline gave up on this video.
     Failed {

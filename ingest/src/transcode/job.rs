@@ -1,7 +1,7 @@
 //! One upload, transcoded: probe, plan, encode, publish the outputs and
 //! report every stage on `reelflow.processing`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -14,6 +14,7 @@ use crate::storage::{ObjectKey, ObjectStore};
 use crate::transcode::ladder::{Rung, plan};
 use crate::transcode::master::{Encoded, master_playlist};
 use crate::transcode::probe::{ProbeLimits, VideoStream, probe};
+use crate::transcode::publish::RenditionPublisher;
 use crate::transcode::{ffmpeg, master};
 
 /// Limits of one job.
@@ -203,6 +204,7 @@ async fn run<L: EventLog, S: ObjectStore>(
     let every = (probed.duration_s / 100.0).max(0.04);
     let in_pass = (picture == ffmpeg::Picture::Source).then_some((storyboard_path.as_path(), every));
     let args = ffmpeg::ladder_args(&input, &out_dir, &rungs, video.fps, probed.has_audio, picture, in_pass);
+    let started = std::time::Instant::now();
     let encode = async {
         let r = ffmpeg::run(&args, probed.duration_s, limits.timeout, |p| {
             let _ = tx.send((p * 10.0).round() / 10.0);
@@ -211,41 +213,43 @@ async fn run<L: EventLog, S: ObjectStore>(
         drop(tx);
         r
     };
-    let (encoded, ()) = tokio::join!(encode, forward);
-    encoded?;
-
     let prefix = format!("videos/{video_id}/hls");
-    let mut output_bytes = 0;
+    let master_key = key(format!("{prefix}/master.m3u8"))?;
+    let mut publisher = RenditionPublisher::new(prefix.clone(), out_dir.clone());
+    let mut first_playable_s = None;
+    // While ffmpeg runs: store finished segments four times a second, and the
+    // master playlist (with target bitrates) as soon as every rendition has
+    // a segment, so the video plays before the pass ends.
+    let publish_early = async {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            match publisher.round(store, &rungs, false).await {
+                Ok(true) if first_playable_s.is_none() => {
+                    let nominal: Vec<Encoded> = rungs.iter().map(|r| master::nominal(r, probed.has_audio)).collect();
+                    let text = master_playlist(&nominal, video.fps, probed.has_audio);
+                    if store.put_bytes(&master_key, text.as_bytes()).await.is_ok() {
+                        first_playable_s = Some(started.elapsed().as_secs_f64());
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "storing segments early failed; they are stored at the end"),
+            }
+        }
+    };
+    let encoded = tokio::select! {
+        (r, ()) = async { tokio::join!(encode, forward) } => r,
+        () = publish_early => unreachable!("publishing early never ends by itself"),
+    };
+    if let Err(e) = encoded {
+        // Take back what was published early: a failed video has no ladder.
+        let _ = store.delete_prefix(&format!("{prefix}/")).await;
+        return Err(e);
+    }
+    publisher.round(store, &rungs, true).await?;
+    let mut output_bytes = publisher.bytes;
     let mut measured = Vec::new();
     for r in &rungs {
-        let dir = out_dir.join(&r.name);
-        // The pass is over: the EVENT playlist becomes VOD.
-        let playlist_path = dir.join("index.m3u8");
-        let playlist = tokio::fs::read_to_string(&playlist_path)
-            .await
-            .map_err(|e| format!("ffmpeg wrote no {} playlist: {e}", r.name))?;
-        tokio::fs::write(
-            &playlist_path,
-            playlist.replace("#EXT-X-PLAYLIST-TYPE:EVENT", "#EXT-X-PLAYLIST-TYPE:VOD"),
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-        measured.push(measure(&dir, r, probed.has_audio).await);
-        let mut entries = tokio::fs::read_dir(&dir).await.map_err(|e| e.to_string())?;
-        let mut files: Vec<PathBuf> = Vec::new();
-        while let Ok(Some(entry)) = entries.next_entry().await {
-            files.push(entry.path());
-        }
-        // Segments and init first, the rendition playlist after them.
-        files.sort_by_key(|p| (p.extension().is_some_and(|e| e == "m3u8"), p.clone()));
-        for f in files {
-            let name = f
-                .file_name()
-                .and_then(|n| n.to_str())
-                .ok_or("non-UTF-8 output name")?
-                .to_string();
-            output_bytes += put_file(store, &f, &key(format!("{prefix}/{}/{name}", r.name))?).await?;
-        }
+        measured.push(measure(&out_dir.join(&r.name), r, probed.has_audio).await);
     }
     // Pictures come from the source, or for audio only are the still frame.
     let pictures: Vec<String> = match picture {
@@ -264,7 +268,6 @@ async fn run<L: EventLog, S: ObjectStore>(
     still(&pictures, probed.duration_s * 0.1, "scale=-2:360", &poster_path).await?;
     let poster_key = format!("videos/{video_id}/poster.jpg");
     output_bytes += put_file(store, &poster_path, &key(poster_key.clone())?).await?;
-    // A 10x10 sprite of thumbnails spread over the whole video, for the seek bar.
     // A 10x10 sprite of thumbnails over the whole video, for the seek bar:
     // made in the pass from a source's pictures, here for a still frame.
     if in_pass.is_none() {
@@ -279,10 +282,11 @@ async fn run<L: EventLog, S: ObjectStore>(
     let storyboard_key = format!("videos/{video_id}/storyboard.jpg");
     output_bytes += put_file(store, &storyboard_path, &key(storyboard_key.clone())?).await?;
 
-    // Last: the master playlist, which makes the video playable as a whole.
+    // Last: the master playlist with the measured bitrates, replacing the
+    // early one.
     let text = master_playlist(&measured, video.fps, probed.has_audio);
     output_bytes += store
-        .put_bytes(&key(format!("{prefix}/master.m3u8"))?, text.as_bytes())
+        .put_bytes(&master_key, text.as_bytes())
         .await
         .map_err(|e| e.to_string())?
         .size;
@@ -300,6 +304,7 @@ async fn run<L: EventLog, S: ObjectStore>(
         duration_s: probed.duration_s,
         poster_key: Some(poster_key),
         storyboard_key: Some(storyboard_key),
+        first_playable_s,
         output_bytes,
     })
 }

@@ -18,6 +18,7 @@ pub mod job;
 pub mod ladder;
 pub mod master;
 pub mod probe;
+pub mod publish;
 pub mod worker;
 
 pub use job::{JobLimits, transcode};

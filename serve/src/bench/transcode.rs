@@ -61,6 +61,8 @@ pub struct TranscodeBenchReport {
     pub cpu_ours_vs_per_rendition: f64,
     /// Our wall time over the bare command's, minus one (target ≤ 0.05).
     pub pipeline_overhead: f64,
+    /// Seconds from the start of our job until the video was playable.
+    pub first_playable_s: Option<f64>,
 }
 
 /// User + system seconds of reaped children of this process.
@@ -165,6 +167,7 @@ pub async fn run(args: TranscodeBenchArgs) -> anyhow::Result<TranscodeBenchRepor
         timeout: Duration::from_secs(24 * 3600),
         ..JobLimits::default()
     };
+    let mut first_playable_s = None;
     let ours = measure("ours: the pipeline, one pass", async {
         match transcode(
             &log,
@@ -176,7 +179,12 @@ pub async fn run(args: TranscodeBenchArgs) -> anyhow::Result<TranscodeBenchRepor
         )
         .await
         {
-            ProcessingEvent::Ready { .. } => Ok(()),
+            ProcessingEvent::Ready {
+                first_playable_s: f, ..
+            } => {
+                first_playable_s = f;
+                Ok(())
+            }
             other => bail!("the pipeline did not finish: {other:?}"),
         }
     })
@@ -279,6 +287,7 @@ pub async fn run(args: TranscodeBenchArgs) -> anyhow::Result<TranscodeBenchRepor
         cpu_ours_vs_per_rendition: ours.cpu_s / per.cpu_s,
         pipeline_overhead: ours.wall_s / bare.wall_s - 1.0,
         runs: vec![ours, bare, per],
+        first_playable_s,
     })
 }
 
@@ -300,5 +309,9 @@ pub fn render(r: &TranscodeBenchReport) -> String {
         r.cpu_ours_vs_per_rendition,
         r.pipeline_overhead * 100.0
     ));
+    match r.first_playable_s {
+        Some(s) => out.push_str(&format!("playable after {s:.2} s of {:.2} s\n", r.runs[0].wall_s)),
+        None => out.push_str("not playable before the pass ended\n"),
+    }
     out
 }
