@@ -14,6 +14,10 @@ cd "$ROOT"
 install_build_deps
 rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy
 
+command -v node >/dev/null || apt_install nodejs npm
+say "installing the JavaScript clients the tests drive (npm ci)"
+npm ci --prefix serve/tests/js --no-audit --no-fund --loglevel=error
+
 say "checking formatting"
 cargo fmt --all -- --check
 

@@ -79,7 +79,9 @@ fn new_key() -> StoredKey {
     rand_08::rngs::OsRng.fill_bytes(&mut secret);
     let now = chrono::Utc::now();
     StoredKey {
-        kid: format!("k{}", now.format("%Y%m%d%H%M%S%3f")),
+        // Time first, so kids sort by age; random after, so two keys made
+        // in the same millisecond still differ.
+        kid: format!("k{}-{:08x}", now.format("%Y%m%d%H%M%S%3f"), rand_08::random::<u32>()),
         secret: URL_SAFE_NO_PAD.encode(secret),
         created_at: now.timestamp_millis(),
     }
@@ -145,7 +147,7 @@ impl Keyring {
         let keep_ms = longest_token_lifetime.as_millis() as i64;
         let mut kept = vec![file.keys[0].clone()];
         for pair in file.keys.windows(2) {
-            if now - pair[0].created_at <= keep_ms {
+            if now - pair[0].created_at < keep_ms {
                 kept.push(pair[1].clone());
             }
         }
