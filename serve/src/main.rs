@@ -79,6 +79,9 @@ enum Bench {
     /// Our one-pass ladder against one ffmpeg run per rendition: CPU and wall
     /// time, and the pipeline's overhead over the bare ffmpeg command.
     Transcode(reelflow_serve::bench::transcode::TranscodeBenchArgs),
+    /// A large tus upload into S3 against a plain PUT to the S3 server, and
+    /// the server's peak memory meanwhile.
+    Upload(reelflow_serve::bench::upload::UploadBenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -149,6 +152,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 "new signing key {kid} in {}; restart the servers to sign with it",
                 config.keys_file().display()
             );
+            Ok(())
+        }
+        Command::Bench(Bench::Upload(args)) => {
+            let json = args.json;
+            let report = reelflow_serve::bench::upload::run(args).await?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                print!("{}", reelflow_serve::bench::upload::render(&report));
+            }
             Ok(())
         }
         Command::Bench(Bench::Transcode(args)) => {

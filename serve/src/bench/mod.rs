@@ -5,3 +5,4 @@
 pub mod api;
 pub mod log;
 pub mod transcode;
+pub mod upload;
