@@ -186,12 +186,35 @@ async fn a_720p_clip_becomes_a_playable_ladder() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_odd_sized_silent_25fps_clip_keeps_its_shape() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let r = run(&clip(dir.path(), "odd.mp4", Some("642x362:rate=25"), false, 3)).await;
+    // 641x361: odd in both directions, which only 4:4:4 H.264 can store.
+    let odd = dir.path().join("odd.mp4");
+    let status = Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=641x361:rate=25:duration=3",
+        ])
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv444p"])
+        .arg(&odd)
+        .status()
+        .expect("ffmpeg");
+    assert!(status.success());
+    let r = run(&odd).await;
     let ProcessingEvent::Ready { renditions, .. } = ready(&r.events) else {
         unreachable!()
     };
     let shapes: Vec<(u32, u32)> = renditions.iter().map(|x| (x.width, x.height)).collect();
-    assert_eq!(shapes, [(638, 360), (426, 240)], "the source aspect is kept");
+    assert_eq!(shapes, [(640, 360), (426, 240)], "even sizes, the source aspect kept");
+    let top = r
+        .store
+        .root()
+        .join(format!("videos/{}/hls/360p/index.m3u8", r.video_id));
+    assert_eq!(ffprobe_video(&top), (640, 360, "h264".to_string()));
     let master =
         std::fs::read_to_string(r.store.root().join(format!("videos/{}/hls/master.m3u8", r.video_id))).expect("master");
     assert!(

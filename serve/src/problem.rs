@@ -111,6 +111,9 @@ pub enum ApiError {
         /// Seconds until a retry can succeed.
         retry_after_s: u64,
     },
+    /// A checksum the client sent does not match the bytes (tus: 460).
+    #[error("{0}")]
+    ChecksumMismatch(String),
     /// Body too large (413).
     #[error("{0}")]
     PayloadTooLarge(String),
@@ -177,6 +180,11 @@ impl IntoResponse for ApiError {
                 Problem::new(S::PAYLOAD_TOO_LARGE, "payload-too-large", "Payload Too Large").detail(d),
                 None,
             ),
+            Self::ChecksumMismatch(d) => {
+                let mut p = Problem::new(S::BAD_REQUEST, "checksum-mismatch", "Checksum Mismatch").detail(d);
+                p.status = 460;
+                (p, None)
+            }
             Self::UnsupportedMediaType(d) => (
                 Problem::new(
                     S::UNSUPPORTED_MEDIA_TYPE,

@@ -303,6 +303,70 @@ mod cases {
         assert_eq!(events.len(), 2, "{events:?}");
     }
 
+    /// A whole-file checksum in the metadata is checked against the stored
+    /// object: a match travels in the event, a mismatch discards the upload.
+    pub async fn whole_file_checksums_are_verified(setup: Setup) {
+        let app = app(setup, |_| {}).await;
+        let s = app.register("careful@example.org", None).await;
+        let data = file(6 * MIB + 5);
+        let send = |video: String, claimed: String| {
+            let metadata = format!("{},checksum {}", metadata(&video), STANDARD.encode(claimed));
+            tus(Method::POST, "/v1/uploads", &s.access)
+                .header("upload-length", data.len().to_string())
+                .header("upload-metadata", metadata)
+                .header(header::CONTENT_TYPE, "application/offset+octet-stream")
+                .body(Body::from(data.clone()))
+                .expect("request")
+        };
+        let hex = |d: &[u8]| d.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        let good = video(&app, &s, "public").await;
+        let r = app
+            .send(send(
+                good.clone(),
+                format!("sha256:{}", hex(&sha2::Sha256::digest(&data))),
+            ))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        let bad = video(&app, &s, "public").await;
+        let r = app
+            .send(send(
+                bad.clone(),
+                format!("sha1:{}", hex(&sha1::Sha1::digest(b"another file"))),
+            ))
+            .await;
+        assert_eq!(r.status.as_u16(), 460, "{}", r.body);
+        assert_eq!(r.body["type"], "https://reelflow.dev/problems/checksum-mismatch");
+        assert!(
+            app.state
+                .platform
+                .store
+                .list(&format!("videos/{bad}/"))
+                .await
+                .expect("list")
+                .is_empty(),
+            "the bad file is gone"
+        );
+        assert_eq!(
+            app.get(&format!("/v1/videos/{bad}"), Some(&s.access)).await.body["status"],
+            "awaiting_upload"
+        );
+        let r = app.send(send(bad, "md5:abc".into())).await;
+        assert_problem(&r, StatusCode::UNPROCESSABLE_ENTITY, "validation");
+        match &upload_events(&app).await[..] {
+            [
+                UploadEvent::UploadCompleted {
+                    video_id,
+                    checksum: Some(c),
+                    ..
+                },
+            ] => {
+                assert_eq!(video_id.to_string(), good);
+                assert_eq!(c.hex, hex(&sha2::Sha256::digest(&data)));
+            }
+            other => panic!("expected one upload_completed with its checksum, got {other:?}"),
+        }
+    }
+
     /// Protocol errors, permissions, limits and termination.
     pub async fn the_protocol_is_enforced(setup: Setup) {
         let app = app(setup, |c| {
@@ -586,5 +650,6 @@ macro_rules! on_both_setups {
 on_both_setups!(
     a_tus_upload_resumes_after_a_restart,
     small_files_upload_in_one_request,
-    the_protocol_is_enforced
+    whole_file_checksums_are_verified,
+    the_protocol_is_enforced,
 );

@@ -13,6 +13,11 @@
 //! `upload_completed` goes to the outbox for `reelflow.uploads`: the event
 //! exists only once the object is durable.
 //!
+//! A client may vouch for the whole file with `Upload-Metadata` key
+//! `checksum` (`sha256:<hex>` or `sha1:<hex>`): the completed object is
+//! read back and hashed, and on a mismatch it is discarded (460); when it
+//! matches, the checksum travels in `upload_completed`.
+//!
 //! A chunk sent with `Upload-Checksum` is first staged on local disk while
 //! its hash is computed; on a mismatch it is discarded (460) and the offset
 //! stays where it was.

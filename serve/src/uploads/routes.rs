@@ -201,6 +201,7 @@ pub async fn create_upload(State(state): State<AppState>, caller: Caller, header
             .unwrap_or("")
             .to_string();
         let metadata = protocol::metadata(&raw_metadata)?;
+        state::claimed_checksum(&raw_metadata)?;
         let get = |k: &str| metadata.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
         let video_id = get("video_id")
             .ok_or_else(|| ApiError::field("Upload-Metadata.video_id", "name the catalog video this file is for"))?;
@@ -427,7 +428,7 @@ pub async fn put_source(
         completed_at: None,
     };
     state::insert(&state, &upload).await?;
-    state::finish(&state, &mut upload).await?;
+    state::finish(&state, &mut upload, None).await?;
     let body = SourceUploaded {
         upload_id: upload.id,
         video_id,

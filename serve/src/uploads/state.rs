@@ -9,7 +9,7 @@ use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use reelflow_ingest::ObjectStore;
-use reelflow_ingest::events::{Envelope, UploadEvent};
+use reelflow_ingest::events::{Checksum, ChecksumAlgorithm, Envelope, UploadEvent};
 use reelflow_ingest::storage::{ObjectKey, Part};
 use sqlx::Row;
 use uuid::Uuid;
@@ -268,12 +268,83 @@ async fn complete(state: &AppState, u: &mut Upload, last: Bytes) -> ApiResult<()
     }
     let _ = store.delete(&u.tail_key()).await;
     u.tail_len = 0;
-    finish(state, u).await
+    let checksum = claimed_checksum(&u.metadata)?;
+    if let Some(claimed) = &checksum {
+        let actual = hash_object(state, &key, claimed.algorithm).await?;
+        if actual != claimed.hex {
+            // The bytes are not the file the client meant: nothing of it stays.
+            let _ = store.delete(&key).await;
+            sqlx::query("DELETE FROM uploads WHERE id = $1")
+                .bind(u.id.to_string())
+                .execute(&state.db.pool)
+                .await?;
+            return Err(ApiError::ChecksumMismatch(format!(
+                "the file's {} is {actual}, not the {} in Upload-Metadata; the upload was discarded",
+                algorithm_name(claimed.algorithm),
+                claimed.hex
+            )));
+        }
+    }
+    finish(state, u, checksum).await
+}
+
+fn algorithm_name(a: ChecksumAlgorithm) -> &'static str {
+    match a {
+        ChecksumAlgorithm::Sha1 => "sha1",
+        ChecksumAlgorithm::Sha256 => "sha256",
+    }
+}
+
+/// The whole-file checksum a client may send as `Upload-Metadata` key
+/// `checksum`, valued `sha256:<hex>` or `sha1:<hex>`.
+pub(crate) fn claimed_checksum(raw_metadata: &str) -> ApiResult<Option<Checksum>> {
+    let metadata = super::protocol::metadata(raw_metadata)?;
+    let Some((_, value)) = metadata.iter().find(|(k, _)| k == "checksum") else {
+        return Ok(None);
+    };
+    let bad = || {
+        ApiError::field(
+            "Upload-Metadata.checksum",
+            "must be sha256:<64 hex digits> or sha1:<40 hex digits>",
+        )
+    };
+    let (algorithm, hex) = value.split_once(':').ok_or_else(bad)?;
+    let hex = hex.trim().to_lowercase();
+    let (algorithm, len) = match algorithm {
+        "sha256" => (ChecksumAlgorithm::Sha256, 64),
+        "sha1" => (ChecksumAlgorithm::Sha1, 40),
+        _ => return Err(bad()),
+    };
+    if hex.len() != len || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(bad());
+    }
+    Ok(Some(Checksum { algorithm, hex }))
+}
+
+/// Hashes a stored object by streaming it back.
+async fn hash_object(state: &AppState, key: &ObjectKey, algorithm: ChecksumAlgorithm) -> ApiResult<String> {
+    use sha2::Digest;
+    let body = state.platform.store.get(key, None).await.map_err(storage_error)?;
+    let mut stream = body.stream;
+    let mut sha1 = sha1::Sha1::new();
+    let mut sha256 = sha2::Sha256::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ApiError::Unavailable(format!("reading the stored upload back: {e}")))?;
+        match algorithm {
+            ChecksumAlgorithm::Sha1 => sha1.update(&chunk),
+            ChecksumAlgorithm::Sha256 => sha256.update(&chunk),
+        }
+    }
+    let digest: Vec<u8> = match algorithm {
+        ChecksumAlgorithm::Sha1 => sha1.finalize().to_vec(),
+        ChecksumAlgorithm::Sha256 => sha256.finalize().to_vec(),
+    };
+    Ok(digest.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// Records a stored source object: the upload is complete, the video is
 /// `uploaded`, and `upload_completed` is on its way to `reelflow.uploads`.
-pub(crate) async fn finish(state: &AppState, u: &mut Upload) -> ApiResult<()> {
+pub(crate) async fn finish(state: &AppState, u: &mut Upload, checksum: Option<Checksum>) -> ApiResult<()> {
     let now = now_ms();
     u.completed_at = Some(now);
     let mut tx = state.db.pool.begin().await?;
@@ -295,7 +366,7 @@ pub(crate) async fn finish(state: &AppState, u: &mut Upload) -> ApiResult<()> {
         owner_id: u.owner_id,
         object_key: u.object_key.clone(),
         size_bytes: u.length,
-        checksum: None,
+        checksum,
         file_name: u.file_name.clone(),
         content_type: u.content_type.clone(),
     };
