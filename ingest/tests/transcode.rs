@@ -143,6 +143,20 @@ async fn a_720p_clip_becomes_a_playable_ladder() {
     assert_eq!(names, ["720p", "480p", "360p", "240p"], "never upscaled");
     assert!((duration_s - 12.0).abs() < 0.2, "{duration_s}");
     assert!(*output_bytes > 0);
+    // ffmpeg's progress became percentages along the way.
+    let progress: Vec<f64> = r
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            ProcessingEvent::Transcoding { percent, .. } => Some(*percent),
+            _ => None,
+        })
+        .collect();
+    assert!(progress.iter().any(|&p| p > 0.0 && p < 100.0), "{progress:?}");
+    assert!(
+        progress.windows(2).all(|w| w[0] <= w[1]),
+        "progress goes forward: {progress:?}"
+    );
     // The master playlist went out while ffmpeg still ran.
     let playable = first_playable_s.expect("playable before the pass ended");
     assert!(playable > 0.0, "{playable}");

@@ -1,13 +1,17 @@
 //! The one ffmpeg pass: decode once, split, scale and encode every rung, and
-//! write fMP4 HLS per rendition. Progress comes from `-progress pipe:1`
-//! (`out_time_us` against the duration); stderr is read alongside and its
-//! tail becomes the error a person reads when ffmpeg fails.
+//! write fMP4 HLS per rendition. ffmpeg runs under ffmpeg-sidecar, which
+//! parses its stderr into events: progress (output time against the
+//! duration) and the error lines that become the reason a person reads when
+//! ffmpeg fails.
 
 use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use std::sync::{Arc, Mutex};
+
+use ffmpeg_sidecar::child::FfmpegChild;
+use ffmpeg_sidecar::command::FfmpegCommand;
+use ffmpeg_sidecar::event::{FfmpegEvent, LogLevel};
 
 use crate::transcode::ladder::{AUDIO_KBPS, Rung};
 
@@ -156,9 +160,6 @@ pub fn ladder_args(
         out_dir.join("%v/seg_%05d.m4s").display().to_string(),
         "-var_stream_map".into(),
         streams.join(" "),
-        "-progress".into(),
-        "pipe:1".into(),
-        "-nostats".into(),
         out_dir.join("%v/index.m3u8").display().to_string(),
     ]);
     if let Some((path, _)) = storyboard {
@@ -175,47 +176,78 @@ pub fn ladder_args(
     a
 }
 
-/// Runs ffmpeg with `args`, calling `progress` with the share done (0–100)
-/// at most once a second, and fails after `timeout` or with the tail of
-/// ffmpeg's stderr.
+/// Kills ffmpeg if the job is dropped (a cancelled or timed-out job must
+/// not leave an encoder running); after ffmpeg exited, killing is a no-op.
+struct KillOnDrop(Arc<Mutex<FfmpegChild>>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Ok(mut child) = self.0.lock() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// `HH:MM:SS.ss` as seconds.
+fn clock_s(time: &str) -> Option<f64> {
+    let mut s = 0.0;
+    for part in time.split(':') {
+        s = s * 60.0 + part.parse::<f64>().ok()?;
+    }
+    Some(s)
+}
+
+/// Runs ffmpeg with `args` through ffmpeg-sidecar, calling `progress` with
+/// the share done (0–100) at most once a second, and fails after `timeout`
+/// or with the last error lines ffmpeg logged.
 pub async fn run(
     args: &[String],
     duration_s: f64,
     timeout: Duration,
     mut progress: impl FnMut(f64),
 ) -> Result<(), String> {
-    let mut child = tokio::process::Command::new("ffmpeg")
+    let mut child = FfmpegCommand::new()
         .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .map_err(|e| format!("could not start ffmpeg: {e}"))?;
-    let mut stderr = child.stderr.take().expect("piped stderr");
-    let stderr_task = tokio::spawn(async move {
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text).await;
-        text
+    let events = child
+        .iter()
+        .map_err(|e| format!("could not read ffmpeg's output: {e}"))?;
+    let guard = KillOnDrop(Arc::new(Mutex::new(child)));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    // The iterator blocks on ffmpeg's stderr: read it on a blocking thread.
+    let reader = tokio::task::spawn_blocking(move || {
+        let mut errors: Vec<String> = Vec::new();
+        for event in events {
+            match event {
+                FfmpegEvent::Progress(p) => {
+                    let _ = tx.send(p.time);
+                }
+                FfmpegEvent::Log(LogLevel::Error | LogLevel::Fatal, line) | FfmpegEvent::Error(line) => {
+                    errors.push(line)
+                }
+                _ => {}
+            }
+        }
+        errors
     });
-    let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
     let work = async {
         let mut last = Instant::now() - Duration::from_secs(2);
-        while let Ok(Some(line)) = lines.next_line().await {
-            if let Some(us) = line
-                .strip_prefix("out_time_us=")
-                .and_then(|v| v.trim().parse::<f64>().ok())
+        while let Some(time) = rx.recv().await {
+            if let Some(done) = clock_s(&time)
                 && last.elapsed() >= Duration::from_secs(1)
                 && duration_s > 0.0
             {
                 last = Instant::now();
-                progress((us / 1e6 / duration_s * 100.0).clamp(0.0, 99.9));
+                progress((done / duration_s * 100.0).clamp(0.0, 99.9));
             }
         }
-        child.wait().await
+        reader.await.unwrap_or_default()
     };
-    let status = match tokio::time::timeout(timeout, work).await {
-        Ok(status) => status.map_err(|e| format!("waiting for ffmpeg: {e}"))?,
+    // `progress` is called on the receiving side only; drop it with `work`.
+    let errors = match tokio::time::timeout(timeout, work).await {
+        Ok(errors) => errors,
         Err(_) => {
             return Err(format!(
                 "transcoding took longer than {} s and was stopped",
@@ -223,11 +255,21 @@ pub async fn run(
             ));
         }
     };
-    let stderr = stderr_task.await.unwrap_or_default();
+    let status = {
+        let child = Arc::clone(&guard.0);
+        tokio::task::spawn_blocking(move || {
+            child
+                .lock()
+                .map_err(|_| "ffmpeg lock poisoned".to_string())?
+                .wait()
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| e.to_string())??
+    };
     if status.success() {
         return Ok(());
     }
-    let tail: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-    let tail = tail[tail.len().saturating_sub(3)..].join(" / ");
+    let tail = errors[errors.len().saturating_sub(3)..].join(" / ");
     Err(format!("ffmpeg failed ({status}): {tail}"))
 }
