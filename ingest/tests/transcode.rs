@@ -58,7 +58,16 @@ async fn run(source: &Path) -> Run {
         timeout: Duration::from_secs(300),
         ..JobLimits::default()
     };
-    transcode(&log, &store, video_id, &key, &dir.path().join("work"), limits).await;
+    transcode(
+        &log,
+        &store,
+        video_id,
+        &key,
+        &dir.path().join("work"),
+        limits,
+        chrono::Utc::now(),
+    )
+    .await;
     let mut reader = log.reader(ProcessingEvent::TOPIC, &[(0, 0)]).await.expect("reader");
     let mut events = Vec::new();
     loop {

@@ -58,8 +58,8 @@ pub enum ProcessingEvent {
         /// Bytes written to object storage for this video (all renditions).
         #[serde(default)]
         output_bytes: u64,
-        /// Seconds from the start of the job until the video was first
-        /// playable (every rendition had a segment stored), if it was
+        /// Seconds from the upload's completion until the video was first
+        /// playable (every rendition had a segment stored), if that was
         /// before the pass ended.
         #[serde(default)]
         first_playable_s: Option<f64>,

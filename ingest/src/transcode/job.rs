@@ -139,7 +139,8 @@ async fn still(input: &[String], at_s: f64, filter: &str, out: &Path) -> Result<
 }
 
 /// Transcodes the upload at `source` for `video_id` in `work_dir` (which it
-/// empties afterwards) and reports the outcome. Returns the `ready` or
+/// empties afterwards) and reports the outcome. `uploaded_at` is when the
+/// upload completed: time to first playable is counted from it. Returns the `ready` or
 /// `failed` event it appended.
 pub async fn transcode<L: EventLog, S: ObjectStore>(
     log: &L,
@@ -148,8 +149,9 @@ pub async fn transcode<L: EventLog, S: ObjectStore>(
     source: &ObjectKey,
     work_dir: &Path,
     limits: JobLimits,
+    uploaded_at: chrono::DateTime<chrono::Utc>,
 ) -> ProcessingEvent {
-    let result = run(log, store, video_id, source, work_dir, limits).await;
+    let result = run(log, store, video_id, source, work_dir, limits, uploaded_at).await;
     let _ = tokio::fs::remove_dir_all(work_dir).await;
     let event = match result {
         Ok(ready) => ready,
@@ -166,6 +168,7 @@ async fn run<L: EventLog, S: ObjectStore>(
     source: &ObjectKey,
     work_dir: &Path,
     limits: JobLimits,
+    uploaded_at: chrono::DateTime<chrono::Utc>,
 ) -> Result<ProcessingEvent, String> {
     tokio::fs::create_dir_all(work_dir)
         .await
@@ -204,7 +207,6 @@ async fn run<L: EventLog, S: ObjectStore>(
     let every = (probed.duration_s / 100.0).max(0.04);
     let in_pass = (picture == ffmpeg::Picture::Source).then_some((storyboard_path.as_path(), every));
     let args = ffmpeg::ladder_args(&input, &out_dir, &rungs, video.fps, probed.has_audio, picture, in_pass);
-    let started = std::time::Instant::now();
     let encode = async {
         let r = ffmpeg::run(&args, probed.duration_s, limits.timeout, |p| {
             let _ = tx.send((p * 10.0).round() / 10.0);
@@ -228,7 +230,7 @@ async fn run<L: EventLog, S: ObjectStore>(
                     let nominal: Vec<Encoded> = rungs.iter().map(|r| master::nominal(r, probed.has_audio)).collect();
                     let text = master_playlist(&nominal, video.fps, probed.has_audio);
                     if store.put_bytes(&master_key, text.as_bytes()).await.is_ok() {
-                        first_playable_s = Some(started.elapsed().as_secs_f64());
+                        first_playable_s = Some((chrono::Utc::now() - uploaded_at).num_milliseconds() as f64 / 1000.0);
                     }
                 }
                 Ok(_) => {}

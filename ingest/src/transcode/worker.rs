@@ -71,7 +71,16 @@ pub async fn run_worker<L: EventLog, S: ObjectStore>(
                         let dir = settings
                             .work_root
                             .join(format!("{video_id}-{}", envelope.event_id.simple()));
-                        transcode(&log, &store, video_id, &key, &dir, settings.limits).await
+                        transcode(
+                            &log,
+                            &store,
+                            video_id,
+                            &key,
+                            &dir,
+                            settings.limits,
+                            envelope.occurred_at,
+                        )
+                        .await
                     }
                     Err(e) => {
                         let failed = ProcessingEvent::Failed {

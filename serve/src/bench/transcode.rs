@@ -61,7 +61,8 @@ pub struct TranscodeBenchReport {
     pub cpu_ours_vs_per_rendition: f64,
     /// Our wall time over the bare command's, minus one (target ≤ 0.05).
     pub pipeline_overhead: f64,
-    /// Seconds from the start of our job until the video was playable.
+    /// Seconds from the start of our job (the upload's completion, here)
+    /// until the video was playable.
     pub first_playable_s: Option<f64>,
 }
 
@@ -176,6 +177,7 @@ pub async fn run(args: TranscodeBenchArgs) -> anyhow::Result<TranscodeBenchRepor
             &key,
             &dir.path().join("work"),
             limits,
+            chrono::Utc::now(),
         )
         .await
         {
