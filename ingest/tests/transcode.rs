@@ -10,29 +10,17 @@ use std::time::Duration;
 use reelflow_ingest::events::{ProcessingEvent, TopicEvent, decode};
 use reelflow_ingest::log::{EmbeddedLog, EmbeddedOptions};
 use reelflow_ingest::storage::{LocalStore, ObjectKey};
+use reelflow_ingest::transcode::test_pattern::TestPattern;
 use reelflow_ingest::transcode::{JobLimits, transcode};
 use reelflow_ingest::{EventLog, ObjectStore, PartitionReader};
 use uuid::Uuid;
 
 /// Makes a clip with ffmpeg's test sources.
-fn clip(dir: &Path, name: &str, video: Option<&str>, audio: bool, seconds: u32) -> PathBuf {
+fn clip(dir: &Path, name: &str, video: Option<&'static str>, audio: bool, seconds: u32) -> PathBuf {
     let path = dir.join(name);
-    let mut cmd = Command::new("ffmpeg");
-    cmd.args(["-hide_banner", "-loglevel", "error", "-y"]);
-    if let Some(v) = video {
-        cmd.args(["-f", "lavfi", "-i", &format!("testsrc2=size={v}:duration={seconds}")]);
-    }
-    if audio {
-        cmd.args(["-f", "lavfi", "-i", &format!("sine=frequency=440:duration={seconds}")]);
-    }
-    if video.is_some() {
-        cmd.args(["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"]);
-    }
-    if audio {
-        cmd.args(["-c:a", "aac"]);
-    }
-    let status = cmd.arg(&path).status().expect("ffmpeg runs");
-    assert!(status.success(), "generating {name}");
+    TestPattern::new(video, audio, seconds)
+        .write(&path)
+        .expect("generating a clip");
     path
 }
 
@@ -133,7 +121,7 @@ fn ready(events: &[ProcessingEvent]) -> &ProcessingEvent {
 async fn a_720p_clip_becomes_a_playable_ladder() {
     let dir = tempfile::tempdir().expect("tempdir");
     // Long enough that segments are finished well before the pass is.
-    let r = run(&clip(dir.path(), "hd.mp4", Some("1280x720:rate=30"), true, 12)).await;
+    let r = run(&clip(dir.path(), "hd.mp4", Some("1280x720"), true, 12)).await;
     assert!(matches!(r.events[0], ProcessingEvent::Probing { .. }), "{:?}", r.events);
     assert!(matches!(r.events[1], ProcessingEvent::Transcoding { percent, .. } if percent == 0.0));
     let ProcessingEvent::Ready {
@@ -211,22 +199,13 @@ async fn an_odd_sized_silent_25fps_clip_keeps_its_shape() {
     let dir = tempfile::tempdir().expect("tempdir");
     // 641x361: odd in both directions, which only 4:4:4 H.264 can store.
     let odd = dir.path().join("odd.mp4");
-    let status = Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=641x361:rate=25:duration=3",
-        ])
-        .args(["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv444p"])
-        .arg(&odd)
-        .status()
-        .expect("ffmpeg");
-    assert!(status.success());
+    TestPattern {
+        rate: 25,
+        pix_fmt: "yuv444p",
+        ..TestPattern::new(Some("641x361"), false, 3)
+    }
+    .write(&odd)
+    .expect("generating a clip");
     let r = run(&odd).await;
     let ProcessingEvent::Ready { renditions, .. } = ready(&r.events) else {
         unreachable!()
@@ -267,7 +246,7 @@ async fn what_is_not_media_fails_with_a_reason() {
         "nothing published"
     );
 
-    let full = std::fs::read(clip(dir.path(), "whole.mp4", Some("320x240:rate=30"), true, 3)).expect("clip");
+    let full = std::fs::read(clip(dir.path(), "whole.mp4", Some("320x240"), true, 3)).expect("clip");
     let cut = dir.path().join("cut.mp4");
     std::fs::write(&cut, &full[..full.len() / 3]).expect("write");
     let r = run(&cut).await;
@@ -341,7 +320,7 @@ fn rotate_mp4(path: &Path) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rotated_phone_video_stays_portrait() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let source = clip(dir.path(), "phone.mp4", Some("1280x720:rate=30"), true, 2);
+    let source = clip(dir.path(), "phone.mp4", Some("1280x720"), true, 2);
     rotate_mp4(&source);
     let r = run(&source).await;
     let ProcessingEvent::Ready { renditions, .. } = ready(&r.events) else {
@@ -364,31 +343,15 @@ async fn a_variable_frame_rate_1080p_clip_gets_the_full_ladder() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("vfr.mkv");
     // Frames at uneven times: 30 fps with every third frame dropped.
-    let status = Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=1920x1080:rate=30:duration=2",
-        ])
-        .args([
-            "-vf",
-            "select='not(eq(mod(n\\,3)\\,2))'",
-            "-fps_mode",
-            "vfr",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-        ])
-        .arg(&path)
-        .status()
-        .expect("ffmpeg");
-    assert!(status.success());
+    let extra = ["-vf", "select='not(eq(mod(n\\,3)\\,2))'", "-fps_mode", "vfr"]
+        .map(String::from)
+        .to_vec();
+    TestPattern {
+        extra,
+        ..TestPattern::new(Some("1920x1080"), false, 2)
+    }
+    .write(&path)
+    .expect("generating a clip");
     let r = run(&path).await;
     let ProcessingEvent::Ready { renditions, .. } = ready(&r.events) else {
         unreachable!()

@@ -9,6 +9,7 @@ use std::time::Duration;
 use reelflow_ingest::events::{Envelope, ProcessingEvent, TopicEvent, UploadEvent, decode};
 use reelflow_ingest::log::{KafkaConfig, KafkaLog};
 use reelflow_ingest::storage::{ObjectKey, S3Config, S3Store};
+use reelflow_ingest::transcode::test_pattern::TestPattern;
 use reelflow_ingest::transcode::{JobLimits, WorkerSettings, WorkerStats, run_worker};
 use reelflow_ingest::{EventLog, ObjectStore, PartitionReader};
 use uuid::Uuid;
@@ -43,22 +44,9 @@ async fn a_killed_transcoders_job_is_finished_by_the_next_and_published_once() {
 
     let dir = tempfile::tempdir().expect("tempdir");
     let clip = dir.path().join("clip.mp4");
-    let status = std::process::Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=1280x720:rate=30:duration=8",
-        ])
-        .args(["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"])
-        .arg(&clip)
-        .status()
-        .expect("ffmpeg");
-    assert!(status.success());
+    TestPattern::new(Some("1280x720"), false, 8)
+        .write(&clip)
+        .expect("generating a clip");
     let video_id = Uuid::now_v7();
     let key = ObjectKey::parse(&format!("videos/{video_id}/source")).expect("key");
     let meta = store

@@ -2,22 +2,14 @@
 //! dir answering over a real socket, `reelflow config`, and clear errors for
 //! bad settings.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-fn reelflow() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_reelflow"));
-    // Only what the test sets may configure the command.
-    for (k, _) in std::env::vars() {
-        if k.starts_with("REELFLOW_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.stdin(Stdio::null());
-    cmd
-}
+mod common;
+
+use common::{Up, reelflow};
 
 /// A minimal HTTP/1.1 request over a plain socket: status code and body.
 fn http(addr: &str, method: &str, path: &str, json: Option<&str>) -> (u16, String) {
@@ -57,37 +49,12 @@ fn http_post(addr: &str, path: &str, json: &str) -> (u16, String) {
     http(addr, "POST", path, Some(json))
 }
 
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn up_serves_health_and_version_and_keeps_state_in_the_data_dir() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
-    let mut child = reelflow()
-        .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(&data)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start reelflow up");
-    let stdout = child.stdout.take().expect("stdout");
-    let running = Running(child);
-    // "Reelflow is up at http://127.0.0.1:PORT (data in …)"
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).expect("banner");
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|s| s.split_whitespace().next())
-        .expect("address in banner")
-        .to_string();
+    let running = Up::start(&data);
+    let addr = running.addr.clone();
 
     let deadline = Instant::now() + Duration::from_secs(10);
     let (status, body) = loop {
@@ -204,22 +171,12 @@ fn only_landed_subcommands_are_offered() {
 #[test]
 fn a_second_up_on_the_same_data_dir_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let start = || {
-        reelflow()
-            .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start")
-    };
-    let mut first = start();
-    let mut line = String::new();
-    BufReader::new(first.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("banner");
-    let _first = Running(first);
-    let second = start().wait_with_output().expect("second run");
+    let _first = Up::start(dir.path());
+    let second = reelflow()
+        .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .expect("second run");
     assert!(!second.status.success());
     let err = String::from_utf8_lossy(&second.stderr);
     assert!(err.contains("in use by another process"), "{err}");
@@ -259,23 +216,8 @@ fn the_first_admin_is_created_from_the_command_line() {
         String::from_utf8_lossy(&again.stderr)
     );
 
-    let mut child = reelflow()
-        .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start");
-    let stdout = child.stdout.take().expect("stdout");
-    let _running = Running(child);
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).expect("banner");
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|s| s.split_whitespace().next())
-        .expect("address")
-        .to_string();
+    let running = Up::start(dir.path());
+    let addr = running.addr.clone();
     let (status, body) = http_post(
         &addr,
         "/v1/auth/login",

@@ -2,20 +2,12 @@
 //! through a proxy that cuts the connection half-way; the client resumes,
 //! and the stored object is byte for byte the file.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
+
+mod common;
 
 use serde_json::{Value, json};
 use sha2::Digest;
-
-struct Running(std::process::Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tus_js_client_resumes_after_the_connection_is_cut() {
@@ -25,25 +17,8 @@ async fn tus_js_client_resumes_after_the_connection_is_cut() {
         "tus-js-client is not installed: run scripts/test.sh (it runs npm ci in serve/tests/js)"
     );
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_reelflow"))
-        .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start reelflow up");
-    let stdout = child.stdout.take().expect("stdout");
-    let _running = Running(child);
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).expect("banner");
-    let base = format!(
-        "http://{}",
-        line.split("http://")
-            .nth(1)
-            .and_then(|s| s.split_whitespace().next())
-            .expect("address")
-    );
+    let up = common::Up::start(dir.path());
+    let base = format!("http://{}", up.addr);
 
     let http = reqwest::Client::new();
     let session: Value = http

@@ -518,35 +518,9 @@ async fn an_uploaded_clip_is_transcoded() {
         .await;
     let video_id = r.body["id"].as_str().expect("id").to_string();
     let clip = app.dir.path().join("clip.mp4");
-    let status = std::process::Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=640x360:rate=30:duration=3",
-        ])
-        .args([
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=duration=3",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-pix_fmt",
-            "yuv420p",
-            "-c:a",
-            "aac",
-        ])
-        .arg(&clip)
-        .status()
-        .expect("ffmpeg");
-    assert!(status.success());
+    reelflow_ingest::transcode::test_pattern::TestPattern::new(Some("640x360"), true, 3)
+        .write(&clip)
+        .expect("generating a clip");
     let bytes = std::fs::read(&clip).expect("clip");
     let metadata = format!(
         "video_id {}",

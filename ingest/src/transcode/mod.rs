@@ -19,6 +19,7 @@ pub mod ladder;
 pub mod master;
 pub mod probe;
 pub mod publish;
+pub mod test_pattern;
 pub mod worker;
 
 pub use job::{JobLimits, transcode};

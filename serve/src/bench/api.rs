@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::config::{Config, ConfigArgs};
 
@@ -107,29 +107,13 @@ async fn start(
 
 /// Registers a creator and fills the catalog; returns (token, video ids).
 async fn seed(client: &reqwest::Client, base: &str, videos: usize) -> anyhow::Result<(String, Vec<String>)> {
-    let r: Value = client
-        .post(format!("{base}/v1/auth/register"))
-        .json(&json!({"email": "bench@example.org", "password": "bench password 123"}))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    let token = r["access_token"].as_str().context("no access token")?.to_string();
+    let token = super::register_creator(client, base).await?;
     let genres = ["music", "travel", "news", "sport", "science"];
     let mut ids = Vec::with_capacity(videos);
     for i in 0..videos {
-        let v: Value = client
-            .post(format!("{base}/v1/videos"))
-            .bearer_auth(&token)
-            .json(&json!({"title": format!("Video {i}"), "description": "a benchmark video", "genre": genres[i % genres.len()],
-                "language": "en", "tags": [format!("t{}", i % 50)]}))
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
-        ids.push(v["id"].as_str().context("no video id")?.to_string());
+        let body = json!({"title": format!("Video {i}"), "description": "a benchmark video", "genre": genres[i % genres.len()],
+            "language": "en", "tags": [format!("t{}", i % 50)]});
+        ids.push(super::create_video(client, base, &token, &body).await?);
     }
     Ok((token, ids))
 }

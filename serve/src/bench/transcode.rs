@@ -10,7 +10,7 @@
 //! CPU time is user + system time of the child processes, read from
 //! `/proc/self/stat` (children are counted once they have been waited for).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -20,6 +20,7 @@ use reelflow_ingest::storage::{LocalStore, ObjectKey, ObjectStore};
 use reelflow_ingest::transcode::ffmpeg::{Picture, SEGMENT_S, ladder_args};
 use reelflow_ingest::transcode::ladder::{AUDIO_KBPS, plan};
 use reelflow_ingest::transcode::probe::{ProbeLimits, probe};
+use reelflow_ingest::transcode::test_pattern::TestPattern;
 use reelflow_ingest::transcode::{JobLimits, transcode};
 use serde::Serialize;
 
@@ -103,36 +104,6 @@ async fn ffmpeg(args: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn generate(path: &Path, seconds: u32) -> Vec<String> {
-    let s = path.display().to_string();
-    [
-        "-hide_banner",
-        "-loglevel",
-        "error",
-        "-y",
-        "-f",
-        "lavfi",
-        "-i",
-        &format!("testsrc2=size=1920x1080:rate=30:duration={seconds}"),
-        "-f",
-        "lavfi",
-        "-i",
-        &format!("sine=frequency=440:duration={seconds}"),
-        "-c:v",
-        "libx264",
-        "-preset",
-        "veryfast",
-        "-pix_fmt",
-        "yuv420p",
-        "-c:a",
-        "aac",
-        &s,
-    ]
-    .iter()
-    .map(|a| a.to_string())
-    .collect()
-}
-
 /// Runs the benchmark.
 pub async fn run(args: TranscodeBenchArgs) -> anyhow::Result<TranscodeBenchReport> {
     let dir = tempfile::tempdir()?;
@@ -140,9 +111,11 @@ pub async fn run(args: TranscodeBenchArgs) -> anyhow::Result<TranscodeBenchRepor
         Some(p) => p.clone(),
         None => {
             let p = dir.path().join("source.mp4");
-            ffmpeg(&generate(&p, args.seconds))
-                .await
-                .context("generating the source")?;
+            let pattern = TestPattern {
+                preset: "veryfast",
+                ..TestPattern::new(Some("1920x1080"), true, args.seconds)
+            };
+            ffmpeg(&pattern.args(&p)).await.context("generating the source")?;
             p
         }
     };

@@ -17,7 +17,7 @@ use futures::StreamExt;
 use reelflow_ingest::ObjectStore;
 use reelflow_ingest::storage::{ObjectKey, S3Config, S3Store};
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::config::{Config, ConfigArgs, StorageBackend};
 
@@ -118,25 +118,8 @@ pub async fn run(args: UploadBenchArgs) -> anyhow::Result<UploadBenchReport> {
     });
 
     let http = reqwest::Client::new();
-    let session: Value = http
-        .post(format!("{base}/v1/auth/register"))
-        .json(&json!({"email": "bench@example.org", "password": "bench password 123"}))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    let token = session["access_token"].as_str().context("no token")?.to_string();
-    let video: Value = http
-        .post(format!("{base}/v1/videos"))
-        .bearer_auth(&token)
-        .json(&json!({"title": "big"}))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    let video_id = video["id"].as_str().context("no video id")?.to_string();
+    let token = super::register_creator(&http, &base).await?;
+    let video_id = super::create_video(&http, &base, &token, &json!({"title": "big"})).await?;
 
     use base64::Engine;
     let metadata = format!(

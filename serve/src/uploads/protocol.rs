@@ -103,15 +103,6 @@ pub fn checksum(headers: &HeaderMap) -> Result<Option<Checksum>, ApiError> {
     }
 }
 
-/// The answer to a chunk whose checksum did not match (tus: 460).
-pub fn checksum_mismatch() -> Response {
-    let mut r = crate::problem::Problem::new(StatusCode::BAD_REQUEST, "checksum-mismatch", "Checksum Mismatch")
-        .detail("the chunk's checksum does not match Upload-Checksum; it was discarded")
-        .into_response();
-    *r.status_mut() = StatusCode::from_u16(460).expect("460 is a valid status");
-    r
-}
-
 /// An RFC 7231 date for `Upload-Expires`.
 pub fn http_date(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)

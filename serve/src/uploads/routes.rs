@@ -150,7 +150,11 @@ async fn patch_body(state: &AppState, upload: &mut Upload, headers: &HeaderMap, 
     let stream = match protocol::checksum(headers)? {
         Some(expected) => match verified(state, body, &expected).await? {
             Some(s) => s,
-            None => return Ok(protocol::checksum_mismatch()),
+            None => {
+                return Err(ApiError::ChecksumMismatch(
+                    "the chunk's checksum does not match Upload-Checksum; it was discarded".into(),
+                ));
+            }
         },
         None => body_stream(body),
     };
@@ -235,20 +239,13 @@ pub async fn create_upload(State(state): State<AppState>, caller: Caller, header
         state::insert(&state, &upload).await?;
         let with_body =
             headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) == Some(protocol::OFFSET_OCTET_STREAM);
-        let mut r = if with_body {
+        if with_body {
             let lock = state::lock_for(upload.id);
             let _held = lock.lock().await;
-            let r = patch_body(&state, &mut upload, &headers, body).await?;
-            let mut created = offset_response(StatusCode::CREATED, &upload);
-            if r.status().as_u16() == 460 {
-                return Ok(r);
-            }
-            created.headers_mut().extend(r.headers().clone());
-            created
-        } else {
-            offset_response(StatusCode::CREATED, &upload)
-        };
-        *r.status_mut() = StatusCode::CREATED;
+            patch_body(&state, &mut upload, &headers, body).await?;
+        }
+        // The offset after any body sent with the creation.
+        let mut r = offset_response(StatusCode::CREATED, &upload);
         let location = format!("/v1/uploads/{}", upload.id);
         r.headers_mut().insert(
             header::LOCATION,

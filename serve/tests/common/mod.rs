@@ -247,3 +247,57 @@ macro_rules! on_both_databases {
         }
     };
 }
+
+/// The `reelflow` binary, configured only by what the test sets.
+pub fn reelflow() -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_reelflow"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("REELFLOW_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.stdin(std::process::Stdio::null());
+    cmd
+}
+
+/// `reelflow up` as a separate process on `data_dir`, on a free port;
+/// killed when dropped.
+pub struct Up {
+    child: std::process::Child,
+    /// `host:port` it listens on.
+    pub addr: String,
+}
+
+impl Up {
+    pub fn start(data_dir: &std::path::Path) -> Self {
+        use std::io::{BufRead, BufReader};
+        let mut child = reelflow()
+            .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start reelflow up");
+        // "Reelflow is up at http://127.0.0.1:PORT (data in …)"
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("banner");
+        let addr = line
+            .split("http://")
+            .nth(1)
+            .and_then(|s| s.split_whitespace().next())
+            .expect("address in banner");
+        Self {
+            addr: addr.to_string(),
+            child,
+        }
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
