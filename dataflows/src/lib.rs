@@ -2,5 +2,38 @@
 //! event log: sources reading log partitions, the views, peeks at a
 //! timestamp, and the cluster configuration.
 //!
-//! Nothing is here yet: the views land with their own capability, and until
-//! then no command offers them.
+//! - [`source`]: each worker reads its partitions; log time, made monotone
+//!   per partition, is the timestamp; idle partitions advance with the clock.
+//! - [`facts`]: records decoded once into small ordered values.
+//! - [`definitions`]: what every metric means, as folds over an entity's
+//!   events (Mux Data and PeerTube definitions, written down there).
+//! - [`views`]: the dataflow that maintains every view incrementally.
+//! - [`peek`] and [`runtime`]: reading any view at a timestamp across all
+//!   workers and processes.
+//! - [`cluster`]: workers and processes, from flags or a StatefulSet.
+//! - [`reference`]: every view recomputed from scratch, for the tests and
+//!   the benchmark to check the dataflows against.
+//! - [`schema`] and [`datum`]: the views' names, columns and values, shared
+//!   with the SQL layer.
+
+pub mod cluster;
+pub mod datum;
+pub mod definitions;
+pub mod facts;
+pub mod metrics;
+pub mod peek;
+pub mod reference;
+pub mod runtime;
+pub mod schema;
+pub mod source;
+pub mod views;
+
+pub use cluster::ClusterConfig;
+pub use datum::{Datum, Row};
+pub use peek::{PeekError, Selector};
+pub use runtime::{DataflowOptions, Dataflows, PeekClient, Peeked};
+pub use schema::{VIEWS, View, ViewDef};
+pub use views::Time;
+
+/// The topics the dataflows read, in the order partitions are dealt.
+pub const TOPICS: [&str; 4] = reelflow_ingest::events::TOPICS;

@@ -1,0 +1,293 @@
+//! Peeks: reading a view at a timestamp, across every worker of every
+//! process.
+//!
+//! A view's arrangement is sharded by key over all workers, so a peek is
+//! itself a small timely dataflow: the request is broadcast to every
+//! worker; each waits until its copy of the view is complete at the peek's
+//! time `as_of` (the arrangement's upper has passed it), reads its shard
+//! with a cursor — one seek per key for key lookups, a seek and a scan for
+//! ranges — and sends its rows back to the worker that took the request,
+//! which answers the caller once every worker has replied. Because every
+//! worker reads at the same `as_of`, and every view is complete there, a
+//! peek (or several at one `as_of`) never sees half an update.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use differential_dataflow::operators::arrange::TraceAgent;
+use differential_dataflow::trace::cursor::{Cursor, cursor_list};
+use differential_dataflow::trace::implementations::ValSpine;
+use differential_dataflow::trace::TraceReader;
+use serde::{Deserialize, Serialize};
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::operators::generic::operator::Operator;
+use timely::dataflow::operators::vec::Broadcast;
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::InputHandle;
+use timely::progress::Antichain;
+use tokio::sync::oneshot;
+
+use crate::datum::Row;
+use crate::schema::View;
+use crate::views::Time;
+
+/// The arrangement of one view: key row → value row.
+pub type ViewTrace = TraceAgent<ValSpine<Row, Row, Time, isize>>;
+
+/// The views' arrangements on one worker, in [`View::ALL`] order.
+pub type Traces = Rc<RefCell<Vec<ViewTrace>>>;
+
+/// Which rows of a view to read.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Selector {
+    /// Every row.
+    All,
+    /// Rows with these keys (full key rows).
+    Keys(Vec<Row>),
+    /// Rows whose key is in `[from, to)`; an open end is unbounded. Keys
+    /// compare column by column, so a prefix of the key columns selects
+    /// every row starting with it (`from = [v]`, `to = [v, +∞)`).
+    Range {
+        /// Inclusive lower bound.
+        from: Option<Row>,
+        /// Exclusive upper bound.
+        to: Option<Row>,
+    },
+}
+
+/// A peek on its way to the workers.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PeekRequest {
+    /// Unique per origin worker.
+    pub id: u64,
+    /// The worker that took the request and will answer.
+    pub origin: usize,
+    /// The view.
+    pub view: View,
+    /// Which rows.
+    pub selector: Selector,
+    /// The time to read at.
+    pub as_of: Time,
+}
+
+/// One worker's share of a peek's answer.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PeekResponse {
+    id: u64,
+    origin: usize,
+    rows: Result<Vec<(Row, Row)>, PeekError>,
+}
+
+/// Why a peek has no answer.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum PeekError {
+    /// `as_of` is before the retained history.
+    #[error("{as_of} is before the retained history, which starts at {since}")]
+    Compacted {
+        /// Asked for.
+        as_of: Time,
+        /// Oldest readable time.
+        since: Time,
+    },
+    /// `as_of` is too far in the future to wait for.
+    #[error("{as_of} is in the future")]
+    Future {
+        /// Asked for.
+        as_of: Time,
+    },
+    /// No view is complete at any time yet (the sources are starting).
+    #[error("the views are not readable yet: the dataflows are still starting")]
+    NotReady,
+    /// The dataflows did not answer in time.
+    #[error("the dataflows did not answer within {0} ms")]
+    Timeout(u64),
+    /// The dataflows are shutting down.
+    #[error("the dataflows are shut down")]
+    ShutDown,
+    /// A view's arrangement broke an invariant.
+    #[error("view {view} is inconsistent: {detail}")]
+    Internal {
+        /// The view.
+        view: String,
+        /// What is wrong.
+        detail: String,
+    },
+}
+
+/// A peek waiting for its replies on the origin worker.
+pub(crate) struct Waiting {
+    replies_left: usize,
+    rows: Vec<(Row, Row)>,
+    error: Option<PeekError>,
+    reply: oneshot::Sender<Result<Vec<(Row, Row)>, PeekError>>,
+}
+
+/// Peeks this worker took and still owes an answer, by id.
+pub(crate) type Outstanding = Rc<RefCell<HashMap<u64, Waiting>>>;
+
+impl Waiting {
+    pub(crate) fn new(peers: usize, reply: oneshot::Sender<Result<Vec<(Row, Row)>, PeekError>>) -> Self {
+        Self {
+            replies_left: peers,
+            rows: Vec::new(),
+            error: None,
+            reply,
+        }
+    }
+}
+
+/// Builds the peek dataflow on a worker: requests sent to the returned
+/// input are answered from `traces`, and answers delivered through
+/// `outstanding`.
+pub(crate) fn peek_dataflow(
+    worker: &mut timely::worker::Worker,
+    traces: Traces,
+    outstanding: Outstanding,
+) -> InputHandle<u64, CapacityContainerBuilder<Vec<PeekRequest>>> {
+    let mut input = InputHandle::new();
+    worker.dataflow::<u64, _, _>(|scope| {
+        let requests = input.to_stream(scope);
+        requests
+            .broadcast()
+            .unary(Pipeline, "Peek", move |_cap, info| {
+                let activator = scope.activator_for(info.address);
+                let mut pending = Vec::new();
+                move |input, output| {
+                    input.for_each(|cap, data| {
+                        let Some(cap) = cap.retain_least(output.output_index()) else { return };
+                        for request in data.drain(..) {
+                            pending.push((cap.clone(), request));
+                        }
+                    });
+                    let mut traces = traces.borrow_mut();
+                    pending.retain(|(cap, request): &(_, PeekRequest)| {
+                        let trace = &mut traces[request.view as usize];
+                        match answer(trace, request) {
+                            None => true,
+                            Some(rows) => {
+                                output.session(cap).give(PeekResponse {
+                                    id: request.id,
+                                    origin: request.origin,
+                                    rows,
+                                });
+                                false
+                            }
+                        }
+                    });
+                    if !pending.is_empty() {
+                        activator.activate_after(std::time::Duration::from_millis(1));
+                    }
+                }
+            })
+            .sink(
+                Exchange::new(|r: &PeekResponse| r.origin as u64),
+                "PeekReply",
+                move |(input, _frontier)| {
+                    input.for_each(|_cap, data| {
+                        let mut outstanding = outstanding.borrow_mut();
+                        for response in data.drain(..) {
+                            let Some(w) = outstanding.get_mut(&response.id) else { continue };
+                            match response.rows {
+                                Ok(rows) => w.rows.extend(rows),
+                                Err(e) => w.error = Some(e),
+                            }
+                            w.replies_left -= 1;
+                            if w.replies_left == 0 {
+                                let w = outstanding.remove(&response.id).expect("present");
+                                let _ = w.reply.send(match w.error {
+                                    Some(e) => Err(e),
+                                    None => Ok(w.rows),
+                                });
+                            }
+                        }
+                    });
+                },
+            );
+    });
+    input
+}
+
+/// This worker's rows for `request`, or `None` while its shard of the view
+/// is not yet complete at `as_of`.
+fn answer(trace: &mut ViewTrace, request: &PeekRequest) -> Option<Result<Vec<(Row, Row)>, PeekError>> {
+    let as_of = request.as_of;
+    let mut upper = Antichain::new();
+    trace.read_upper(&mut upper);
+    if upper.less_equal(&as_of) {
+        return None;
+    }
+    let since = trace.get_logical_compaction().first().copied().unwrap_or(0);
+    if as_of < since {
+        return Some(Err(PeekError::Compacted { as_of, since }));
+    }
+    let batches = trace.batches_through(Antichain::new().borrow()).unwrap_or_default();
+    let (mut cursor, storage) = cursor_list(batches);
+    let mut rows = Vec::new();
+    let mut broken = None;
+    let mut read_key = |cursor: &mut _, rows: &mut Vec<(Row, Row)>| {
+        read_values(cursor, &storage, as_of, rows, &mut broken);
+    };
+    match &request.selector {
+        Selector::All => {
+            while cursor.key_valid(&storage) {
+                read_key(&mut cursor, &mut rows);
+                cursor.step_key(&storage);
+            }
+        }
+        Selector::Keys(keys) => {
+            let mut keys = keys.clone();
+            keys.sort();
+            keys.dedup();
+            for key in &keys {
+                cursor.seek_key(&storage, key);
+                if cursor.get_key(&storage) == Some(key) {
+                    read_key(&mut cursor, &mut rows);
+                }
+            }
+        }
+        Selector::Range { from, to } => {
+            if let Some(from) = from {
+                cursor.seek_key(&storage, from);
+            }
+            while let Some(key) = cursor.get_key(&storage) {
+                if to.as_ref().is_some_and(|to| key >= to) {
+                    break;
+                }
+                read_key(&mut cursor, &mut rows);
+                cursor.step_key(&storage);
+            }
+        }
+    }
+    if let Some(detail) = broken {
+        return Some(Err(PeekError::Internal {
+            view: request.view.def().name.to_string(),
+            detail,
+        }));
+    }
+    Some(Ok(rows))
+}
+
+/// Appends the rows of the cursor's current key as they stand at `as_of`.
+fn read_values<C>(cursor: &mut C, storage: &C::Storage, as_of: Time, rows: &mut Vec<(Row, Row)>, broken: &mut Option<String>)
+where
+    C: for<'a> Cursor<Key<'a> = &'a Row, Val<'a> = &'a Row, TimeGat<'a> = &'a Time, DiffGat<'a> = &'a isize>,
+{
+    let key = cursor.key(storage).clone();
+    while let Some(val) = cursor.get_val(storage) {
+        let val = val.clone();
+        let mut count = 0isize;
+        cursor.map_times(storage, |t, d| {
+            if *t <= as_of {
+                count += *d;
+            }
+        });
+        if count < 0 {
+            *broken = Some(format!("row {key:?} → {val:?} has multiplicity {count}"));
+        }
+        for _ in 0..count.max(0) {
+            rows.push((key.clone(), val.clone()));
+        }
+        cursor.step_val(storage);
+    }
+}

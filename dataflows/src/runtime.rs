@@ -1,0 +1,388 @@
+//! Running the dataflows: the timely workers of this process, and the
+//! [`PeekClient`] the rest of the process reads the views through.
+//!
+//! Each worker builds the same two dataflows — the views over its share of
+//! the log, and the peek dataflow — and then loops: step the dataflows,
+//! take peek requests handed to it, and every so often maintain the views'
+//! arrangements: advance their compaction to keep `history` of past times
+//! readable (so reads `AS OF` a recent time work) and no more, and publish
+//! the frontier and arrangement sizes to [`Metrics`].
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread::Thread;
+use std::time::{Duration, Instant};
+
+use differential_dataflow::trace::TraceReader;
+use differential_dataflow::trace::implementations::spine_fueled::SpineBatch;
+use reelflow_ingest::log::{AnyLog, EventLog, LogError};
+use timely::progress::Antichain;
+use tokio::sync::oneshot;
+
+use crate::cluster::ClusterConfig;
+use crate::datum::Row;
+use crate::metrics::Metrics;
+use crate::peek::{Outstanding, PeekError, PeekRequest, Selector, Traces, Waiting, peek_dataflow};
+use crate::schema::View;
+use crate::source::{SourceOptions, log_source, now_ms};
+use crate::views::{self, Time, Windows};
+
+/// How to run the dataflows.
+#[derive(Clone, Debug)]
+pub struct DataflowOptions {
+    /// Workers and processes.
+    pub cluster: ClusterConfig,
+    /// Reading the log.
+    pub source: SourceOptions,
+    /// Windows of the time-based views.
+    pub windows: Windows,
+    /// How much past time stays readable with `as_of`.
+    pub history: Duration,
+    /// Partitions per topic when a topic has to be created.
+    pub partitions: u32,
+    /// How long a peek may wait for the dataflows.
+    pub peek_timeout: Duration,
+}
+
+impl Default for DataflowOptions {
+    fn default() -> Self {
+        Self {
+            cluster: ClusterConfig::single(1),
+            source: SourceOptions::default(),
+            windows: Windows::default(),
+            history: Duration::from_secs(60),
+            partitions: 8,
+            peek_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Why the dataflows could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The log said no.
+    #[error("reading the log's topics: {0}")]
+    Log(#[from] LogError),
+    /// Timely could not form the cluster.
+    #[error("forming the timely cluster: {0}")]
+    Cluster(String),
+}
+
+enum Command {
+    Peek {
+        view: View,
+        selector: Selector,
+        as_of: Time,
+        reply: oneshot::Sender<Result<Vec<(Row, Row)>, PeekError>>,
+    },
+}
+
+/// The rows of a view at one time.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Peeked {
+    /// The time read at: every event of the log up to it, none after.
+    pub as_of: Time,
+    /// `(key, value)` rows, sorted.
+    pub rows: Vec<(Row, Row)>,
+}
+
+/// Reads views from any thread of this process. Cheap to clone.
+#[derive(Clone)]
+pub struct PeekClient {
+    inner: Arc<ClientInner>,
+}
+
+struct ClientInner {
+    commands: Vec<Mutex<mpsc::Sender<Command>>>,
+    threads: Mutex<Vec<Option<Thread>>>,
+    next_worker: AtomicUsize,
+    metrics: Arc<Metrics>,
+    timeout: Duration,
+    peers: usize,
+}
+
+impl PeekClient {
+    /// The latest time at which every view is complete on every local
+    /// worker, if any is yet.
+    pub fn readable_at(&self) -> Option<Time> {
+        let frontier = self.inner.metrics.frontier.lock().expect("metrics lock");
+        if frontier.len() < self.inner.commands.len() {
+            return None;
+        }
+        frontier.values().min().filter(|f| **f > 0).map(|f| f - 1)
+    }
+
+    /// Workers in the whole cluster.
+    pub fn peers(&self) -> usize {
+        self.inner.peers
+    }
+
+    /// This process's metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
+    }
+
+    /// Reads `selector` of `view` at `as_of`, or at the latest readable time.
+    pub async fn peek(&self, view: View, selector: Selector, as_of: Option<Time>) -> Result<Peeked, PeekError> {
+        let as_of = match as_of {
+            Some(t) if t > now_ms() + 1000 => return Err(PeekError::Future { as_of: t }),
+            Some(t) => t,
+            None => self.readable_at().ok_or(PeekError::NotReady)?,
+        };
+        let (reply, answer) = oneshot::channel();
+        let n = self.inner.commands.len();
+        let w = self.inner.next_worker.fetch_add(1, Ordering::Relaxed) % n;
+        self.inner.commands[w]
+            .lock()
+            .expect("command lock")
+            .send(Command::Peek {
+                view,
+                selector,
+                as_of,
+                reply,
+            })
+            .map_err(|_| PeekError::ShutDown)?;
+        if let Some(t) = &self.inner.threads.lock().expect("threads lock")[w] {
+            t.unpark();
+        }
+        let timeout = self.inner.timeout;
+        let mut rows = tokio::time::timeout(timeout, answer)
+            .await
+            .map_err(|_| PeekError::Timeout(timeout.as_millis() as u64))?
+            .map_err(|_| PeekError::ShutDown)??;
+        rows.sort();
+        Ok(Peeked { as_of, rows })
+    }
+
+    /// Waits until the views are readable at `t` or later.
+    pub async fn wait_until_readable(&self, t: Time, timeout: Duration) -> Result<Time, PeekError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(r) = self.readable_at().filter(|r| *r >= t) {
+                return Ok(r);
+            }
+            if Instant::now() >= deadline {
+                return Err(PeekError::Timeout(timeout.as_millis() as u64));
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+}
+
+/// The dataflows of this process, running until dropped or shut down.
+pub struct Dataflows {
+    client: PeekClient,
+    shutdown: Arc<AtomicBool>,
+    guards: Option<timely::communication::initialize::WorkerGuards<()>>,
+}
+
+impl Dataflows {
+    /// Starts this process's workers over `log`; for a cluster, returns
+    /// once every process has connected.
+    pub async fn start(log: AnyLog, options: DataflowOptions) -> Result<Self, StartError> {
+        let mut partitions = Vec::new();
+        for topic in crate::TOPICS {
+            log.create_topic(topic, options.partitions).await?;
+            for p in 0..log.partition_count(topic).await? {
+                partitions.push((topic.to_string(), p));
+            }
+        }
+        let runtime = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || Self::start_workers(log, runtime, partitions, options))
+            .await
+            .map_err(|e| StartError::Cluster(format!("start task failed: {e}")))?
+    }
+
+    fn start_workers(
+        log: AnyLog,
+        runtime: tokio::runtime::Handle,
+        partitions: Vec<(String, u32)>,
+        options: DataflowOptions,
+    ) -> Result<Self, StartError> {
+        let workers = options.cluster.workers;
+        let metrics = Arc::new(Metrics::default());
+        let shutdown = Arc::new(AtomicBool::new(false));
+        let (senders, receivers): (Vec<_>, Vec<_>) = (0..workers).map(|_| mpsc::channel::<Command>()).unzip();
+        let receivers = Mutex::new(receivers.into_iter().map(Some).collect::<Vec<_>>());
+        let threads = Arc::new(Mutex::new(vec![None; workers]));
+        let client = PeekClient {
+            inner: Arc::new(ClientInner {
+                commands: senders.into_iter().map(Mutex::new).collect(),
+                threads: Mutex::new(Vec::new()),
+                next_worker: AtomicUsize::new(0),
+                metrics: Arc::clone(&metrics),
+                timeout: options.peek_timeout,
+                peers: options.cluster.peers(),
+            }),
+        };
+        let config = options.cluster.timely();
+        let process = options.cluster.process;
+        let stop = Arc::clone(&shutdown);
+        let registered = Arc::clone(&threads);
+        let guards = timely::execute(config, move |worker| {
+            let local = worker.index() - process * workers;
+            let commands = receivers.lock().expect("receivers lock")[local]
+                .take()
+                .expect("each worker takes its own receiver");
+            registered.lock().expect("threads lock")[local] = Some(std::thread::current());
+            run_worker(
+                worker,
+                &log,
+                &runtime,
+                &partitions,
+                &options,
+                &metrics,
+                local,
+                commands,
+                &stop,
+            );
+        })
+        .map_err(StartError::Cluster)?;
+        // Workers register their threads as they start; wait for all.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while threads.lock().expect("threads lock").iter().any(Option::is_none) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        *client.inner.threads.lock().expect("threads lock") = threads.lock().expect("threads lock").clone();
+        Ok(Self {
+            client,
+            shutdown,
+            guards: Some(guards),
+        })
+    }
+
+    /// A client for reading the views.
+    pub fn client(&self) -> PeekClient {
+        self.client.clone()
+    }
+
+    /// Stops the workers and waits for them.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        self.shutdown.store(true, Ordering::SeqCst);
+        for t in self.client.inner.threads.lock().expect("threads lock").iter().flatten() {
+            t.unpark();
+        }
+        if let Some(guards) = self.guards.take() {
+            for result in guards.join() {
+                if let Err(e) = result {
+                    tracing::error!(error = %e, "a dataflow worker failed");
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Dataflows {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_worker(
+    worker: &mut timely::worker::Worker,
+    log: &AnyLog,
+    runtime: &tokio::runtime::Handle,
+    partitions: &[(String, u32)],
+    options: &DataflowOptions,
+    metrics: &Arc<Metrics>,
+    local: usize,
+    commands: mpsc::Receiver<Command>,
+    shutdown: &AtomicBool,
+) {
+    let index = worker.index();
+    let peers = worker.peers();
+    let traces = worker.dataflow::<Time, _, _>(|scope| {
+        let (facts, progress) = log_source(
+            scope,
+            log.clone(),
+            runtime.clone(),
+            partitions,
+            options.source.clone(),
+            Arc::clone(metrics),
+        );
+        views::build(facts, progress, &options.windows)
+            .into_iter()
+            .map(|(view, rows)| rows.arrange_by_key_named(view.def().name).trace)
+            .collect::<Vec<_>>()
+    });
+    let traces: Traces = Rc::new(RefCell::new(traces));
+    let outstanding: Outstanding = Rc::new(RefCell::new(HashMap::new()));
+    let mut requests = peek_dataflow(worker, Rc::clone(&traces), Rc::clone(&outstanding));
+    let history = options.history.as_millis() as Time;
+    let mut next_id = 0u64;
+    let mut last_maintenance = Instant::now() - Duration::from_secs(1);
+    while !shutdown.load(Ordering::SeqCst) {
+        worker.step_or_park(Some(Duration::from_millis(10)));
+        let mut sent = false;
+        while let Ok(Command::Peek {
+            view,
+            selector,
+            as_of,
+            reply,
+        }) = commands.try_recv()
+        {
+            next_id += 1;
+            outstanding.borrow_mut().insert(next_id, Waiting::new(peers, reply));
+            requests.send(PeekRequest {
+                id: next_id,
+                origin: index,
+                view,
+                selector,
+                as_of,
+            });
+            sent = true;
+        }
+        if sent {
+            requests.flush();
+        }
+        if last_maintenance.elapsed() >= Duration::from_millis(50) {
+            last_maintenance = Instant::now();
+            maintain(&traces, history, metrics, local);
+        }
+    }
+    drop(requests);
+    traces.borrow_mut().clear();
+    for id in worker.installed_dataflows() {
+        worker.drop_dataflow(id);
+    }
+}
+
+/// Keeps `history` of the views readable and lets the rest compact;
+/// publishes the frontier and arrangement sizes.
+fn maintain(traces: &Traces, history: Time, metrics: &Metrics, local: usize) {
+    let mut traces = traces.borrow_mut();
+    let mut frontier = Time::MAX;
+    let mut upper = Antichain::new();
+    let mut sizes = Vec::with_capacity(traces.len());
+    for (view, trace) in View::ALL.into_iter().zip(traces.iter_mut()) {
+        trace.read_upper(&mut upper);
+        let u = upper.first().copied().unwrap_or(Time::MAX);
+        frontier = frontier.min(u);
+        let since = u.saturating_sub(history);
+        let current = trace.get_logical_compaction().first().copied().unwrap_or(0);
+        if since > current {
+            trace.set_logical_compaction(Antichain::from_elem(since).borrow());
+            trace.set_physical_compaction(Antichain::from_elem(since).borrow());
+        }
+        let mut n = 0;
+        trace.map_spans(|span| {
+            if let Some(batch) = &span.inner {
+                n += batch.len();
+            }
+        });
+        sizes.push((view, n));
+    }
+    let mut updates = metrics.arrangement_updates.lock().expect("metrics lock");
+    for (view, n) in sizes {
+        updates.insert((view, local), n);
+    }
+    metrics.frontier.lock().expect("metrics lock").insert(local, frontier);
+}

@@ -1,0 +1,365 @@
+//! The log source: each worker reads the partitions assigned to it and
+//! turns records into timestamped facts.
+//!
+//! **Timestamps.** A record's time is its log time (milliseconds), made
+//! monotone per partition: `max(log time, previous time, idle floor)`. The
+//! log assigns log time when it accepts a record, so replaying the same log
+//! gives the same times, and the views the same contents at every time.
+//!
+//! **Frontier.** A worker may not promise a time until every partition it
+//! reads has moved past it. A busy partition moves with its records. An
+//! idle one would stall everyone, so the reader checks it against the
+//! log's high watermark: when everything below the watermark has been read,
+//! no record the partition gets later can carry a log time before the
+//! moment of that check (less `idle_grace`, which covers records accepted
+//! but not yet visible, and clock skew with a remote broker). That moment
+//! is the partition's *idle floor*. A record that still arrives below its
+//! floor is moved up to it and counted as reclocked.
+//!
+//! **Bad data.** A record that does not decode is counted (per partition,
+//! visible in `source_progress.malformed`) and skipped.
+//!
+//! Reading is async (the log clients are), so a tokio task per worker and
+//! topic polls the log and hands batches to the worker's operator through
+//! a bounded channel, waking it; a slow dataflow slows the readers down
+//! rather than buffering without bound.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use reelflow_ingest::log::{AnyLog, EventLog, PartitionReader, Record};
+use timely::dataflow::Scope;
+use timely::dataflow::operators::generic::operator::source;
+use tokio::sync::mpsc;
+
+use crate::datum::{Datum, Row};
+use crate::facts::{Fact, decode};
+use crate::metrics::{Metrics, PartitionStatus};
+use crate::views::{Coll, Time};
+
+/// How sources read the log.
+#[derive(Clone, Debug)]
+pub struct SourceOptions {
+    /// How often an idle partition is checked against its high watermark.
+    pub idle_check: Duration,
+    /// How far behind the check's clock reading an idle floor is put.
+    pub idle_grace: Duration,
+    /// How often `source_progress` rows are refreshed.
+    pub progress_every: Duration,
+    /// Most records per poll of the log.
+    pub batch: usize,
+}
+
+impl Default for SourceOptions {
+    fn default() -> Self {
+        Self {
+            idle_check: Duration::from_millis(5),
+            idle_grace: Duration::from_millis(25),
+            progress_every: Duration::from_millis(200),
+            batch: 8192,
+        }
+    }
+}
+
+/// What reader tasks tell the operator.
+enum Feed {
+    Records(Vec<Record>),
+    /// Partition `partition` of the task's topic: read up to `next`, the log
+    /// has `high_watermark`; if caught up, at `caught_up_at` (ms).
+    Position {
+        topic: Arc<str>,
+        partition: u32,
+        high_watermark: u64,
+        caught_up_at: Option<u64>,
+    },
+}
+
+/// One partition's clock and counters, kept by the worker reading it.
+#[derive(Default)]
+struct PartitionClock {
+    /// Time of the last record emitted.
+    last: Time,
+    /// Idle floor: no later record is stamped before it.
+    floor: Time,
+    next_offset: u64,
+    high_watermark: u64,
+    malformed: u64,
+    /// The row last put into `source_progress`.
+    reported: Option<(Row, Row)>,
+}
+
+impl PartitionClock {
+    /// The earliest time this partition may still emit.
+    fn lower(&self) -> Time {
+        self.last.max(self.floor)
+    }
+}
+
+/// The partitions `worker` of `peers` reads: the `(topic, partition)` pairs
+/// in order, dealt round-robin, so every process computes the same split.
+pub fn assignment(partitions: &[(String, u32)], worker: usize, peers: usize) -> Vec<(String, u32)> {
+    partitions
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % peers == worker)
+        .map(|(_, p)| p.clone())
+        .collect()
+}
+
+pub(crate) fn now_ms() -> Time {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as Time)
+}
+
+/// What the source emits: facts, and rows of `source_progress`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub enum SourceOutput {
+    /// A decoded event.
+    Fact(Fact),
+    /// A `source_progress` row.
+    Progress((Row, Row)),
+}
+
+/// Reads this worker's share of `partitions` (every `(topic, partition)` of
+/// the log) from offset 0, returning the facts and the progress rows.
+pub fn log_source<'s>(
+    scope: Scope<'s, Time>,
+    log: AnyLog,
+    runtime: tokio::runtime::Handle,
+    partitions: &[(String, u32)],
+    options: SourceOptions,
+    metrics: Arc<Metrics>,
+) -> (Coll<'s, Fact>, Coll<'s, (Row, Row)>) {
+    let mine = assignment(partitions, scope.index(), scope.peers());
+    let worker = scope.worker();
+    let stream = source(scope, "LogSource", move |capability, info| {
+        let activator = worker.sync_activator_for(info.address.to_vec());
+        let wake = Arc::new(activator);
+        let (tx, mut rx) = mpsc::channel::<Feed>(64);
+        let mut by_topic: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+        for (t, p) in &mine {
+            by_topic.entry(t.clone()).or_default().push(*p);
+        }
+        for (topic, parts) in by_topic {
+            runtime.spawn(read_topic(
+                log.clone(),
+                topic,
+                parts,
+                options.clone(),
+                tx.clone(),
+                Arc::clone(&wake),
+            ));
+        }
+        drop(tx);
+        let topics: Vec<Arc<str>> = crate::TOPICS.iter().map(|t| Arc::from(*t)).collect();
+        let topic_index = move |t: &str| crate::TOPICS.iter().position(|x| *x == t);
+        let mut clocks: BTreeMap<(usize, u32), PartitionClock> = mine
+            .iter()
+            .filter_map(|(t, p)| Some(((topic_index(t)?, *p), PartitionClock::default())))
+            .collect();
+        let self_activator = worker.activator_for(info.address.clone());
+        let mut cap = Some(capability);
+        let mut last_progress = Instant::now();
+        let grace = options.idle_grace.as_millis() as Time;
+        let mut out: Vec<(SourceOutput, Time, isize)> = Vec::new();
+        move |output| {
+            let Some(c) = cap.as_mut() else { return };
+            let mut budget = 64 * options.batch;
+            let mut records = 0u64;
+            let mut reclocked = 0u64;
+            let mut malformed = 0u64;
+            while budget > 0 {
+                match rx.try_recv() {
+                    Ok(Feed::Records(batch)) => {
+                        budget = budget.saturating_sub(batch.len());
+                        for r in batch {
+                            let Some(clock) =
+                                topic_index(&r.topic).and_then(|t| clocks.get_mut(&(t, r.partition)))
+                            else {
+                                continue;
+                            };
+                            let log_time = r.timestamp_ms.max(0) as Time;
+                            let ts = log_time.max(clock.lower());
+                            if log_time < clock.floor && clock.floor > clock.last {
+                                reclocked += 1;
+                            }
+                            clock.last = ts;
+                            clock.next_offset = r.offset + 1;
+                            records += 1;
+                            match decode(&r.topic, &r.value) {
+                                Ok(fact) => out.push((SourceOutput::Fact(fact), ts, 1)),
+                                Err(reason) => {
+                                    malformed += 1;
+                                    if clock.malformed == 0 {
+                                        tracing::warn!(topic = %r.topic, partition = r.partition, offset = r.offset, %reason, "skipping malformed record");
+                                    }
+                                    clock.malformed += 1;
+                                }
+                            }
+                        }
+                    }
+                    Ok(Feed::Position {
+                        topic,
+                        partition,
+                        high_watermark,
+                        caught_up_at,
+                    }) => {
+                        if let Some(clock) = topic_index(&topic).and_then(|t| clocks.get_mut(&(t, partition))) {
+                            clock.high_watermark = clock.high_watermark.max(high_watermark);
+                            if let Some(at) = caught_up_at {
+                                clock.floor = clock.floor.max(at.saturating_sub(grace));
+                            }
+                        }
+                    }
+                    Err(_) => break,
+                }
+            }
+            if budget == 0 {
+                self_activator.activate();
+            }
+            metrics.records.fetch_add(records, Ordering::Relaxed);
+            metrics.reclocked.fetch_add(reclocked, Ordering::Relaxed);
+            metrics.malformed.fetch_add(malformed, Ordering::Relaxed);
+
+            if last_progress.elapsed() >= options.progress_every {
+                last_progress = Instant::now();
+                let at = *c.time();
+                let mut statuses = metrics.partitions.lock().expect("metrics lock");
+                for ((t, partition), clock) in clocks.iter_mut() {
+                    let topic = &topics[*t];
+                    let high_watermark = clock.high_watermark.max(clock.next_offset);
+                    let status = PartitionStatus {
+                        offset: clock.next_offset,
+                        high_watermark,
+                        ts: clock.lower(),
+                        malformed: clock.malformed,
+                    };
+                    statuses.insert((topic.to_string(), *partition), status);
+                    let row = progress_row(topic, *partition, &status);
+                    if clock.reported.as_ref() != Some(&row) {
+                        if let Some(old) = clock.reported.replace(row.clone()) {
+                            out.push((SourceOutput::Progress(old), at, -1));
+                        }
+                        out.push((SourceOutput::Progress(row), at, 1));
+                    }
+                }
+            }
+
+            if !out.is_empty() {
+                output.session(c).give_iterator(out.drain(..));
+            }
+            let lower = clocks.values().map(PartitionClock::lower).min().unwrap_or_else(now_ms);
+            if lower > *c.time() {
+                c.downgrade(&lower);
+            }
+            // Idle workers move with the clock; everyone refreshes progress.
+            self_activator.activate_after(if clocks.is_empty() {
+                options.idle_check
+            } else {
+                options.progress_every
+            });
+        }
+    });
+    let stream = differential_dataflow::AsCollection::as_collection(stream);
+    let facts = stream.clone().flat_map(|o| match o {
+        SourceOutput::Fact(f) => Some(f),
+        SourceOutput::Progress(_) => None,
+    });
+    let progress = stream.flat_map(|o| match o {
+        SourceOutput::Progress(r) => Some(r),
+        SourceOutput::Fact(_) => None,
+    });
+    (facts, progress)
+}
+
+fn progress_row(topic: &str, partition: u32, s: &PartitionStatus) -> (Row, Row) {
+    (
+        vec![Datum::text(topic), Datum::Int(i64::from(partition))],
+        vec![
+            Datum::Int(s.offset as i64),
+            Datum::Int(s.high_watermark as i64),
+            Datum::Int(s.high_watermark.saturating_sub(s.offset) as i64),
+            Datum::Timestamp(s.ts as i64),
+            Datum::Int(s.malformed as i64),
+        ],
+    )
+}
+
+/// Polls `partitions` of `topic` from offset 0 into `tx`, and reports
+/// caught-up partitions, until the operator goes away.
+async fn read_topic(
+    log: AnyLog,
+    topic: String,
+    partitions: Vec<u32>,
+    options: SourceOptions,
+    tx: mpsc::Sender<Feed>,
+    wake: Arc<timely::scheduling::SyncActivator>,
+) {
+    let name: Arc<str> = Arc::from(topic.as_str());
+    let assignment: Vec<(u32, u64)> = partitions.iter().map(|p| (*p, 0)).collect();
+    let mut reader = loop {
+        match log.reader(&topic, &assignment).await {
+            Ok(r) => break r,
+            Err(e) => {
+                tracing::warn!(%topic, error = %e, "cannot read the log yet; retrying");
+                if tx.is_closed() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    };
+    let mut next: BTreeMap<u32, u64> = partitions.iter().map(|p| (*p, 0)).collect();
+    let mut last_check = Instant::now() - options.idle_check;
+    loop {
+        let batch = match reader.poll(options.batch, options.idle_check).await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(%topic, error = %e, "reading the log failed; retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                Vec::new()
+            }
+        };
+        let mut busy = std::collections::BTreeSet::new();
+        for r in &batch {
+            next.insert(r.partition, r.offset + 1);
+            busy.insert(r.partition);
+        }
+        if !batch.is_empty() {
+            if tx.send(Feed::Records(batch)).await.is_err() {
+                return;
+            }
+            let _ = wake.activate();
+        }
+        if last_check.elapsed() >= options.idle_check {
+            last_check = Instant::now();
+            for (&partition, &read_to) in &next {
+                if busy.contains(&partition) {
+                    continue;
+                }
+                // The clock is read before the watermark: anything the
+                // watermark misses was accepted after this moment.
+                let observed = now_ms();
+                let Ok(high_watermark) = log.high_watermark(&topic, partition).await else {
+                    continue;
+                };
+                let feed = Feed::Position {
+                    topic: Arc::clone(&name),
+                    partition,
+                    high_watermark,
+                    caught_up_at: (read_to >= high_watermark).then_some(observed),
+                };
+                if tx.send(feed).await.is_err() {
+                    return;
+                }
+            }
+            let _ = wake.activate();
+        }
+        if tx.is_closed() {
+            return;
+        }
+    }
+}

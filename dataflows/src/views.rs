@@ -1,0 +1,318 @@
+//! The views, as one differential dataflow over the decoded facts.
+//!
+//! Shape: facts are split by kind; each entity's events are folded by a
+//! reduce keyed by the entity (catalog entry and media state per video,
+//! summary per playback session — see [`crate::definitions`]); sums over
+//! sessions are differences ([`VideoTotals`]) that differential adds up
+//! with `count`; maxima and percentiles are reduces (the maximum in two
+//! levels, so a popular video's reduce never sees every session); windows
+//! are the same updates retracted at `t + window` with `delay`, so windowed
+//! views change as the frontier passes even when no event arrives; ranks
+//! are a two-level top-k. Every view ends as `(key row, value row)`.
+
+use std::time::Duration;
+
+use differential_dataflow::VecCollection;
+use uuid::Uuid;
+
+use crate::datum::Row;
+use crate::definitions::{
+    GroupTotals, MediaState, RETENTION_BUCKETS, SessionSummary, VideoTotals, percentile, rows,
+};
+use crate::facts::{Beacon, Fact};
+use crate::schema::View;
+
+/// Log time in milliseconds: the dataflows' timestamp.
+pub type Time = u64;
+
+/// A collection of the views' dataflow.
+pub type Coll<'s, D, R = isize> = VecCollection<'s, Time, D, R>;
+
+/// Lengths of the time-based views' windows.
+#[derive(Clone, Debug)]
+pub struct Windows {
+    /// Activity window of `concurrent_viewers`.
+    pub concurrent: Duration,
+    /// `trending`'s windows, by the name the `window` column shows.
+    pub trending: Vec<(String, Duration)>,
+    /// Ranks kept per trending window.
+    pub trending_top: usize,
+}
+
+impl Default for Windows {
+    fn default() -> Self {
+        Self {
+            concurrent: Duration::from_secs(60),
+            trending: vec![
+                ("1h".into(), Duration::from_secs(3600)),
+                ("24h".into(), Duration::from_secs(86_400)),
+            ],
+            trending_top: 100,
+        }
+    }
+}
+
+/// Buckets of the first level of a two-level reduce.
+const SPREAD: u128 = 16;
+
+fn spread(id: Uuid) -> u8 {
+    (id.as_u128() % SPREAD) as u8
+}
+
+/// `c` as it stood over the last `len` of time: each update is retracted
+/// again at `t + len`.
+fn windowed<'s, D: differential_dataflow::Data + timely::ExchangeData>(c: Coll<'s, D>, len: Duration) -> Coll<'s, D> {
+    let len = len.as_millis() as Time;
+    c.clone().concat(c.delay(move |t| t + len).negate())
+}
+
+/// Builds every view from `facts` (updates at their log time) and the
+/// sources' own `progress` rows, in [`View::ALL`] order.
+pub fn build<'s>(facts: Coll<'s, Fact>, progress: Coll<'s, (Row, Row)>, windows: &Windows) -> Vec<(View, Coll<'s, (Row, Row)>)> {
+    let catalog = facts.clone().flat_map(|f| match f {
+        Fact::Catalog(c) => Some(c),
+        _ => None,
+    });
+    let media = facts.clone().flat_map(|f| match f {
+        Fact::Media(m) => Some(m),
+        _ => None,
+    });
+    let playback = facts.flat_map(|f| match f {
+        Fact::Playback(p) => Some(p),
+        _ => None,
+    });
+
+    // The catalog: each video's latest entry, `None` once deleted.
+    let catalog_now = catalog
+        .map(|c| (c.video_id, (c.order, c.entry)))
+        .reduce_named("CatalogLatest", |_video, input, output| {
+            let ((_, entry), _) = input[input.len() - 1];
+            output.push((entry.clone(), 1));
+        });
+    let live = catalog_now.clone().flat_map(|(v, e)| e.map(|e| (v, e)));
+    let deleted = catalog_now.filter(|(_, e)| e.is_none()).map(|(v, _)| v);
+
+    // Media: each video's pipeline state.
+    let media_now = media
+        .map(|m| (m.video_id, (m.order, m.change)))
+        .reduce_named("MediaState", |_video, input, output| {
+            if let Some(s) = MediaState::fold(input.iter().map(|((o, c), _)| (o, c))) {
+                output.push((s, 1));
+            }
+        });
+    let video_status = media_now
+        .clone()
+        .antijoin(deleted)
+        .map(|(v, s)| rows::video_status(v, &s));
+    let durations = media_now.clone().flat_map(|(v, s)| s.duration_ms.map(|d| (v, d)));
+
+    // Sessions, and each with its video's duration once known.
+    let sessions = playback
+        .clone()
+        .map(|p| (p.session_id, (p.order, p.video_id, p.user_id, p.beacon)))
+        .reduce_named("Session", |_session, input, output| {
+            if let Some(s) = SessionSummary::fold(input.iter().map(|((o, v, u, b), _)| (o, *v, *u, b))) {
+                output.push((s, 1));
+            }
+        });
+    let by_video = sessions.clone().map(|(sid, s)| (s.video_id, (sid, s)));
+    let sessions_d = by_video
+        .clone()
+        .join(durations.clone())
+        .map(|(v, ((sid, s), d))| (v, (sid, s, Some(d))))
+        .concat(
+            by_video
+                .antijoin(durations.map(|(v, _)| v))
+                .map(|(v, (sid, s))| (v, (sid, s, None))),
+        );
+
+    let totals = sessions_d
+        .clone()
+        .explode(|(v, (_, s, d))| Some((v, VideoTotals::of(&s, d))))
+        .count();
+    let unique_viewers = sessions
+        .clone()
+        .map(|(sid, s)| (s.video_id, s.user_id.unwrap_or(sid)))
+        .distinct()
+        .map(|(v, _)| v)
+        .count();
+    let last_view = sessions
+        .clone()
+        .map(|(sid, s)| ((s.video_id, spread(sid)), s.started_ms))
+        .reduce_named("LastView1", |_k, input, output| output.push((*input[input.len() - 1].0, 1)))
+        .map(|((v, _), ms)| (v, ms))
+        .reduce_named("LastView2", |_k, input, output| output.push((*input[input.len() - 1].0, 1)));
+    let video_stats = totals
+        .clone()
+        .join(unique_viewers)
+        .join(last_view)
+        .map(|(v, ((t, u), last))| rows::video_stats(v, &t, u as i64, last));
+
+    let startup_p95 = sessions
+        .clone()
+        .flat_map(|(_, s)| s.startup_ms.map(|ms| (s.video_id, ms)))
+        .reduce_named("StartupP95", |_v, input, output| {
+            let values: Vec<(u64, i64)> = input.iter().map(|(v, c)| (**v, *c as i64)).collect();
+            if let Some(p) = percentile(&values, 95) {
+                output.push((p, 1));
+            }
+        });
+    let qoe = totals
+        .clone()
+        .join(startup_p95.clone())
+        .map(|(v, (t, p))| rows::qoe(v, &t, Some(p)))
+        .concat(
+            totals
+                .clone()
+                .antijoin(startup_p95.map(|(v, _)| v))
+                .map(|(v, t)| rows::qoe(v, &t, None)),
+        );
+
+    let retention = sessions_d
+        .clone()
+        .flat_map(|(v, (_, s, d))| match d {
+            Some(d) if s.startup_ms.is_some() => Some((v, s.retention_bucket(d))),
+            _ => None,
+        })
+        .reduce_named("Retention", |_v, input, output| {
+            let sessions: isize = input.iter().map(|(_, c)| *c).sum();
+            // Sessions whose last bucket is at or after b, from the back.
+            let mut reached = 0;
+            let mut i = input.len();
+            for b in (0..RETENTION_BUCKETS).rev() {
+                while i > 0 && *input[i - 1].0 >= b {
+                    reached += input[i - 1].1;
+                    i -= 1;
+                }
+                output.push(((b, reached as i64, sessions as i64), 1));
+            }
+        })
+        .map(|(v, (b, reached, sessions))| rows::retention(v, b, reached, sessions));
+
+    let watch_history = sessions_d
+        .clone()
+        .flat_map(|(v, (sid, s, d))| {
+            let done = s.completed(d);
+            s.user_id
+                .map(|u| ((u, v), (s.last_ms, sid, s.last_position_ms, s.played_ms, done)))
+        })
+        .reduce_named("WatchHistory", |_k, input, output| {
+            let &(last_ms, _, last_position_ms, _, _) = input[input.len() - 1].0;
+            let played: u64 = input.iter().map(|(v, _)| v.3).sum();
+            let completed = input.iter().any(|(v, _)| v.4);
+            output.push(((last_position_ms, played, completed, last_ms), 1));
+        })
+        .map(|((u, v), (pos, played, completed, last))| rows::watch_history(u, v, pos, played, completed, last));
+
+    let concurrent_viewers = {
+        let recent = windowed(playback.clone().map(|p| (p.session_id, p.video_id)), windows.concurrent).distinct();
+        let idle = sessions.clone().filter(|(_, s)| !s.watching()).map(|(sid, _)| sid);
+        recent
+            .antijoin(idle)
+            .map(|(_, v)| v)
+            .count()
+            .map(|(v, n)| rows::concurrent_viewers(v, n as i64))
+    };
+
+    let trending = {
+        let starts = playback
+            .filter(|p| matches!(p.beacon, Beacon::Start))
+            .map(|p| (p.video_id, p.session_id));
+        let names: Vec<String> = windows.trending.iter().map(|(n, _)| n.clone()).collect();
+        let top = windows.trending_top;
+        let mut counts = None;
+        for (w, (_, len)) in windows.trending.iter().enumerate() {
+            let w = w as u8;
+            let c = windowed(starts.clone(), *len)
+                .distinct()
+                .map(move |(v, _)| (w, v))
+                .count();
+            counts = Some(match counts {
+                None => c,
+                Some(all) => c.concat(all),
+            });
+        }
+        counts
+            .expect("at least one trending window")
+            // Most views first, then the smaller id.
+            .map(|((w, v), n)| ((w, spread(v)), (-(n as i64), v)))
+            .reduce_named("TopK1", move |_k, input, output| {
+                for (val, _) in input.iter().take(top) {
+                    output.push(((*val).clone(), 1));
+                }
+            })
+            .map(|((w, _), val)| (w, val))
+            .reduce_named("TopK2", move |_w, input, output| {
+                for (rank, (val, _)) in input.iter().take(top).enumerate() {
+                    output.push(((rank as i64 + 1, (*val).clone()), 1));
+                }
+            })
+            .map(move |(w, (rank, (n, v)))| rows::trending(&names[w as usize], rank, v, -n))
+    };
+
+    let genres = live.clone().flat_map(|(v, e)| e.genre.map(|g| (v, g)));
+    let genre_stats = genres
+        .clone()
+        .explode(|(_, g)| {
+            Some((
+                g,
+                GroupTotals {
+                    videos: 1,
+                    ..GroupTotals::default()
+                },
+            ))
+        })
+        .concat(genres.join(totals).explode(|(_, (g, t))| {
+            Some((
+                g,
+                GroupTotals {
+                    views: t.sessions,
+                    played_ms: t.played_ms,
+                    ..GroupTotals::default()
+                },
+            ))
+        }))
+        .count()
+        .map(|(g, t)| rows::genre_stats(&g, &t));
+
+    let owners = live.map(|(v, e)| (v, e.owner_id));
+    let storage_usage = owners
+        .clone()
+        .explode(|(_, o)| {
+            Some((
+                o,
+                GroupTotals {
+                    videos: 1,
+                    ..GroupTotals::default()
+                },
+            ))
+        })
+        .concat(
+            owners
+                .join(media_now.map(|(v, s)| (v, s.source_bytes + s.output_bytes)))
+                .explode(|(_, (o, bytes))| {
+                    Some((
+                        o,
+                        GroupTotals {
+                            bytes: bytes as i64,
+                            ..GroupTotals::default()
+                        },
+                    ))
+                }),
+        )
+        .count()
+        .map(|(o, t)| rows::storage_usage(o, &t));
+
+    vec![
+        (View::VideoStatus, video_status),
+        (View::VideoStats, video_stats),
+        (View::ConcurrentViewers, concurrent_viewers),
+        (View::Trending, trending),
+        (View::Qoe, qoe),
+        (View::Retention, retention),
+        (View::WatchHistory, watch_history),
+        (View::GenreStats, genre_stats),
+        (View::StorageUsage, storage_usage),
+        (View::SourceProgress, progress),
+    ]
+}
