@@ -174,7 +174,7 @@ mod tests {
     fn timestamps_format_as_rfc3339() {
         assert_eq!(format_timestamp(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(format_timestamp(951_782_400_123), "2000-02-29T00:00:00.123Z");
-        assert_eq!(format_timestamp(1_795_000_000_000), "2026-11-18T07:46:40.000Z");
+        assert_eq!(format_timestamp(1_795_000_000_000), "2026-11-18T11:06:40.000Z");
     }
 
     #[test]

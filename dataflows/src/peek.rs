@@ -46,14 +46,27 @@ pub enum Selector {
     /// Rows with these keys (full key rows).
     Keys(Vec<Row>),
     /// Rows whose key is in `[from, to)`; an open end is unbounded. Keys
-    /// compare column by column, so a prefix of the key columns selects
-    /// every row starting with it (`from = [v]`, `to = [v, +∞)`).
+    /// compare column by column (see [`Selector::prefix`]).
     Range {
         /// Inclusive lower bound.
         from: Option<Row>,
         /// Exclusive upper bound.
         to: Option<Row>,
     },
+}
+
+impl Selector {
+    /// Rows whose key starts with `prefix` (the leading key columns).
+    pub fn prefix(prefix: Row) -> Self {
+        // Keys never hold lists, and lists sort after every other datum, so
+        // the prefix followed by a list is above every key that starts with it.
+        let mut to = prefix.clone();
+        to.push(crate::datum::Datum::List(Vec::new()));
+        Selector::Range {
+            from: Some(prefix),
+            to: Some(to),
+        }
+    }
 }
 
 /// A peek on its way to the workers.

@@ -95,6 +95,15 @@ pub struct PeekClient {
     inner: Arc<ClientInner>,
 }
 
+impl std::fmt::Debug for PeekClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeekClient")
+            .field("local_workers", &self.inner.commands.len())
+            .field("peers", &self.inner.peers)
+            .finish()
+    }
+}
+
 struct ClientInner {
     commands: Vec<Mutex<mpsc::Sender<Command>>>,
     threads: Mutex<Vec<Option<Thread>>>,
@@ -254,21 +263,22 @@ impl Dataflows {
         })
     }
 
+    fn signal_stop(&self) {
+        self.shutdown.store(true, Ordering::SeqCst);
+        for t in self.client.inner.threads.lock().expect("threads lock").iter().flatten() {
+            t.unpark();
+        }
+    }
+
     /// A client for reading the views.
     pub fn client(&self) -> PeekClient {
         self.client.clone()
     }
 
-    /// Stops the workers and waits for them.
+    /// Stops the workers and waits for them. In a cluster, every process
+    /// must be shut down: a worker's exit waits for its peers'.
     pub fn shutdown(mut self) {
-        self.stop();
-    }
-
-    fn stop(&mut self) {
-        self.shutdown.store(true, Ordering::SeqCst);
-        for t in self.client.inner.threads.lock().expect("threads lock").iter().flatten() {
-            t.unpark();
-        }
+        self.signal_stop();
         if let Some(guards) = self.guards.take() {
             for result in guards.join() {
                 if let Err(e) = result {
@@ -280,8 +290,11 @@ impl Dataflows {
 }
 
 impl Drop for Dataflows {
+    /// Tells the workers to stop without waiting for them, so dropping one
+    /// process of a cluster (say, while a panic unwinds) cannot hang on its
+    /// peers.
     fn drop(&mut self) {
-        self.stop();
+        self.signal_stop();
     }
 }
 

@@ -9,6 +9,8 @@
 //! - `GET /v1/version`: what is running.
 //! - `/v1/auth/*`, `/v1/me`, `/v1/users/*`: accounts ([`crate::auth`]).
 //! - `/v1/videos*`: the catalog ([`crate::catalog`]).
+//! - `/v1/views*`: the live views, when the dataflows run here ([`crate::views`]).
+//! - `GET /metrics`: Prometheus metrics of the dataflows in this process.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,7 +37,7 @@ use crate::db::Db;
 use crate::platform::Platform;
 use crate::problem::Problem;
 use crate::ratelimit::Limits;
-use crate::{auth, catalog, uploads, users};
+use crate::{auth, catalog, uploads, users, views};
 
 /// Shared state of every handler.
 #[derive(Debug, Clone)]
@@ -52,6 +54,8 @@ pub struct AppState {
     pub limits: Arc<Limits>,
     /// Wakes the outbox publisher after a commit.
     pub outbox_wake: Arc<Notify>,
+    /// The live views, when the dataflows run in this process (`reelflow up`).
+    pub views: Option<reelflow_dataflows::PeekClient>,
 }
 
 impl AppState {
@@ -67,6 +71,7 @@ impl AppState {
             db,
             keys: Arc::new(keys),
             outbox_wake: Arc::new(Notify::new()),
+            views: None,
         })
     }
 }
@@ -79,7 +84,8 @@ impl AppState {
         (name = "auth", description = "Register, sign in, refresh and sign out"),
         (name = "accounts", description = "Profiles and, for admins, users"),
         (name = "catalog", description = "Videos"),
-        (name = "operations", description = "Health and version"),
+        (name = "views", description = "The live views"),
+        (name = "operations", description = "Health, metrics and version"),
     )
 )]
 struct ApiDoc;
@@ -107,6 +113,9 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(healthz))
         .routes(routes!(readyz))
         .routes(routes!(version))
+        .routes(routes!(metrics))
+        .routes(routes!(views::list_views))
+        .routes(routes!(views::get_view))
         .routes(routes!(auth::routes::register))
         .routes(routes!(auth::routes::login))
         .routes(routes!(auth::routes::refresh_tokens))
@@ -260,6 +269,14 @@ async fn version(State(state): State<AppState>) -> Json<serde_json::Value> {
         "storage": state.platform.store.backend(),
         "database": match state.db.kind { crate::db::DbKind::Sqlite => "sqlite", crate::db::DbKind::Postgres => "postgres" },
     }))
+}
+
+/// Prometheus metrics (text format) of the dataflows running here: records
+/// read, lag per partition, arrangement sizes, the views' frontier.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+async fn metrics(State(state): State<AppState>) -> Response {
+    let body = state.views.as_ref().map(|v| v.metrics().render()).unwrap_or_default();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
 async fn fallback(request: Request) -> Problem {

@@ -58,6 +58,18 @@
 //! timeout_s = 10800                # a job running longer is stopped
 //! work_dir = "…"                   # default: <data_dir>/transcode
 //!
+//! [dataflow]                       # `reelflow dataflow` and `reelflow up`
+//! workers = 0                      # timely workers per process; 0 = one per core
+//! process = 0                      # this process's index in `peers`
+//! peers = []                       # host:port of every process, same order everywhere; [] = one process
+//! hostfile = "…"                   # or: a file with one host:port per line
+//! statefulset_peers = "…"          # or: "reelflow-dataflow-{i}.reelflow-dataflow:2101"; the index comes
+//!                                  # from the pod name ($HOSTNAME), the count from `replicas`
+//! replicas = 1
+//! listen = "127.0.0.1:8081"        # `reelflow dataflow`: views, /metrics, /healthz, /readyz
+//! history_s = 300                  # past times readable with as_of
+//! idle_grace_ms = 25               # idle partitions' frontier trails the clock by this much
+//!
 //! [limits]                         # per process
 //! register_per_ip_per_hour = 20
 //! login_per_ip_per_minute = 30
@@ -99,6 +111,48 @@ pub struct Config {
     pub uploads: UploadsConfig,
     /// Transcoding.
     pub transcode: TranscodeConfig,
+    /// The dataflows.
+    pub dataflow: DataflowConfig,
+}
+
+/// The dataflows: the timely cluster and how the views are kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DataflowConfig {
+    /// Timely workers per process; 0 means one per core.
+    pub workers: usize,
+    /// This process's index among the peers.
+    pub process: usize,
+    /// `host:port` of every process of the cluster.
+    pub peers: Vec<String>,
+    /// A file listing the peers, one `host:port` per line.
+    pub hostfile: Option<PathBuf>,
+    /// StatefulSet peer address with `{i}` for the ordinal.
+    pub statefulset_peers: Option<String>,
+    /// Processes of the StatefulSet.
+    pub replicas: usize,
+    /// Where `reelflow dataflow` serves views and metrics.
+    pub listen: SocketAddr,
+    /// Seconds of past times that stay readable with `as_of`.
+    pub history_s: u64,
+    /// How far an idle partition's frontier trails the clock, ms.
+    pub idle_grace_ms: u64,
+}
+
+impl Default for DataflowConfig {
+    fn default() -> Self {
+        Self {
+            workers: 0,
+            process: 0,
+            peers: Vec::new(),
+            hostfile: None,
+            statefulset_peers: None,
+            replicas: 1,
+            listen: "127.0.0.1:8081".parse().expect("valid address"),
+            history_s: 300,
+            idle_grace_ms: 25,
+        }
+    }
 }
 
 /// Transcoding.
@@ -216,6 +270,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             uploads: UploadsConfig::default(),
             transcode: TranscodeConfig::default(),
+            dataflow: DataflowConfig::default(),
         }
     }
 }
@@ -310,6 +365,27 @@ pub struct DatabaseConfig {
 /// Settings from flags and `REELFLOW_*` variables; each overrides the file.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct ConfigArgs {
+    /// Timely workers per dataflow process [default: one per core].
+    #[arg(long, env = "REELFLOW_DATAFLOW_WORKERS", global = true)]
+    pub dataflow_workers: Option<usize>,
+    /// This dataflow process's index among the peers [default: 0].
+    #[arg(long, env = "REELFLOW_DATAFLOW_PROCESS", global = true)]
+    pub dataflow_process: Option<usize>,
+    /// host:port of every dataflow process, comma-separated, same order everywhere.
+    #[arg(long, env = "REELFLOW_DATAFLOW_PEERS", global = true, value_delimiter = ',', value_name = "LIST")]
+    pub dataflow_peers: Option<Vec<String>>,
+    /// File listing the dataflow processes, one host:port per line.
+    #[arg(long, env = "REELFLOW_DATAFLOW_HOSTFILE", global = true, value_name = "FILE")]
+    pub dataflow_hostfile: Option<PathBuf>,
+    /// StatefulSet peer address with {i} for the pod ordinal.
+    #[arg(long, env = "REELFLOW_DATAFLOW_STATEFULSET_PEERS", global = true, value_name = "TEMPLATE")]
+    pub dataflow_statefulset_peers: Option<String>,
+    /// Dataflow processes in the StatefulSet [default: 1].
+    #[arg(long, env = "REELFLOW_DATAFLOW_REPLICAS", global = true)]
+    pub dataflow_replicas: Option<usize>,
+    /// Address `reelflow dataflow` serves views and metrics on [default: 127.0.0.1:8081].
+    #[arg(long, env = "REELFLOW_DATAFLOW_LISTEN", global = true, value_name = "ADDR")]
+    pub dataflow_listen: Option<SocketAddr>,
     /// TOML configuration file.
     #[arg(long = "config", env = "REELFLOW_CONFIG", global = true, value_name = "FILE")]
     pub file: Option<PathBuf>,
@@ -420,6 +496,53 @@ impl Config {
             self.database.url = a.database_url.clone();
         }
         set(&mut self.http.cors_origins, &a.cors_origins);
+        set(&mut self.dataflow.workers, &a.dataflow_workers);
+        set(&mut self.dataflow.process, &a.dataflow_process);
+        set(&mut self.dataflow.peers, &a.dataflow_peers);
+        set(&mut self.dataflow.replicas, &a.dataflow_replicas);
+        set(&mut self.dataflow.listen, &a.dataflow_listen);
+        if a.dataflow_hostfile.is_some() {
+            self.dataflow.hostfile = a.dataflow_hostfile.clone();
+        }
+        if a.dataflow_statefulset_peers.is_some() {
+            self.dataflow.statefulset_peers = a.dataflow_statefulset_peers.clone();
+        }
+    }
+
+    /// The dataflow cluster this process belongs to. A StatefulSet pod
+    /// takes its index from its name (`$HOSTNAME`).
+    pub fn dataflow_cluster(&self) -> anyhow::Result<reelflow_dataflows::ClusterConfig> {
+        use reelflow_dataflows::ClusterConfig;
+        let d = &self.dataflow;
+        let workers = if d.workers == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            d.workers
+        };
+        let cluster = if let Some(template) = &d.statefulset_peers {
+            let pod = std::env::var("HOSTNAME")
+                .context("dataflow.statefulset_peers is set but $HOSTNAME (the pod name) is not")?;
+            ClusterConfig::statefulset(workers, &pod, d.replicas, template)?
+        } else if let Some(file) = &d.hostfile {
+            let text =
+                std::fs::read_to_string(file).with_context(|| format!("reading dataflow.hostfile {}", file.display()))?;
+            ClusterConfig::explicit(workers, d.process, ClusterConfig::parse_hostfile(&text))?
+        } else {
+            ClusterConfig::explicit(workers, d.process, d.peers.clone())?
+        };
+        Ok(cluster)
+    }
+
+    /// How to run the dataflows.
+    pub fn dataflow_options(&self) -> anyhow::Result<reelflow_dataflows::DataflowOptions> {
+        let mut options = reelflow_dataflows::DataflowOptions {
+            cluster: self.dataflow_cluster()?,
+            history: std::time::Duration::from_secs(self.dataflow.history_s),
+            partitions: self.log.partitions,
+            ..Default::default()
+        };
+        options.source.idle_grace = std::time::Duration::from_millis(self.dataflow.idle_grace_ms);
+        Ok(options)
     }
 
     /// Checks what types alone cannot.
@@ -460,6 +583,12 @@ impl Config {
         }
         if self.uploads.part_size_bytes < 5 * 1024 * 1024 {
             bail!("uploads.part_size_bytes must be at least 5242880 (S3's minimum part)");
+        }
+        if self.dataflow.workers > 1024 || self.dataflow.replicas == 0 {
+            bail!("dataflow.workers must be at most 1024 and dataflow.replicas at least 1");
+        }
+        if self.dataflow.history_s == 0 {
+            bail!("dataflow.history_s must be at least 1");
         }
         if self.transcode.workers == 0 || self.transcode.workers > 64 {
             bail!("transcode.workers must be between 1 and 64");

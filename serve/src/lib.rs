@@ -15,6 +15,7 @@ pub mod auth;
 pub mod bench;
 pub mod catalog;
 pub mod config;
+pub mod dataflow;
 pub mod db;
 pub mod outbox;
 pub mod platform;
@@ -23,6 +24,7 @@ pub mod ratelimit;
 pub mod uploads;
 pub mod users;
 pub mod validate;
+pub mod views;
 
 pub use app::{AppState, app};
 pub use config::Config;

@@ -31,6 +31,9 @@ enum Command {
     Config,
     /// Run transcoders: members of the consumer group on reelflow.uploads.
     Transcode,
+    /// Run one process of the dataflow cluster that keeps the live views,
+    /// serving them, /metrics and /readyz on dataflow.listen.
+    Dataflow,
     /// Manage accounts.
     #[command(subcommand)]
     User(UserCommand),
@@ -115,6 +118,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Up => up(Config::load(&cli.config)?).await,
+        Command::Dataflow => dataflow(Config::load(&cli.config)?).await,
         Command::Transcode => {
             let config = Config::load(&cli.config)?;
             let platform = reelflow_serve::platform::Platform::open(&config).await?;
@@ -245,8 +249,35 @@ fn spawn_transcoders(
         .collect()
 }
 
+async fn dataflow(config: Config) -> anyhow::Result<()> {
+    let log = reelflow_serve::platform::open_log(&config).await?;
+    let listener = tokio::net::TcpListener::bind(config.dataflow.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.dataflow.listen))?;
+    let addr = listener.local_addr()?;
+    let dataflows = reelflow_serve::dataflow::start(&config, log).await?;
+    let client = dataflows.client();
+    println!(
+        "dataflow process {} of {} ({} workers each) serving views at http://{addr}/v1/views",
+        config.dataflow.process,
+        client.peers() / config.dataflow_cluster()?.workers,
+        config.dataflow_cluster()?.workers
+    );
+    axum::serve(listener, reelflow_serve::dataflow::router(client))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving HTTP")?;
+    // The other processes of the cluster may be gone already; do not wait
+    // for their workers.
+    drop(dataflows);
+    tracing::info!("dataflow process stopped");
+    Ok(())
+}
+
 async fn up(config: Config) -> anyhow::Result<()> {
-    let state = reelflow_serve::app::open(config.clone()).await?;
+    let mut state = reelflow_serve::app::open(config.clone()).await?;
+    let dataflows = reelflow_serve::dataflow::start(&config, state.platform.log.clone()).await?;
+    state.views = Some(dataflows.client());
     let _publisher = reelflow_serve::app::spawn_background(&state);
     let _transcoders = spawn_transcoders(&config, &state.platform);
     let platform = state.platform.clone();
@@ -270,6 +301,7 @@ async fn up(config: Config) -> anyhow::Result<()> {
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("serving HTTP")?;
+    dataflows.shutdown();
     tracing::info!("reelflow stopped");
     Ok(())
 }

@@ -1,0 +1,213 @@
+//! Every view of the dataflows against its from-scratch recomputation
+//! (`reelflow_dataflows::reference`), on seeded random logs with late,
+//! duplicated and malformed events, with 1, 2 and 4 workers, with two
+//! timely processes, across a restart, and while events keep arriving.
+
+mod common;
+
+use std::time::Duration;
+
+use reelflow_dataflows::facts::Fact;
+use reelflow_dataflows::reference;
+use reelflow_dataflows::views::Windows;
+use reelflow_dataflows::{ClusterConfig, DataflowOptions, Dataflows, Datum, PeekClient, Selector, Time, View};
+
+/// Short windows, so the test sees them retract.
+fn windows() -> Windows {
+    Windows {
+        concurrent: Duration::from_millis(300),
+        trending: vec![
+            ("1h".into(), Duration::from_millis(250)),
+            ("24h".into(), Duration::from_millis(900)),
+        ],
+        trending_top: 5,
+    }
+}
+
+fn options(cluster: ClusterConfig) -> DataflowOptions {
+    DataflowOptions {
+        cluster,
+        windows: windows(),
+        history: Duration::from_secs(3600),
+        partitions: 3,
+        ..DataflowOptions::default()
+    }
+}
+
+/// Checks every view at every time in `times` against the reference, plus
+/// key and range lookups, and the malformed count in `source_progress`.
+async fn check(client: &PeekClient, facts: &[(Time, Fact)], malformed: usize, times: &[Time], label: &str) {
+    for &t in times {
+        client
+            .wait_until_readable(t, Duration::from_secs(30))
+            .await
+            .unwrap_or_else(|e| panic!("{label}: views never readable at {t}: {e}"));
+        let expected = reference::views_at(facts, t, &windows());
+        for view in View::ALL {
+            if view == View::SourceProgress {
+                continue;
+            }
+            let got = client.peek(view, Selector::All, Some(t)).await.expect("peek");
+            assert_eq!(got.as_of, t);
+            assert_eq!(
+                got.rows,
+                expected[&view],
+                "{label}: view {} differs from the reference at {t}",
+                view.def().name
+            );
+        }
+        // Lookups by key and by key prefix read the same rows.
+        let stats = &expected[&View::VideoStats];
+        if let Some((key, _)) = stats.first() {
+            let got = client
+                .peek(View::VideoStats, Selector::Keys(vec![key.clone()]), Some(t))
+                .await
+                .expect("peek by key");
+            assert_eq!(got.rows, vec![stats[0].clone()], "{label}: key lookup at {t}");
+        }
+        let retention = &expected[&View::Retention];
+        if let Some((key, _)) = retention.last() {
+            let video = key[0].clone();
+            let got = client
+                .peek(
+                    View::Retention,
+                    Selector::prefix(vec![video.clone()]),
+                    Some(t),
+                )
+                .await
+                .expect("peek by range");
+            let want: Vec<_> = retention.iter().filter(|(k, _)| k[0] == video).cloned().collect();
+            assert_eq!(got.rows.len(), 100, "{label}: a retention curve has 100 buckets");
+            assert_eq!(got.rows, want, "{label}: range lookup at {t}");
+        }
+    }
+    // Malformed records are counted, per partition, in source_progress.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let progress = client.peek(View::SourceProgress, Selector::All, None).await.expect("peek");
+        let counted: i64 = progress
+            .rows
+            .iter()
+            .map(|(_, v)| match v[4] {
+                Datum::Int(n) => n,
+                _ => panic!("malformed is an integer"),
+            })
+            .sum();
+        let lag: i64 = progress.rows.iter().map(|(_, v)| if let Datum::Int(n) = v[2] { n } else { 0 }).sum();
+        if counted == malformed as i64 && lag == 0 && progress.rows.len() == 12 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{label}: source_progress shows {counted} malformed (want {malformed}), lag {lag}: {:?}",
+            progress.rows
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn views_match_the_reference_with_1_2_and_4_workers() {
+    for seed in 1..=3 {
+        let dir = tempfile::tempdir().unwrap();
+        let log = common::embedded(dir.path());
+        common::create_topics(&log, 3).await;
+        let workload = common::workload(seed, 5);
+        common::append_all(&log, &workload, Duration::from_millis(120)).await;
+        let (facts, malformed, times) = common::stamped(&log).await;
+        assert_eq!(malformed, workload.malformed);
+        for workers in [1, 2, 4] {
+            let dataflows = Dataflows::start(log.clone(), options(ClusterConfig::single(workers)))
+                .await
+                .expect("start");
+            let label = format!("seed {seed}, {workers} workers");
+            check(&dataflows.client(), &facts, malformed, &times, &label).await;
+            dataflows.shutdown();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_timely_processes_match_the_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = common::embedded(dir.path());
+    common::create_topics(&log, 3).await;
+    let workload = common::workload(7, 4);
+    common::append_all(&log, &workload, Duration::from_millis(100)).await;
+    let (facts, malformed, times) = common::stamped(&log).await;
+    let ports: Vec<u16> = (0..2)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port())
+        .collect();
+    let addresses: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let start = |process| {
+        let cluster = ClusterConfig::explicit(2, process, addresses.clone()).unwrap();
+        Dataflows::start(log.clone(), options(cluster))
+    };
+    let (a, b) = tokio::join!(start(0), start(1));
+    let (a, b) = (a.expect("process 0"), b.expect("process 1"));
+    assert_eq!(a.client().peers(), 4);
+    // Each process answers for the whole cluster.
+    let (ca, cb) = (a.client(), b.client());
+    let checked = tokio::spawn(async move {
+        check(&ca, &facts, malformed, &times, "process 0 of 2").await;
+        check(&cb, &facts, malformed, &times, "process 1 of 2").await;
+    })
+    .await;
+    // Shut down together: each waits for its peer's workers.
+    let stop = |d: Dataflows| tokio::task::spawn_blocking(move || d.shutdown());
+    let (x, y) = tokio::join!(stop(a), stop(b));
+    x.unwrap();
+    y.unwrap();
+    if let Err(e) = checked {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_replays_identical_contents() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = common::embedded(dir.path());
+    common::create_topics(&log, 3).await;
+    let workload = common::workload(11, 4);
+    common::append_all(&log, &workload, Duration::from_millis(100)).await;
+    let (_, _, times) = common::stamped(&log).await;
+    let mut runs = Vec::new();
+    for _ in 0..2 {
+        let dataflows = Dataflows::start(log.clone(), options(ClusterConfig::single(2))).await.unwrap();
+        let client = dataflows.client();
+        let mut seen = Vec::new();
+        for &t in &times {
+            client.wait_until_readable(t, Duration::from_secs(30)).await.unwrap();
+            for view in View::ALL.into_iter().filter(|v| *v != View::SourceProgress) {
+                seen.push(client.peek(view, Selector::All, Some(t)).await.unwrap());
+            }
+        }
+        dataflows.shutdown();
+        runs.push(seen);
+    }
+    assert_eq!(runs[0], runs[1], "a replay of the same log gives the same views at every time");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_events_show_up_and_windows_retract_as_time_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = common::embedded(dir.path());
+    common::create_topics(&log, 3).await;
+    let dataflows = Dataflows::start(log.clone(), options(ClusterConfig::single(2))).await.unwrap();
+    let client = dataflows.client();
+    let workload = common::workload(23, 4);
+    for phase in &workload.phases {
+        common::append(&log, phase).await;
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    let (facts, malformed, times) = common::stamped(&log).await;
+    check(&client, &facts, malformed, &times, "live").await;
+    // Long after the last event, no one is watching and nothing trends.
+    let later = times[times.len() - 1] + 1_000;
+    client.wait_until_readable(later, Duration::from_secs(30)).await.unwrap();
+    for view in [View::ConcurrentViewers, View::Trending] {
+        let rows = client.peek(view, Selector::All, Some(later)).await.unwrap().rows;
+        assert!(rows.is_empty(), "{} should be empty once its windows passed: {rows:?}", view.def().name);
+    }
+    dataflows.shutdown();
+}
