@@ -13,6 +13,8 @@
 //! - [`cluster`]: workers and processes, from flags or a StatefulSet.
 //! - [`reference`]: every view recomputed from scratch, for the tests and
 //!   the benchmark to check the dataflows against.
+//! - [`workload`]: seeded random logs with late, duplicated and malformed
+//!   events, for checking the views against the reference.
 //! - [`schema`] and [`datum`]: the views' names, columns and values, shared
 //!   with the SQL layer.
 
@@ -27,6 +29,7 @@ pub mod runtime;
 pub mod schema;
 pub mod source;
 pub mod views;
+pub mod workload;
 
 pub use cluster::ClusterConfig;
 pub use datum::{Datum, Row};

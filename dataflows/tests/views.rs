@@ -3,13 +3,12 @@
 //! duplicated and malformed events, with 1, 2 and 4 workers, with two
 //! timely processes, across a restart, and while events keep arriving.
 
-mod common;
-
 use std::time::Duration;
 
 use reelflow_dataflows::facts::Fact;
 use reelflow_dataflows::reference;
 use reelflow_dataflows::views::Windows;
+use reelflow_dataflows::workload as common;
 use reelflow_dataflows::{ClusterConfig, DataflowOptions, Dataflows, Datum, PeekClient, Selector, Time, View};
 
 /// Short windows, so the test sees them retract.

@@ -250,6 +250,15 @@ fn spawn_transcoders(
 }
 
 async fn dataflow(config: Config) -> anyhow::Result<()> {
+    // A panicking worker or network thread means the cluster is broken (a
+    // peer died, say): exit, so the orchestrator restarts the process and
+    // the cluster re-forms, rather than serving views that never advance.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default_hook(info);
+        eprintln!("error: a dataflow thread panicked; exiting so the cluster can re-form");
+        std::process::exit(70);
+    }));
     let log = reelflow_serve::platform::open_log(&config).await?;
     let listener = tokio::net::TcpListener::bind(config.dataflow.listen)
         .await

@@ -1,9 +1,9 @@
-//! Seeded random event logs for the dataflow tests: catalog changes,
-//! uploads, processing runs and playback sessions, with events that reach
-//! the log late (out of producer-time order), duplicates (the same event id
-//! appended twice) and malformed records in every topic.
-
-#![allow(dead_code)]
+//! Seeded random event logs for testing the views against
+//! [`crate::reference`]: catalog changes, uploads, processing runs and
+//! playback sessions, with events that reach the log late (out of
+//! producer-time order), duplicates (the same event id appended twice) and
+//! malformed records in every topic. Used by this crate's tests and by the
+//! multi-process tests of the `reelflow` command.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -11,9 +11,9 @@ use std::time::Duration;
 use chrono::DateTime;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-use reelflow_dataflows::Time;
-use reelflow_dataflows::facts::Fact;
-use reelflow_dataflows::reference;
+use crate::Time;
+use crate::facts::Fact;
+use crate::reference;
 use reelflow_ingest::events::{
     CatalogEvent, Envelope, PlaybackEvent, PlaybackKind, ProcessingEvent, Rendition, TopicEvent, UploadEvent,
     VideoMeta, Visibility,
@@ -27,7 +27,9 @@ pub type Raw = (&'static str, String, Vec<u8>);
 /// Records to append in phases, with a pause between phases so log times
 /// spread out.
 pub struct Workload {
+    /// Records per phase.
     pub phases: Vec<Vec<Raw>>,
+    /// How many of them are malformed.
     pub malformed: usize,
 }
 
@@ -246,7 +248,7 @@ pub fn workload(seed: u64, phases: usize) -> Workload {
     }
     // Malformed records in every topic.
     let mut malformed = 0;
-    for (i, topic) in reelflow_dataflows::TOPICS.into_iter().enumerate() {
+    for (i, topic) in crate::TOPICS.into_iter().enumerate() {
         let phase = i % phases;
         out[phase].push((topic, "junk".into(), b"{not json".to_vec()));
         out[phase].push((
@@ -276,7 +278,7 @@ pub fn embedded(dir: &std::path::Path) -> AnyLog {
 
 /// Creates the topics with `partitions` each.
 pub async fn create_topics(log: &AnyLog, partitions: u32) {
-    for topic in reelflow_dataflows::TOPICS {
+    for topic in crate::TOPICS {
         log.create_topic(topic, partitions).await.expect("create topic");
     }
 }
@@ -303,7 +305,7 @@ pub async fn append_all(log: &AnyLog, w: &Workload, pause: Duration) {
 /// Every record of the log, read back.
 pub async fn read_back(log: &AnyLog) -> Vec<Record> {
     let mut all = Vec::new();
-    for topic in reelflow_dataflows::TOPICS {
+    for topic in crate::TOPICS {
         let n = log.partition_count(topic).await.expect("partitions");
         let mut expected = 0;
         for p in 0..n {

@@ -1,0 +1,216 @@
+//! `reelflow dataflow` as a cluster of two OS processes, started the way a
+//! StatefulSet starts them (pod name in `$HOSTNAME`, peers from a template
+//! with the ordinal), over the real Kafka broker: every view read over HTTP
+//! from either process equals the from-scratch reference at several times,
+//! and after both are killed (SIGKILL) and restarted they replay the log to
+//! identical contents.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use reelflow_dataflows::views::Windows;
+use reelflow_dataflows::workload;
+use reelflow_dataflows::{Row, Time, VIEWS, View, reference};
+use reelflow_ingest::log::{AnyLog, KafkaConfig, KafkaLog};
+use serde_json::Value;
+
+fn env(name: &str) -> String {
+    std::env::var(name)
+        .unwrap_or_else(|_| panic!("{name} is not set: these tests need the real services; run scripts/test.sh"))
+}
+
+struct Process {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// Starts pod `ordinal` of a two-pod set whose peers talk on `port`; its
+/// address arrives on the receiver once the cluster has formed.
+fn start(ordinal: usize, port: u16, data: &std::path::Path) -> (Child, std::sync::mpsc::Receiver<String>) {
+    let mut child = common::reelflow()
+        .arg("dataflow")
+        .env("HOSTNAME", format!("reelflow-dataflow-{ordinal}"))
+        .env("REELFLOW_DATAFLOW_REPLICAS", "2")
+        // Each pod its own loopback address, all on one port, as pods are.
+        .env("REELFLOW_DATAFLOW_STATEFULSET_PEERS", format!("127.0.{{i}}.1:{port}"))
+        .env("REELFLOW_DATAFLOW_WORKERS", "2")
+        .env("REELFLOW_DATAFLOW_LISTEN", "127.0.0.1:0")
+        .env("REELFLOW_LOG_BACKEND", "kafka")
+        .env("REELFLOW_KAFKA_BROKERS", env("REELFLOW_TEST_KAFKA"))
+        .env("REELFLOW_LOG_PARTITIONS", "3")
+        .env("REELFLOW_DATA_DIR", data.join(ordinal.to_string()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start reelflow dataflow");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        // Timely reports on connecting first; the banner names the address.
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(addr) = line.split("http://").nth(1).and_then(|s| s.split('/').next()) {
+                let _ = tx.send(addr.to_string());
+            }
+        }
+    });
+    (child, rx)
+}
+
+/// Starts both pods and waits for their addresses.
+fn start_pods(port: u16, data: &std::path::Path) -> Vec<Process> {
+    let started: Vec<_> = (0..2).map(|i| start(i, port, data)).collect();
+    started
+        .into_iter()
+        .map(|(child, rx)| {
+            let addr = rx
+                .recv_timeout(Duration::from_secs(60))
+                .expect("the process prints where it serves");
+            Process { child, addr }
+        })
+        .collect()
+}
+
+fn get(http: &reqwest::blocking::Client, addr: &str, path: &str) -> (u16, Value) {
+    let r = http.get(format!("http://{addr}{path}")).send().expect("request");
+    let status = r.status().as_u16();
+    (status, r.json().unwrap_or(Value::Null))
+}
+
+fn wait_ready(http: &reqwest::blocking::Client, p: &Process) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, body) = get(http, &p.addr, "/readyz");
+        if status == 200 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "never ready: {body}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The reference's rows as the HTTP interface shows them.
+fn as_json(view: View, rows: &[(Row, Row)]) -> Vec<Value> {
+    let def = view.def();
+    rows.iter()
+        .map(|(k, v)| {
+            Value::Object(
+                def.columns()
+                    .zip(k.iter().chain(v))
+                    .map(|(c, d)| (c.name.to_string(), d.to_json()))
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+fn read_all(http: &reqwest::blocking::Client, p: &Process, at: Time) -> Vec<(View, Vec<Value>)> {
+    View::ALL
+        .into_iter()
+        .filter(|v| *v != View::SourceProgress)
+        .map(|view| {
+            let path = format!("/v1/views/{}?as_of={at}&limit=100000", view.def().name);
+            let (status, body) = get(http, &p.addr, &path);
+            assert_eq!(status, 200, "{path}: {body}");
+            assert_eq!(body["as_of"], at);
+            (view, body["rows"].as_array().expect("rows").clone())
+        })
+        .collect()
+}
+
+#[test]
+fn two_statefulset_pods_over_kafka_match_the_reference_and_replay_after_a_kill() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let _context = runtime.enter();
+    let log = AnyLog::Kafka(
+        KafkaLog::connect(KafkaConfig {
+            brokers: env("REELFLOW_TEST_KAFKA"),
+            ..KafkaConfig::default()
+        })
+        .expect("kafka"),
+    );
+    // Other tests share these topics; the reference reads back all of them.
+    let w = workload::workload(31, 4);
+    let (facts, _, times) = runtime.block_on(async {
+        workload::create_topics(&log, 3).await;
+        workload::append_all(&log, &w, Duration::from_millis(150)).await;
+        workload::stamped(&log).await
+    });
+    let windows = Windows::default();
+    let expected: Vec<_> = times
+        .iter()
+        .map(|&t| {
+            let views = reference::views_at(&facts, t, &windows);
+            let rows: Vec<(View, Vec<Value>)> = View::ALL
+                .into_iter()
+                .filter(|v| *v != View::SourceProgress)
+                .map(|v| (v, as_json(v, &views[&v])))
+                .collect();
+            (t, rows)
+        })
+        .collect();
+    assert!(
+        expected.last().is_some_and(|(_, views)| views.iter().all(|(v, rows)| !rows.is_empty() || *v == View::ConcurrentViewers)),
+        "the workload fills every view"
+    );
+
+    let data = tempfile::tempdir().expect("tempdir");
+    let http = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client");
+    let port = free_port();
+    let mut runs = Vec::new();
+    for run in 0..2 {
+        let pods = start_pods(port, data.path());
+        for p in &pods {
+            wait_ready(&http, p);
+        }
+        let (status, body) = get(&http, &pods[1].addr, "/v1/views");
+        assert_eq!(status, 200);
+        assert_eq!(body["views"].as_array().map(Vec::len), Some(VIEWS.len()));
+        let mut seen = Vec::new();
+        for (t, want) in &expected {
+            for (i, p) in pods.iter().enumerate() {
+                let got = read_all(&http, p, *t);
+                for ((view, rows), (_, want_rows)) in got.iter().zip(want) {
+                    assert_eq!(
+                        rows,
+                        want_rows,
+                        "run {run}, pod {i}: view {} at {t} differs from the reference",
+                        view.def().name
+                    );
+                }
+                seen.push(got);
+            }
+        }
+        let metrics = http
+            .get(format!("http://{}/metrics", pods[0].addr))
+            .send()
+            .and_then(|r| r.text())
+            .expect("metrics");
+        assert!(metrics.contains("reelflow_dataflow_partition_lag{topic=\"reelflow.playback\""), "{metrics}");
+        assert!(metrics.contains("reelflow_dataflow_arrangement_updates{view=\"video_stats\"}"), "{metrics}");
+        runs.push(seen);
+        // SIGKILL both; the next run replays the log from the start.
+        drop(pods);
+    }
+    assert_eq!(runs[0], runs[1], "a replay after a kill gives identical contents");
+}
