@@ -234,3 +234,110 @@ fn the_first_admin_is_created_from_the_command_line() {
     );
     assert_eq!(status, 401);
 }
+
+/// `reelflow up` runs the dataflows: a video created through the API shows
+/// up in the live views within moments, and admins read them over HTTP.
+#[test]
+fn up_keeps_live_views_admins_can_read() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut child = reelflow()
+        .args(["user", "create", "--email", "ops@example.org", "--admin", "--data-dir"])
+        .arg(dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("run");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"a long admin password\n")
+        .expect("password");
+    assert!(child.wait().expect("wait").success());
+    let running = Up::start(dir.path());
+    let base = format!("http://{}", running.addr);
+    let http = reqwest::blocking::Client::new();
+    let call = |method: reqwest::Method, path: &str, token: Option<&str>, body: Option<serde_json::Value>| {
+        let mut req = http.request(method, format!("{base}{path}"));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().expect("request");
+        (r.status().as_u16(), r.json::<serde_json::Value>().unwrap_or_default())
+    };
+    let (status, session) = call(
+        reqwest::Method::POST,
+        "/v1/auth/login",
+        None,
+        Some(serde_json::json!({"email": "ops@example.org", "password": "a long admin password"})),
+    );
+    assert_eq!(status, 200, "{session}");
+    let admin = session["access_token"].as_str().expect("token").to_string();
+    let admin_id = session["user"]["id"].as_str().expect("id").to_string();
+    let (status, video) = call(
+        reqwest::Method::POST,
+        "/v1/videos",
+        Some(&admin),
+        Some(serde_json::json!({"title": "Live views", "genre": "jazz"})),
+    );
+    assert_eq!(status, 201, "{video}");
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = call(reqwest::Method::GET, "/v1/views/genre_stats?key=jazz", Some(&admin), None);
+        // 503 while the dataflows are starting; then the row appears.
+        assert!(status == 200 || status == 503, "{status} {body}");
+        if body["rows"].as_array().is_some_and(|r| r.len() == 1) {
+            assert_eq!(body["rows"][0]["videos"], 1, "{body}");
+            assert_eq!(body["rows"][0]["views"], 0, "{body}");
+            assert!(body["as_of"].as_u64().is_some(), "{body}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the new video never reached genre_stats: {body}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (status, body) = call(
+        reqwest::Method::GET,
+        &format!("/v1/views/storage_usage?key={admin_id}"),
+        Some(&admin),
+        None,
+    );
+    assert_eq!(status, 200);
+    assert_eq!(body["rows"][0]["videos"], 1, "{body}");
+    let (status, body) = call(reqwest::Method::GET, "/v1/views", Some(&admin), None);
+    assert_eq!(status, 200);
+    assert!(body["views"].as_array().is_some_and(|v| v.iter().any(|v| v["name"] == "trending")), "{body}");
+
+    // Clear errors for bad requests; only admins read the views here.
+    let (status, body) = call(reqwest::Method::GET, "/v1/views/nope", Some(&admin), None);
+    assert_eq!(status, 404, "{body}");
+    assert!(body["detail"].as_str().is_some_and(|d| d.contains("video_stats")), "{body}");
+    let (status, body) = call(reqwest::Method::GET, "/v1/views/video_stats?key=not-a-uuid", Some(&admin), None);
+    assert_eq!(status, 422, "{body}");
+    assert!(body.to_string().contains("not a UUID"), "{body}");
+    let (status, body) = call(reqwest::Method::GET, "/v1/views/video_stats?as_of=1", Some(&admin), None);
+    assert_eq!(status, 422, "{body}");
+    let (status, _) = call(reqwest::Method::GET, "/v1/views/video_stats", None, None);
+    assert_eq!(status, 401);
+    let (status, viewer) = call(
+        reqwest::Method::POST,
+        "/v1/auth/register",
+        None,
+        Some(serde_json::json!({"email": "v@example.org", "password": "a long viewer password", "display_name": "V", "role": "viewer"})),
+    );
+    assert_eq!(status, 201, "{viewer}");
+    let (status, _) = call(
+        reqwest::Method::GET,
+        "/v1/views/video_stats",
+        viewer["access_token"].as_str(),
+        None,
+    );
+    assert_eq!(status, 403);
+
+    let metrics = http.get(format!("{base}/metrics")).send().and_then(|r| r.text()).expect("metrics");
+    assert!(metrics.contains("reelflow_dataflow_records_total"), "{metrics}");
+    assert!(metrics.contains("reelflow_dataflow_partition_lag{topic=\"reelflow.catalog\""), "{metrics}");
+}
