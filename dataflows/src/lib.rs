@@ -13,6 +13,7 @@
 //! - [`cluster`]: workers and processes, from flags or a StatefulSet.
 //! - [`reference`]: every view recomputed from scratch, for the tests and
 //!   the benchmark to check the dataflows against.
+//! - [`traffic`]: realistic playback traffic for the benchmark.
 //! - [`workload`]: seeded random logs with late, duplicated and malformed
 //!   events, for checking the views against the reference.
 //! - [`schema`] and [`datum`]: the views' names, columns and values, shared
@@ -28,6 +29,7 @@ pub mod reference;
 pub mod runtime;
 pub mod schema;
 pub mod source;
+pub mod traffic;
 pub mod views;
 pub mod workload;
 

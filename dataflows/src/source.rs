@@ -108,7 +108,8 @@ pub fn assignment(partitions: &[(String, u32)], worker: usize, peers: usize) -> 
         .collect()
 }
 
-pub(crate) fn now_ms() -> Time {
+/// The clock, in milliseconds since 1970.
+pub fn now_ms() -> Time {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as Time)

@@ -85,6 +85,10 @@ enum Bench {
     /// A large tus upload into S3 against a plain PUT to the S3 server, and
     /// the server's peak memory meanwhile.
     Upload(reelflow_serve::bench::upload::UploadBenchArgs),
+    /// The dataflows under realistic playback traffic: records/s per core
+    /// from the embedded log and Kafka, freshness at a fixed rate, 2
+    /// workers against 1, beside PostgreSQL computing the same views in SQL.
+    Dataflow(reelflow_serve::bench::dataflow::DataflowBenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -156,6 +160,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 "new signing key {kid} in {}; restart the servers to sign with it",
                 config.keys_file().display()
             );
+            Ok(())
+        }
+        Command::Bench(Bench::Dataflow(args)) => {
+            let json = args.json;
+            let report = reelflow_serve::bench::dataflow::run(args).await?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                print!("{}", reelflow_serve::bench::dataflow::render(&report));
+            }
             Ok(())
         }
         Command::Bench(Bench::Upload(args)) => {

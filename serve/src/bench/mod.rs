@@ -3,6 +3,7 @@
 //! object with every figure (the peer's included).
 
 pub mod api;
+pub mod dataflow;
 pub mod log;
 pub mod transcode;
 pub mod upload;
