@@ -64,7 +64,12 @@ impl ClusterConfig {
     /// `<set>-<ordinal>`), `replicas` processes, peers at `peer_template`
     /// with `{i}` replaced by each ordinal (for example
     /// `reelflow-dataflow-{i}.reelflow-dataflow:2101`).
-    pub fn statefulset(workers: usize, pod_name: &str, replicas: usize, peer_template: &str) -> Result<Self, ClusterError> {
+    pub fn statefulset(
+        workers: usize,
+        pod_name: &str,
+        replicas: usize,
+        peer_template: &str,
+    ) -> Result<Self, ClusterError> {
         let ordinal = pod_name
             .rsplit_once('-')
             .and_then(|(_, n)| n.parse::<usize>().ok())
@@ -142,8 +147,13 @@ mod tests {
 
     #[test]
     fn statefulset_pods_find_their_index_and_peers() {
-        let c = ClusterConfig::statefulset(2, "reelflow-dataflow-2", 3, "reelflow-dataflow-{i}.reelflow-dataflow:2101")
-            .unwrap();
+        let c = ClusterConfig::statefulset(
+            2,
+            "reelflow-dataflow-2",
+            3,
+            "reelflow-dataflow-{i}.reelflow-dataflow:2101",
+        )
+        .unwrap();
         assert_eq!(c.process, 2);
         assert_eq!(c.peers(), 6);
         assert_eq!(c.addresses[0], "reelflow-dataflow-0.reelflow-dataflow:2101");

@@ -88,7 +88,7 @@ impl SessionSummary {
     pub fn fold<'a>(events: impl IntoIterator<Item = (&'a Order, Uuid, Option<Uuid>, &'a Beacon)>) -> Option<Self> {
         let mut s: Option<SessionSummary> = None;
         for (order, video_id, user_id, beacon) in events {
-            let s = s.get_or_insert_with(|| SessionSummary {
+            let s = s.get_or_insert(SessionSummary {
                 video_id,
                 user_id,
                 started_ms: order.occurred_ms,
@@ -475,7 +475,11 @@ pub mod rows {
                 Datum::Int(t.sessions),
                 Datum::Int(unique_viewers),
                 Datum::float(watch_s),
-                if t.sessions == 0 { Datum::Null } else { Datum::float(watch_s / t.sessions as f64) },
+                if t.sessions == 0 {
+                    Datum::Null
+                } else {
+                    Datum::float(watch_s / t.sessions as f64)
+                },
                 if t.sessions == 0 {
                     Datum::Null
                 } else {

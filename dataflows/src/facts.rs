@@ -227,7 +227,11 @@ pub fn decode(topic: &str, value: &[u8]) -> Result<Fact, String> {
                 ProcessingEvent::Queued { .. } => MediaChange::Queued,
                 ProcessingEvent::Probing { .. } => MediaChange::Probing,
                 ProcessingEvent::Transcoding { percent, .. } => MediaChange::Transcoding {
-                    percent: F64(if percent.is_finite() { percent.clamp(0.0, 100.0) } else { 0.0 }),
+                    percent: F64(if percent.is_finite() {
+                        percent.clamp(0.0, 100.0)
+                    } else {
+                        0.0
+                    }),
                 },
                 ProcessingEvent::Ready {
                     renditions,
@@ -241,7 +245,11 @@ pub fn decode(topic: &str, value: &[u8]) -> Result<Fact, String> {
                 },
                 ProcessingEvent::Failed { reason, .. } => MediaChange::Failed { reason },
             };
-            Fact::Media(MediaFact { video_id, order, change })
+            Fact::Media(MediaFact {
+                video_id,
+                order,
+                change,
+            })
         }
         PlaybackEvent::TOPIC => {
             let e = events::decode::<PlaybackEvent>(value).map_err(err)?;

@@ -48,15 +48,27 @@ impl Metrics {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
             name.to_string()
         };
-        let records = metric("reelflow_dataflow_records_total", "counter", "Records read from the log.");
-        let malformed = metric("reelflow_dataflow_malformed_total", "counter", "Records skipped as malformed.");
+        let records = metric(
+            "reelflow_dataflow_records_total",
+            "counter",
+            "Records read from the log.",
+        );
+        let malformed = metric(
+            "reelflow_dataflow_malformed_total",
+            "counter",
+            "Records skipped as malformed.",
+        );
         let reclocked = metric(
             "reelflow_dataflow_reclocked_total",
             "counter",
             "Records stamped later than their log time.",
         );
         let offset = metric("reelflow_dataflow_partition_offset", "gauge", "Next offset to read.");
-        let lag = metric("reelflow_dataflow_partition_lag", "gauge", "Records behind the high watermark.");
+        let lag = metric(
+            "reelflow_dataflow_partition_lag",
+            "gauge",
+            "Records behind the high watermark.",
+        );
         let updates = metric(
             "reelflow_dataflow_arrangement_updates",
             "gauge",

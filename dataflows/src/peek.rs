@@ -16,15 +16,15 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use differential_dataflow::operators::arrange::TraceAgent;
+use differential_dataflow::trace::TraceReader;
 use differential_dataflow::trace::cursor::{Cursor, cursor_list};
 use differential_dataflow::trace::implementations::ValSpine;
-use differential_dataflow::trace::TraceReader;
 use serde::{Deserialize, Serialize};
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::InputHandle;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::operator::Operator;
 use timely::dataflow::operators::vec::Broadcast;
-use timely::container::CapacityContainerBuilder;
-use timely::dataflow::InputHandle;
 use timely::progress::Antichain;
 use tokio::sync::oneshot;
 
@@ -168,7 +168,9 @@ pub(crate) fn peek_dataflow(
                 let mut pending = Vec::new();
                 move |input, output| {
                     input.for_each(|cap, data| {
-                        let Some(cap) = cap.retain_least(output.output_index()) else { return };
+                        let Some(cap) = cap.retain_least(output.output_index()) else {
+                            return;
+                        };
                         for request in data.drain(..) {
                             pending.push((cap.clone(), request));
                         }
@@ -200,7 +202,9 @@ pub(crate) fn peek_dataflow(
                     input.for_each(|_cap, data| {
                         let mut outstanding = outstanding.borrow_mut();
                         for response in data.drain(..) {
-                            let Some(w) = outstanding.get_mut(&response.id) else { continue };
+                            let Some(w) = outstanding.get_mut(&response.id) else {
+                                continue;
+                            };
                             match response.rows {
                                 Ok(rows) => w.rows.extend(rows),
                                 Err(e) => w.error = Some(e),
@@ -282,8 +286,13 @@ fn answer(trace: &mut ViewTrace, request: &PeekRequest) -> Option<Result<Vec<(Ro
 }
 
 /// Appends the rows of the cursor's current key as they stand at `as_of`.
-fn read_values<C>(cursor: &mut C, storage: &C::Storage, as_of: Time, rows: &mut Vec<(Row, Row)>, broken: &mut Option<String>)
-where
+fn read_values<C>(
+    cursor: &mut C,
+    storage: &C::Storage,
+    as_of: Time,
+    rows: &mut Vec<(Row, Row)>,
+    broken: &mut Option<String>,
+) where
     C: for<'a> Cursor<Key<'a> = &'a Row, Val<'a> = &'a Row, TimeGat<'a> = &'a Time, DiffGat<'a> = &'a isize>,
 {
     let key = cursor.key(storage).clone();

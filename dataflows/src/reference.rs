@@ -19,9 +19,9 @@ use crate::schema::View;
 use crate::views::{Time, Windows};
 
 /// Records of the log, stamped the way the sources stamp a replay: log time
-/// made monotone per partition. Returns the facts and how many records
-/// were malformed.
-pub fn stamp(records: &[Record]) -> (Vec<(Time, Fact)>, usize) {
+/// made monotone per partition and rounded up to `tick_ms`. Returns the
+/// facts and how many records were malformed.
+pub fn stamp(records: &[Record], tick_ms: Time) -> (Vec<(Time, Fact)>, usize) {
     let mut last: BTreeMap<(&str, u32), Time> = BTreeMap::new();
     let mut facts = Vec::new();
     let mut malformed = 0;
@@ -29,7 +29,7 @@ pub fn stamp(records: &[Record]) -> (Vec<(Time, Fact)>, usize) {
     sorted.sort_by_key(|r| (r.topic.clone(), r.partition, r.offset));
     for r in sorted {
         let prev = last.entry((&r.topic, r.partition)).or_insert(0);
-        let ts = (r.timestamp_ms.max(0) as Time).max(*prev);
+        let ts = crate::source::stamp(r.timestamp_ms, *prev, tick_ms);
         *prev = ts;
         match decode(&r.topic, &r.value) {
             Ok(f) => facts.push((ts, f)),
@@ -53,16 +53,21 @@ pub fn views_at(facts: &[(Time, Fact)], at: Time, windows: &Windows) -> BTreeMap
     for (t, fact) in upto {
         match fact {
             Fact::Catalog(c) => {
-                catalog.entry(c.video_id).or_default().insert((c.order, c.entry.clone()));
+                catalog
+                    .entry(c.video_id)
+                    .or_default()
+                    .insert((c.order, c.entry.clone()));
             }
             Fact::Media(m) => {
                 media.entry(m.video_id).or_default().insert((m.order, m.change.clone()));
             }
             Fact::Playback(p) => {
-                session_events
-                    .entry(p.session_id)
-                    .or_default()
-                    .insert((p.order, p.video_id, p.user_id, p.beacon.clone()));
+                session_events.entry(p.session_id).or_default().insert((
+                    p.order,
+                    p.video_id,
+                    p.user_id,
+                    p.beacon.clone(),
+                ));
                 activity.entry(p.session_id).or_default().push(*t);
                 if p.beacon == Beacon::Start {
                     starts.entry(p.session_id).or_default().push(*t);
@@ -110,7 +115,8 @@ pub fn views_at(facts: &[(Time, Fact)], at: Time, windows: &Windows) -> BTreeMap
     let mut last_view: BTreeMap<Uuid, i64> = BTreeMap::new();
     let mut startups: BTreeMap<Uuid, Vec<u64>> = BTreeMap::new();
     let mut reached: BTreeMap<Uuid, Vec<u64>> = BTreeMap::new();
-    let mut history: BTreeMap<(Uuid, Uuid), Vec<(i64, Uuid, &SessionSummary)>> = BTreeMap::new();
+    type Watched<'a> = Vec<(i64, Uuid, &'a SessionSummary)>;
+    let mut history: BTreeMap<(Uuid, Uuid), Watched> = BTreeMap::new();
     for (sid, s) in &sessions {
         let v = s.video_id;
         let d = duration(&v);
@@ -129,7 +135,10 @@ pub fn views_at(facts: &[(Time, Fact)], at: Time, windows: &Windows) -> BTreeMap
         }
     }
     for (v, t) in &totals {
-        put(View::VideoStats, rows::video_stats(*v, t, viewers[v].len() as i64, last_view[v]));
+        put(
+            View::VideoStats,
+            rows::video_stats(*v, t, viewers[v].len() as i64, last_view[v]),
+        );
         let p95 = startups.get(v).and_then(|ms| {
             let mut counted: BTreeMap<u64, i64> = BTreeMap::new();
             for m in ms {

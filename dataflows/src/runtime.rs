@@ -332,6 +332,7 @@ fn run_worker(
     let history = options.history.as_millis() as Time;
     let mut next_id = 0u64;
     let mut last_maintenance = Instant::now() - Duration::from_secs(1);
+    let mut published = 0;
     while !shutdown.load(Ordering::SeqCst) {
         worker.step_or_park(Some(Duration::from_millis(10)));
         let mut sent = false;
@@ -356,7 +357,8 @@ fn run_worker(
         if sent {
             requests.flush();
         }
-        if last_maintenance.elapsed() >= Duration::from_millis(50) {
+        publish_frontier(&traces, metrics, local, &mut published);
+        if last_maintenance.elapsed() >= Duration::from_millis(250) {
             last_maintenance = Instant::now();
             maintain(&traces, history, metrics, local);
         }
@@ -365,6 +367,21 @@ fn run_worker(
     traces.borrow_mut().clear();
     for id in worker.installed_dataflows() {
         worker.drop_dataflow(id);
+    }
+}
+
+/// Publishes how far every view is complete on this worker, when it moved:
+/// what [`PeekClient::readable_at`] reads.
+fn publish_frontier(traces: &Traces, metrics: &Metrics, local: usize, published: &mut Time) {
+    let mut upper = Antichain::new();
+    let mut frontier = Time::MAX;
+    for trace in traces.borrow_mut().iter_mut() {
+        trace.read_upper(&mut upper);
+        frontier = frontier.min(upper.first().copied().unwrap_or(Time::MAX));
+    }
+    if frontier != *published {
+        *published = frontier;
+        metrics.frontier.lock().expect("metrics lock").insert(local, frontier);
     }
 }
 

@@ -229,8 +229,8 @@ impl Traffic {
                 } else {
                     s.heartbeats_left -= 1;
                     s.position_s += 10.0;
-                    let (rendition, bitrate) = [("1080p", 5000), ("720p", 2800), ("480p", 1400), ("360p", 800)]
-                        [rng.random_range(0..4)];
+                    let (rendition, bitrate) =
+                        [("1080p", 5000), ("720p", 2800), ("480p", 1400), ("360p", 800)][rng.random_range(0..4)];
                     PlaybackKind::Heartbeat {
                         position_s: s.position_s,
                         played_ms: 10_000,

@@ -16,9 +16,7 @@ use differential_dataflow::VecCollection;
 use uuid::Uuid;
 
 use crate::datum::Row;
-use crate::definitions::{
-    GroupTotals, MediaState, RETENTION_BUCKETS, SessionSummary, VideoTotals, percentile, rows,
-};
+use crate::definitions::{GroupTotals, MediaState, RETENTION_BUCKETS, SessionSummary, VideoTotals, percentile, rows};
 use crate::facts::{Beacon, Fact};
 use crate::schema::View;
 
@@ -68,7 +66,11 @@ fn windowed<'s, D: differential_dataflow::Data + timely::ExchangeData>(c: Coll<'
 
 /// Builds every view from `facts` (updates at their log time) and the
 /// sources' own `progress` rows, in [`View::ALL`] order.
-pub fn build<'s>(facts: Coll<'s, Fact>, progress: Coll<'s, (Row, Row)>, windows: &Windows) -> Vec<(View, Coll<'s, (Row, Row)>)> {
+pub fn build<'s>(
+    facts: Coll<'s, Fact>,
+    progress: Coll<'s, (Row, Row)>,
+    windows: &Windows,
+) -> Vec<(View, Coll<'s, (Row, Row)>)> {
     let catalog = facts.clone().flat_map(|f| match f {
         Fact::Catalog(c) => Some(c),
         _ => None,
@@ -83,23 +85,25 @@ pub fn build<'s>(facts: Coll<'s, Fact>, progress: Coll<'s, (Row, Row)>, windows:
     });
 
     // The catalog: each video's latest entry, `None` once deleted.
-    let catalog_now = catalog
-        .map(|c| (c.video_id, (c.order, c.entry)))
-        .reduce_named("CatalogLatest", |_video, input, output| {
-            let ((_, entry), _) = input[input.len() - 1];
-            output.push((entry.clone(), 1));
-        });
+    let catalog_now =
+        catalog
+            .map(|c| (c.video_id, (c.order, c.entry)))
+            .reduce_named("CatalogLatest", |_video, input, output| {
+                let ((_, entry), _) = input[input.len() - 1];
+                output.push((entry.clone(), 1));
+            });
     let live = catalog_now.clone().flat_map(|(v, e)| e.map(|e| (v, e)));
     let deleted = catalog_now.filter(|(_, e)| e.is_none()).map(|(v, _)| v);
 
     // Media: each video's pipeline state.
-    let media_now = media
-        .map(|m| (m.video_id, (m.order, m.change)))
-        .reduce_named("MediaState", |_video, input, output| {
-            if let Some(s) = MediaState::fold(input.iter().map(|((o, c), _)| (o, c))) {
-                output.push((s, 1));
-            }
-        });
+    let media_now =
+        media
+            .map(|m| (m.video_id, (m.order, m.change)))
+            .reduce_named("MediaState", |_video, input, output| {
+                if let Some(s) = MediaState::fold(input.iter().map(|((o, c), _)| (o, c))) {
+                    output.push((s, 1));
+                }
+            });
     let video_status = media_now
         .clone()
         .antijoin(deleted)
@@ -139,9 +143,13 @@ pub fn build<'s>(facts: Coll<'s, Fact>, progress: Coll<'s, (Row, Row)>, windows:
     let last_view = sessions
         .clone()
         .map(|(sid, s)| ((s.video_id, spread(sid)), s.started_ms))
-        .reduce_named("LastView1", |_k, input, output| output.push((*input[input.len() - 1].0, 1)))
+        .reduce_named("LastView1", |_k, input, output| {
+            output.push((*input[input.len() - 1].0, 1))
+        })
         .map(|((v, _), ms)| (v, ms))
-        .reduce_named("LastView2", |_k, input, output| output.push((*input[input.len() - 1].0, 1)));
+        .reduce_named("LastView2", |_k, input, output| {
+            output.push((*input[input.len() - 1].0, 1))
+        });
     let video_stats = totals
         .clone()
         .join(unique_viewers)
@@ -238,13 +246,13 @@ pub fn build<'s>(facts: Coll<'s, Fact>, progress: Coll<'s, (Row, Row)>, windows:
             .map(|((w, v), n)| ((w, spread(v)), (-(n as i64), v)))
             .reduce_named("TopK1", move |_k, input, output| {
                 for (val, _) in input.iter().take(top) {
-                    output.push(((*val).clone(), 1));
+                    output.push((**val, 1));
                 }
             })
             .map(|((w, _), val)| (w, val))
             .reduce_named("TopK2", move |_w, input, output| {
                 for (rank, (val, _)) in input.iter().take(top).enumerate() {
-                    output.push(((rank as i64 + 1, (*val).clone()), 1));
+                    output.push(((rank as i64 + 1, **val), 1));
                 }
             })
             .map(move |(w, (rank, (n, v)))| rows::trending(&names[w as usize], rank, v, -n))

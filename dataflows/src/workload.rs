@@ -8,12 +8,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use chrono::DateTime;
-use rand::rngs::StdRng;
-use rand::{RngExt, SeedableRng};
 use crate::Time;
 use crate::facts::Fact;
 use crate::reference;
+use chrono::DateTime;
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
 use reelflow_ingest::events::{
     CatalogEvent, Envelope, PlaybackEvent, PlaybackKind, ProcessingEvent, Rendition, TopicEvent, UploadEvent,
     VideoMeta, Visibility,
@@ -89,7 +89,13 @@ pub fn workload(seed: u64, phases: usize) -> Workload {
             out[p].push(updated);
         }
         if i == 9 {
-            let deleted = g.raw(CatalogEvent::VideoDeleted { video_id: v, owner_id: owner }, t + 5000);
+            let deleted = g.raw(
+                CatalogEvent::VideoDeleted {
+                    video_id: v,
+                    owner_id: owner,
+                },
+                t + 5000,
+            );
             out[last].push(deleted);
         }
         // Media: upload, then a pipeline run over the next phases.
@@ -114,7 +120,13 @@ pub fn workload(seed: u64, phases: usize) -> Workload {
         let p1 = 1.min(last);
         let queued = g.raw(ProcessingEvent::Queued { video_id: v }, t + 20);
         let probing = g.raw(ProcessingEvent::Probing { video_id: v }, t + 30);
-        let transcoding = g.raw(ProcessingEvent::Transcoding { video_id: v, percent: 42.5 }, t + 40);
+        let transcoding = g.raw(
+            ProcessingEvent::Transcoding {
+                video_id: v,
+                percent: 42.5,
+            },
+            t + 40,
+        );
         out[p1].extend([queued, probing, transcoding]);
         let p2 = 2.min(last);
         let end = if g.rng.random_bool(0.8) {
@@ -149,7 +161,13 @@ pub fn workload(seed: u64, phases: usize) -> Workload {
         let end = g.raw(end, t + 60);
         out[p2].push(end);
         // Late: progress produced before the end, reaching the log after it.
-        let late = g.raw(ProcessingEvent::Transcoding { video_id: v, percent: 90.0 }, t + 50);
+        let late = g.raw(
+            ProcessingEvent::Transcoding {
+                video_id: v,
+                percent: 90.0,
+            },
+            t + 50,
+        );
         out[(p2 + 1).min(last)].push(late);
     }
 
@@ -157,7 +175,10 @@ pub fn workload(seed: u64, phases: usize) -> Workload {
     for _ in 0..40 {
         let session = g.id();
         let video = videos[(g.rng.random_range(0.0f64..1.0).powi(2) * videos.len() as f64) as usize];
-        let user = g.rng.random_bool(0.6).then(|| users[g.rng.random_range(0..users.len())]);
+        let user = g
+            .rng
+            .random_bool(0.6)
+            .then(|| users[g.rng.random_range(0..users.len())]);
         let start_phase = g.rng.random_range(0..phases);
         let mut t = g.now_ms + 2000 * start_phase as i64 + g.rng.random_range(0..1000);
         let mut kinds = vec![PlaybackKind::SessionStart { player: None }];
@@ -285,9 +306,13 @@ pub async fn create_topics(log: &AnyLog, partitions: u32) {
 
 /// Appends one phase, topic by topic.
 pub async fn append(log: &AnyLog, phase: &[Raw]) {
-    let mut by_topic: BTreeMap<&str, Vec<(&[u8], &[u8])>> = BTreeMap::new();
+    type Records<'a> = Vec<(&'a [u8], &'a [u8])>;
+    let mut by_topic: BTreeMap<&str, Records> = BTreeMap::new();
     for (topic, key, value) in phase {
-        by_topic.entry(topic).or_default().push((key.as_bytes(), value.as_slice()));
+        by_topic
+            .entry(topic)
+            .or_default()
+            .push((key.as_bytes(), value.as_slice()));
     }
     for (topic, records) in by_topic {
         log.append_batch(topic, &records).await.expect("append");
@@ -326,9 +351,9 @@ pub async fn read_back(log: &AnyLog) -> Vec<Record> {
 /// The facts as the sources stamp them, and the times worth checking:
 /// the first and last stamps, some between, and times after the last when
 /// the windows have retracted.
-pub async fn stamped(log: &AnyLog) -> (Vec<(Time, Fact)>, usize, Vec<Time>) {
+pub async fn stamped(log: &AnyLog, tick_ms: Time) -> (Vec<(Time, Fact)>, usize, Vec<Time>) {
     let records = read_back(log).await;
-    let (facts, malformed) = reference::stamp(&records);
+    let (facts, malformed) = reference::stamp(&records, tick_ms);
     let mut times: Vec<Time> = facts.iter().map(|(t, _)| *t).collect();
     times.sort();
     times.dedup();

@@ -23,14 +23,19 @@ fn windows() -> Windows {
     }
 }
 
+/// An odd tick, so rounding is exercised.
+const TICK_MS: Time = 7;
+
 fn options(cluster: ClusterConfig) -> DataflowOptions {
-    DataflowOptions {
+    let mut options = DataflowOptions {
         cluster,
         windows: windows(),
         history: Duration::from_secs(3600),
         partitions: 3,
         ..DataflowOptions::default()
-    }
+    };
+    options.source.tick = Duration::from_millis(TICK_MS);
+    options
 }
 
 /// Checks every view at every time in `times` against the reference, plus
@@ -68,11 +73,7 @@ async fn check(client: &PeekClient, facts: &[(Time, Fact)], malformed: usize, ti
         if let Some((key, _)) = retention.last() {
             let video = key[0].clone();
             let got = client
-                .peek(
-                    View::Retention,
-                    Selector::prefix(vec![video.clone()]),
-                    Some(t),
-                )
+                .peek(View::Retention, Selector::prefix(vec![video.clone()]), Some(t))
                 .await
                 .expect("peek by range");
             let want: Vec<_> = retention.iter().filter(|(k, _)| k[0] == video).cloned().collect();
@@ -83,7 +84,10 @@ async fn check(client: &PeekClient, facts: &[(Time, Fact)], malformed: usize, ti
     // Malformed records are counted, per partition, in source_progress.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let progress = client.peek(View::SourceProgress, Selector::All, None).await.expect("peek");
+        let progress = client
+            .peek(View::SourceProgress, Selector::All, None)
+            .await
+            .expect("peek");
         let counted: i64 = progress
             .rows
             .iter()
@@ -92,7 +96,11 @@ async fn check(client: &PeekClient, facts: &[(Time, Fact)], malformed: usize, ti
                 _ => panic!("malformed is an integer"),
             })
             .sum();
-        let lag: i64 = progress.rows.iter().map(|(_, v)| if let Datum::Int(n) = v[2] { n } else { 0 }).sum();
+        let lag: i64 = progress
+            .rows
+            .iter()
+            .map(|(_, v)| if let Datum::Int(n) = v[2] { n } else { 0 })
+            .sum();
         if counted == malformed as i64 && lag == 0 && progress.rows.len() == 12 {
             break;
         }
@@ -113,7 +121,7 @@ async fn views_match_the_reference_with_1_2_and_4_workers() {
         common::create_topics(&log, 3).await;
         let workload = common::workload(seed, 5);
         common::append_all(&log, &workload, Duration::from_millis(120)).await;
-        let (facts, malformed, times) = common::stamped(&log).await;
+        let (facts, malformed, times) = common::stamped(&log, TICK_MS).await;
         assert_eq!(malformed, workload.malformed);
         for workers in [1, 2, 4] {
             let dataflows = Dataflows::start(log.clone(), options(ClusterConfig::single(workers)))
@@ -133,9 +141,15 @@ async fn two_timely_processes_match_the_reference() {
     common::create_topics(&log, 3).await;
     let workload = common::workload(7, 4);
     common::append_all(&log, &workload, Duration::from_millis(100)).await;
-    let (facts, malformed, times) = common::stamped(&log).await;
+    let (facts, malformed, times) = common::stamped(&log, TICK_MS).await;
     let ports: Vec<u16> = (0..2)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port())
+        .map(|_| {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        })
         .collect();
     let addresses: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
     let start = |process| {
@@ -169,10 +183,12 @@ async fn a_restart_replays_identical_contents() {
     common::create_topics(&log, 3).await;
     let workload = common::workload(11, 4);
     common::append_all(&log, &workload, Duration::from_millis(100)).await;
-    let (_, _, times) = common::stamped(&log).await;
+    let (_, _, times) = common::stamped(&log, TICK_MS).await;
     let mut runs = Vec::new();
     for _ in 0..2 {
-        let dataflows = Dataflows::start(log.clone(), options(ClusterConfig::single(2))).await.unwrap();
+        let dataflows = Dataflows::start(log.clone(), options(ClusterConfig::single(2)))
+            .await
+            .unwrap();
         let client = dataflows.client();
         let mut seen = Vec::new();
         for &t in &times {
@@ -184,7 +200,10 @@ async fn a_restart_replays_identical_contents() {
         dataflows.shutdown();
         runs.push(seen);
     }
-    assert_eq!(runs[0], runs[1], "a replay of the same log gives the same views at every time");
+    assert_eq!(
+        runs[0], runs[1],
+        "a replay of the same log gives the same views at every time"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -192,21 +211,30 @@ async fn live_events_show_up_and_windows_retract_as_time_passes() {
     let dir = tempfile::tempdir().unwrap();
     let log = common::embedded(dir.path());
     common::create_topics(&log, 3).await;
-    let dataflows = Dataflows::start(log.clone(), options(ClusterConfig::single(2))).await.unwrap();
+    let dataflows = Dataflows::start(log.clone(), options(ClusterConfig::single(2)))
+        .await
+        .unwrap();
     let client = dataflows.client();
     let workload = common::workload(23, 4);
     for phase in &workload.phases {
         common::append(&log, phase).await;
         tokio::time::sleep(Duration::from_millis(150)).await;
     }
-    let (facts, malformed, times) = common::stamped(&log).await;
+    let (facts, malformed, times) = common::stamped(&log, TICK_MS).await;
     check(&client, &facts, malformed, &times, "live").await;
     // Long after the last event, no one is watching and nothing trends.
     let later = times[times.len() - 1] + 1_000;
-    client.wait_until_readable(later, Duration::from_secs(30)).await.unwrap();
+    client
+        .wait_until_readable(later, Duration::from_secs(30))
+        .await
+        .unwrap();
     for view in [View::ConcurrentViewers, View::Trending] {
         let rows = client.peek(view, Selector::All, Some(later)).await.unwrap().rows;
-        assert!(rows.is_empty(), "{} should be empty once its windows passed: {rows:?}", view.def().name);
+        assert!(
+            rows.is_empty(),
+            "{} should be empty once its windows passed: {rows:?}",
+            view.def().name
+        );
     }
     dataflows.shutdown();
 }

@@ -372,13 +372,24 @@ pub struct ConfigArgs {
     #[arg(long, env = "REELFLOW_DATAFLOW_PROCESS", global = true)]
     pub dataflow_process: Option<usize>,
     /// host:port of every dataflow process, comma-separated, same order everywhere.
-    #[arg(long, env = "REELFLOW_DATAFLOW_PEERS", global = true, value_delimiter = ',', value_name = "LIST")]
+    #[arg(
+        long,
+        env = "REELFLOW_DATAFLOW_PEERS",
+        global = true,
+        value_delimiter = ',',
+        value_name = "LIST"
+    )]
     pub dataflow_peers: Option<Vec<String>>,
     /// File listing the dataflow processes, one host:port per line.
     #[arg(long, env = "REELFLOW_DATAFLOW_HOSTFILE", global = true, value_name = "FILE")]
     pub dataflow_hostfile: Option<PathBuf>,
     /// StatefulSet peer address with {i} for the pod ordinal.
-    #[arg(long, env = "REELFLOW_DATAFLOW_STATEFULSET_PEERS", global = true, value_name = "TEMPLATE")]
+    #[arg(
+        long,
+        env = "REELFLOW_DATAFLOW_STATEFULSET_PEERS",
+        global = true,
+        value_name = "TEMPLATE"
+    )]
     pub dataflow_statefulset_peers: Option<String>,
     /// Dataflow processes in the StatefulSet [default: 1].
     #[arg(long, env = "REELFLOW_DATAFLOW_REPLICAS", global = true)]
@@ -524,8 +535,8 @@ impl Config {
                 .context("dataflow.statefulset_peers is set but $HOSTNAME (the pod name) is not")?;
             ClusterConfig::statefulset(workers, &pod, d.replicas, template)?
         } else if let Some(file) = &d.hostfile {
-            let text =
-                std::fs::read_to_string(file).with_context(|| format!("reading dataflow.hostfile {}", file.display()))?;
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("reading dataflow.hostfile {}", file.display()))?;
             ClusterConfig::explicit(workers, d.process, ClusterConfig::parse_hostfile(&text))?
         } else {
             ClusterConfig::explicit(workers, d.process, d.peers.clone())?

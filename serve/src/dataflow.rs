@@ -36,9 +36,13 @@ pub async fn start(config: &Config, log: reelflow_ingest::log::AnyLog) -> anyhow
         processes = cluster.processes(),
         "starting the dataflows"
     );
-    Dataflows::start(log, options)
-        .await
-        .with_context(|| format!("starting dataflow process {} of {}", cluster.process, cluster.processes()))
+    Dataflows::start(log, options).await.with_context(|| {
+        format!(
+            "starting dataflow process {} of {}",
+            cluster.process,
+            cluster.processes()
+        )
+    })
 }
 
 /// Whether the views have caught up with the log.

@@ -12,6 +12,12 @@ use reelflow_serve::db::Db;
 use reelflow_serve::users::Role;
 use tracing_subscriber::EnvFilter;
 
+// The dataflows allocate and free many small rows per event; mimalloc's
+// thread-local free lists take a fifth off the time glibc's malloc spends
+// there (`reelflow bench dataflow`, BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Reelflow: a video platform where everything is an event and every number
 /// is a live SQL view.
 #[derive(Debug, Parser)]

@@ -90,10 +90,14 @@ pub async fn read(client: &PeekClient, name: &str, query: ViewQuery) -> ApiResul
             "must be between 1 and 100000",
         )]));
     }
-    let given = [&query.key, &query.prefix, &query.from.as_ref().or(query.to.as_ref()).cloned()]
-        .iter()
-        .filter(|q| q.is_some())
-        .count();
+    let given = [
+        &query.key,
+        &query.prefix,
+        &query.from.as_ref().or(query.to.as_ref()).cloned(),
+    ]
+    .iter()
+    .filter(|q| q.is_some())
+    .count();
     if given > 1 {
         return Err(ApiError::BadRequest("give one of key, prefix or from/to".into()));
     }
@@ -103,7 +107,11 @@ pub async fn read(client: &PeekClient, name: &str, query: ViewQuery) -> ApiResul
         Selector::prefix(parse_key(def, prefix, "prefix", true)?)
     } else if query.from.is_some() || query.to.is_some() {
         Selector::Range {
-            from: query.from.as_deref().map(|f| parse_key(def, f, "from", true)).transpose()?,
+            from: query
+                .from
+                .as_deref()
+                .map(|f| parse_key(def, f, "from", true))
+                .transpose()?,
             to: query.to.as_deref().map(|t| parse_key(def, t, "to", true)).transpose()?,
         }
     } else {

@@ -287,7 +287,12 @@ fn up_keeps_live_views_admins_can_read() {
 
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let (status, body) = call(reqwest::Method::GET, "/v1/views/genre_stats?key=jazz", Some(&admin), None);
+        let (status, body) = call(
+            reqwest::Method::GET,
+            "/v1/views/genre_stats?key=jazz",
+            Some(&admin),
+            None,
+        );
         // 503 while the dataflows are starting; then the row appears.
         assert!(status == 200 || status == 503, "{status} {body}");
         if body["rows"].as_array().is_some_and(|r| r.len() == 1) {
@@ -296,7 +301,10 @@ fn up_keeps_live_views_admins_can_read() {
             assert!(body["as_of"].as_u64().is_some(), "{body}");
             break;
         }
-        assert!(Instant::now() < deadline, "the new video never reached genre_stats: {body}");
+        assert!(
+            Instant::now() < deadline,
+            "the new video never reached genre_stats: {body}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let (status, body) = call(
@@ -309,16 +317,34 @@ fn up_keeps_live_views_admins_can_read() {
     assert_eq!(body["rows"][0]["videos"], 1, "{body}");
     let (status, body) = call(reqwest::Method::GET, "/v1/views", Some(&admin), None);
     assert_eq!(status, 200);
-    assert!(body["views"].as_array().is_some_and(|v| v.iter().any(|v| v["name"] == "trending")), "{body}");
+    assert!(
+        body["views"]
+            .as_array()
+            .is_some_and(|v| v.iter().any(|v| v["name"] == "trending")),
+        "{body}"
+    );
 
     // Clear errors for bad requests; only admins read the views here.
     let (status, body) = call(reqwest::Method::GET, "/v1/views/nope", Some(&admin), None);
     assert_eq!(status, 404, "{body}");
-    assert!(body["detail"].as_str().is_some_and(|d| d.contains("video_stats")), "{body}");
-    let (status, body) = call(reqwest::Method::GET, "/v1/views/video_stats?key=not-a-uuid", Some(&admin), None);
+    assert!(
+        body["detail"].as_str().is_some_and(|d| d.contains("video_stats")),
+        "{body}"
+    );
+    let (status, body) = call(
+        reqwest::Method::GET,
+        "/v1/views/video_stats?key=not-a-uuid",
+        Some(&admin),
+        None,
+    );
     assert_eq!(status, 422, "{body}");
     assert!(body.to_string().contains("not a UUID"), "{body}");
-    let (status, body) = call(reqwest::Method::GET, "/v1/views/video_stats?as_of=1", Some(&admin), None);
+    let (status, body) = call(
+        reqwest::Method::GET,
+        "/v1/views/video_stats?as_of=1",
+        Some(&admin),
+        None,
+    );
     assert_eq!(status, 422, "{body}");
     let (status, _) = call(reqwest::Method::GET, "/v1/views/video_stats", None, None);
     assert_eq!(status, 401);
@@ -326,7 +352,9 @@ fn up_keeps_live_views_admins_can_read() {
         reqwest::Method::POST,
         "/v1/auth/register",
         None,
-        Some(serde_json::json!({"email": "v@example.org", "password": "a long viewer password", "display_name": "V", "role": "viewer"})),
+        Some(
+            serde_json::json!({"email": "v@example.org", "password": "a long viewer password", "display_name": "V", "role": "viewer"}),
+        ),
     );
     assert_eq!(status, 201, "{viewer}");
     let (status, _) = call(
@@ -337,7 +365,14 @@ fn up_keeps_live_views_admins_can_read() {
     );
     assert_eq!(status, 403);
 
-    let metrics = http.get(format!("{base}/metrics")).send().and_then(|r| r.text()).expect("metrics");
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .and_then(|r| r.text())
+        .expect("metrics");
     assert!(metrics.contains("reelflow_dataflow_records_total"), "{metrics}");
-    assert!(metrics.contains("reelflow_dataflow_partition_lag{topic=\"reelflow.catalog\""), "{metrics}");
+    assert!(
+        metrics.contains("reelflow_dataflow_partition_lag{topic=\"reelflow.catalog\""),
+        "{metrics}"
+    );
 }

@@ -151,7 +151,11 @@ fn two_statefulset_pods_over_kafka_match_the_reference_and_replay_after_a_kill()
     let (facts, _, times) = runtime.block_on(async {
         workload::create_topics(&log, 3).await;
         workload::append_all(&log, &w, Duration::from_millis(150)).await;
-        workload::stamped(&log).await
+        workload::stamped(
+            &log,
+            reelflow_dataflows::source::SourceOptions::default().tick.as_millis() as Time,
+        )
+        .await
     });
     let windows = Windows::default();
     let expected: Vec<_> = times
@@ -167,7 +171,9 @@ fn two_statefulset_pods_over_kafka_match_the_reference_and_replay_after_a_kill()
         })
         .collect();
     assert!(
-        expected.last().is_some_and(|(_, views)| views.iter().all(|(v, rows)| !rows.is_empty() || *v == View::ConcurrentViewers)),
+        expected.last().is_some_and(|(_, views)| views
+            .iter()
+            .all(|(v, rows)| !rows.is_empty() || *v == View::ConcurrentViewers)),
         "the workload fills every view"
     );
 
@@ -206,8 +212,14 @@ fn two_statefulset_pods_over_kafka_match_the_reference_and_replay_after_a_kill()
             .send()
             .and_then(|r| r.text())
             .expect("metrics");
-        assert!(metrics.contains("reelflow_dataflow_partition_lag{topic=\"reelflow.playback\""), "{metrics}");
-        assert!(metrics.contains("reelflow_dataflow_arrangement_updates{view=\"video_stats\"}"), "{metrics}");
+        assert!(
+            metrics.contains("reelflow_dataflow_partition_lag{topic=\"reelflow.playback\""),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("reelflow_dataflow_arrangement_updates{view=\"video_stats\"}"),
+            "{metrics}"
+        );
         runs.push(seen);
         // SIGKILL both; the next run replays the log from the start.
         drop(pods);

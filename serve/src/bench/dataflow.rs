@@ -209,7 +209,7 @@ async fn freshness(args: &DataflowBenchArgs, traffic: &mut Traffic, catalog: &[R
         workload::append(&log, &batch).await;
         appended += batch.len();
         tick_no += 1;
-        if tick_no % 10 == 0 {
+        if tick_no.is_multiple_of(10) {
             // Every log time of the batch is at most this.
             let bound = reelflow_dataflows::source::now_ms();
             let client = client.clone();
@@ -252,7 +252,9 @@ async fn postgres(url: &str, playback: &[Raw]) -> anyhow::Result<Postgres> {
         .connect(url)
         .await
         .context("connecting to PostgreSQL")?;
-    sqlx::query("DROP TABLE IF EXISTS bench_playback").execute(&pool).await?;
+    sqlx::query("DROP TABLE IF EXISTS bench_playback")
+        .execute(&pool)
+        .await?;
     sqlx::query(
         "CREATE TABLE bench_playback (session_id uuid NOT NULL, video_id uuid NOT NULL, user_id uuid, \
          kind text NOT NULL, occurred_ms bigint NOT NULL, logged_at timestamptz NOT NULL DEFAULT now(), \
@@ -260,7 +262,9 @@ async fn postgres(url: &str, playback: &[Raw]) -> anyhow::Result<Postgres> {
     )
     .execute(&pool)
     .await?;
-    sqlx::query("CREATE INDEX ON bench_playback (video_id)").execute(&pool).await?;
+    sqlx::query("CREATE INDEX ON bench_playback (video_id)")
+        .execute(&pool)
+        .await?;
     let rows: Vec<_> = playback
         .iter()
         .filter_map(|(_, _, v)| decode::<PlaybackEvent>(v).ok())
@@ -274,9 +278,14 @@ async fn postgres(url: &str, playback: &[Raw]) -> anyhow::Result<Postgres> {
             let (kind, played, position, startup) = match &e.event.kind {
                 PlaybackKind::SessionStart { .. } => ("session_start", 0, None, None),
                 PlaybackKind::FirstFrame { startup_ms } => ("first_frame", 0, None, Some(*startup_ms as i64)),
-                PlaybackKind::Heartbeat { position_s, played_ms, .. } => {
-                    ("heartbeat", *played_ms as i64, Some((*position_s * 1000.0) as i64), None)
-                }
+                PlaybackKind::Heartbeat {
+                    position_s, played_ms, ..
+                } => (
+                    "heartbeat",
+                    *played_ms as i64,
+                    Some((*position_s * 1000.0) as i64),
+                    None,
+                ),
                 PlaybackKind::End { position_s } => ("end", 0, Some((*position_s * 1000.0) as i64), None),
                 PlaybackKind::Pause { position_s } => ("pause", 0, Some((*position_s * 1000.0) as i64), None),
                 PlaybackKind::Seek { to_s, .. } => ("seek", 0, Some((*to_s * 1000.0) as i64), None),
