@@ -106,10 +106,13 @@ fn wait_ready(http: &reqwest::blocking::Client, p: &Process) {
     }
 }
 
-/// The reference's rows as the HTTP interface shows them.
+/// The reference's rows as the HTTP interface shows them, and as this
+/// client reads them back (through JSON text, so floats parse the same way
+/// on both sides).
 fn as_json(view: View, rows: &[(Row, Row)]) -> Vec<Value> {
     let def = view.def();
-    rows.iter()
+    let rows: Vec<Value> = rows
+        .iter()
         .map(|(k, v)| {
             Value::Object(
                 def.columns()
@@ -118,7 +121,8 @@ fn as_json(view: View, rows: &[(Row, Row)]) -> Vec<Value> {
                     .collect(),
             )
         })
-        .collect()
+        .collect();
+    serde_json::from_str(&serde_json::to_string(&rows).expect("json")).expect("json")
 }
 
 fn read_all(http: &reqwest::blocking::Client, p: &Process, at: Time) -> Vec<(View, Vec<Value>)> {
