@@ -38,9 +38,26 @@ pub struct Metrics {
     pub arrangement_updates: Mutex<BTreeMap<(View, usize), usize>>,
     /// Frontier of the views (ms), per local worker.
     pub frontier: Mutex<BTreeMap<usize, u64>>,
+    /// Records read per second over the last measured second.
+    pub records_per_second: Mutex<(Option<(std::time::Instant, u64)>, f64)>,
 }
 
 impl Metrics {
+    /// Updates the records-per-second gauge; called about once a second.
+    pub fn sample_rate(&self) {
+        let now = std::time::Instant::now();
+        let records = self.records.load(Ordering::Relaxed);
+        let mut rate = self.records_per_second.lock().expect("metrics lock");
+        if let Some((then, before)) = rate.0 {
+            let secs = now.duration_since(then).as_secs_f64();
+            if secs < 0.5 {
+                return;
+            }
+            rate.1 = records.saturating_sub(before) as f64 / secs;
+        }
+        rate.0 = Some((now, records));
+    }
+
     /// The Prometheus text exposition of these metrics.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -63,6 +80,11 @@ impl Metrics {
             "counter",
             "Records stamped later than their log time.",
         );
+        let rate = metric(
+            "reelflow_dataflow_records_per_second",
+            "gauge",
+            "Records read per second, over the last second.",
+        );
         let offset = metric("reelflow_dataflow_partition_offset", "gauge", "Next offset to read.");
         let lag = metric(
             "reelflow_dataflow_partition_lag",
@@ -82,6 +104,11 @@ impl Metrics {
         let _ = writeln!(out, "{records} {}", self.records.load(Ordering::Relaxed));
         let _ = writeln!(out, "{malformed} {}", self.malformed.load(Ordering::Relaxed));
         let _ = writeln!(out, "{reclocked} {}", self.reclocked.load(Ordering::Relaxed));
+        let _ = writeln!(
+            out,
+            "{rate} {:.1}",
+            self.records_per_second.lock().expect("metrics lock").1
+        );
         for ((topic, partition), s) in self.partitions.lock().expect("metrics lock").iter() {
             let labels = format!("{{topic=\"{topic}\",partition=\"{partition}\"}}");
             let _ = writeln!(out, "{offset}{labels} {}", s.offset);

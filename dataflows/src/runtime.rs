@@ -361,6 +361,9 @@ fn run_worker(
         if last_maintenance.elapsed() >= Duration::from_millis(250) {
             last_maintenance = Instant::now();
             maintain(&traces, history, metrics, local);
+            if local == 0 {
+                metrics.sample_rate();
+            }
         }
     }
     drop(requests);
