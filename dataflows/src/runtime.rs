@@ -111,6 +111,7 @@ struct ClientInner {
     metrics: Arc<Metrics>,
     timeout: Duration,
     peers: usize,
+    history: Time,
 }
 
 impl PeekClient {
@@ -136,11 +137,19 @@ impl PeekClient {
 
     /// Reads `selector` of `view` at `as_of`, or at the latest readable time.
     pub async fn peek(&self, view: View, selector: Selector, as_of: Option<Time>) -> Result<Peeked, PeekError> {
+        let readable = self.readable_at();
         let as_of = match as_of {
             Some(t) if t > now_ms() + 1000 => return Err(PeekError::Future { as_of: t }),
             Some(t) => t,
-            None => self.readable_at().ok_or(PeekError::NotReady)?,
+            None => readable.ok_or(PeekError::NotReady)?,
         };
+        // The retained history is the same for every reader, whether or not
+        // the arrangements have compacted that far yet.
+        if let Some(since) = readable.map(|r| r.saturating_sub(self.inner.history))
+            && as_of < since
+        {
+            return Err(PeekError::Compacted { as_of, since });
+        }
         let (reply, answer) = oneshot::channel();
         let n = self.inner.commands.len();
         let w = self.inner.next_worker.fetch_add(1, Ordering::Relaxed) % n;
@@ -225,6 +234,7 @@ impl Dataflows {
                 metrics: Arc::clone(&metrics),
                 timeout: options.peek_timeout,
                 peers: options.cluster.peers(),
+                history: options.history.as_millis() as Time,
             }),
         };
         let config = options.cluster.timely();

@@ -182,27 +182,30 @@ fn a_second_up_on_the_same_data_dir_is_refused() {
     assert!(err.contains("in use by another process"), "{err}");
 }
 
+/// `reelflow user create ARGS` on `data_dir`, typing `password`.
+fn create_user(data_dir: &std::path::Path, args: &[&str], password: &str) -> std::process::Output {
+    let mut child = reelflow()
+        .args(["user", "create", "--data-dir"])
+        .arg(data_dir)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(format!("{password}\n").as_bytes())
+        .expect("password");
+    child.wait_with_output().expect("wait")
+}
+
 #[test]
 fn the_first_admin_is_created_from_the_command_line() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let create = |args: &[&str], password: &str| {
-        let mut child = reelflow()
-            .args(["user", "create", "--data-dir"])
-            .arg(dir.path())
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(format!("{password}\n").as_bytes())
-            .expect("password");
-        child.wait_with_output().expect("wait")
-    };
+    let create = |args: &[&str], password: &str| create_user(dir.path(), args, password);
     let out = create(&["--email", "root@example.org", "--admin"], "a long admin password");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("created admin account root@example.org"));
@@ -240,20 +243,12 @@ fn the_first_admin_is_created_from_the_command_line() {
 #[test]
 fn up_keeps_live_views_admins_can_read() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut child = reelflow()
-        .args(["user", "create", "--email", "ops@example.org", "--admin", "--data-dir"])
-        .arg(dir.path())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("run");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(b"a long admin password\n")
-        .expect("password");
-    assert!(child.wait().expect("wait").success());
+    let out = create_user(
+        dir.path(),
+        &["--email", "ops@example.org", "--admin"],
+        "a long admin password",
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let running = Up::start(dir.path());
     let base = format!("http://{}", running.addr);
     let http = reqwest::blocking::Client::new();
