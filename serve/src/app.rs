@@ -296,7 +296,8 @@ async fn method_not_allowed(request: Request) -> Problem {
     ))
 }
 
-/// Starts what runs beside the HTTP server: the outbox publisher, and the
+/// Starts what runs beside the HTTP server: the outbox publisher, the
+/// follower that keeps catalog statuses in step with the pipeline, and the
 /// sweeper of expired uploads (once a minute).
 pub fn spawn_background(state: &AppState) -> tokio::task::JoinHandle<()> {
     let publisher = crate::outbox::spawn_publisher(
@@ -305,6 +306,7 @@ pub fn spawn_background(state: &AppState) -> tokio::task::JoinHandle<()> {
         Arc::clone(&state.outbox_wake),
     );
     let sweeper_state = state.clone();
+    let status = catalog::status::follow(state.db.clone(), state.platform.log.clone());
     // Aborting the returned task stops the publisher too.
     struct AbortOnDrop(tokio::task::AbortHandle);
     impl Drop for AbortOnDrop {
@@ -328,6 +330,7 @@ pub fn spawn_background(state: &AppState) -> tokio::task::JoinHandle<()> {
         tokio::select! {
             _ = publisher => {},
             () = sweeper => {},
+            () = status => {},
         }
     })
 }

@@ -401,9 +401,88 @@ mod cases {
         assert_eq!(found[0].video_id().to_string(), video_id);
         assert_eq!(CatalogEvent::TOPIC, "reelflow.catalog");
     }
+
+    /// The catalog's status follows the pipeline's events, forward only: a
+    /// late progress event does not take a ready video back.
+    pub async fn processing_moves_the_catalog_status_forward_only(db: Database) {
+        use axum::body::Body;
+        use axum::http::{Method, Request, header};
+        use reelflow_ingest::events::{Envelope, ProcessingEvent};
+
+        let app = TestApp::new(db).await;
+        let _background = reelflow_serve::app::spawn_background(&app.state);
+        let s = app.register("status@example.org", Some("creator")).await;
+        let r = app
+            .post("/v1/videos", Some(&s.access), json!({"title": "Status"}))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        let id: uuid::Uuid = r.body["id"].as_str().expect("id").parse().expect("uuid");
+        let data = vec![7u8; 1000];
+        let put = Request::builder()
+            .method(Method::PUT)
+            .uri(format!("/v1/videos/{id}/source"))
+            .header(header::AUTHORIZATION, format!("Bearer {}", s.access))
+            .header(header::CONTENT_TYPE, "video/mp4")
+            .header(header::CONTENT_LENGTH, data.len())
+            .body(Body::from(data))
+            .expect("request");
+        assert_eq!(app.send(put).await.status, StatusCode::CREATED);
+
+        let status = || async { app.get(&format!("/v1/videos/{id}"), Some(&s.access)).await.body["status"].clone() };
+        let wait_for = |want: &'static str| async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            loop {
+                let got = status().await;
+                if got == want {
+                    return;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "status stayed {got}, wanted {want}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        assert_eq!(status().await, "uploaded");
+        let log = &app.state.platform.log;
+        let append = |event: ProcessingEvent| async move {
+            let e = Envelope::new(event);
+            log.append(ProcessingEvent::TOPIC, e.key().as_bytes(), &e.to_bytes())
+                .await
+                .expect("append");
+        };
+        append(ProcessingEvent::Queued { video_id: id }).await;
+        wait_for("queued").await;
+        append(ProcessingEvent::Transcoding {
+            video_id: id,
+            percent: 50.0,
+        })
+        .await;
+        wait_for("processing").await;
+        append(ProcessingEvent::Failed {
+            video_id: id,
+            reason: "ffmpeg exited with status 1".into(),
+        })
+        .await;
+        wait_for("failed").await;
+        // Late and duplicated progress changes nothing now.
+        let late = ProcessingEvent::Transcoding {
+            video_id: id,
+            percent: 90.0,
+        };
+        assert!(
+            !reelflow_serve::catalog::status::apply(&app.state.db, &late)
+                .await
+                .expect("apply")
+        );
+        assert_eq!(status().await, "failed");
+        let listed = app.get("/v1/videos?status=failed", Some(&s.access)).await;
+        assert_eq!(listed.body["items"][0]["id"], id.to_string(), "{}", listed.body);
+    }
 }
 
 on_both_databases!(
+    processing_moves_the_catalog_status_forward_only,
     owners_and_admins_manage_videos,
     listings_match_a_plain_filter,
     injection_attempts_are_just_strings,

@@ -10,6 +10,7 @@
 
 mod model;
 mod routes;
+pub mod status;
 mod store;
 
 pub use model::{NewVideo, Video, VideoPage, VideoPatch, VideoStatus, Visibility};
