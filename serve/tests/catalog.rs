@@ -478,6 +478,32 @@ mod cases {
         assert_eq!(status().await, "failed");
         let listed = app.get("/v1/videos?status=failed", Some(&s.access)).await;
         assert_eq!(listed.body["items"][0]["id"], id.to_string(), "{}", listed.body);
+        // A later run that succeeds makes it ready; nothing takes it back.
+        append(ProcessingEvent::Ready {
+            video_id: id,
+            renditions: vec![],
+            duration_s: 10.0,
+            poster_key: None,
+            storyboard_key: None,
+            output_bytes: 1,
+            first_playable_s: None,
+        })
+        .await;
+        wait_for("ready").await;
+        for late in [
+            ProcessingEvent::Queued { video_id: id },
+            ProcessingEvent::Failed {
+                video_id: id,
+                reason: "late".into(),
+            },
+        ] {
+            assert!(
+                !reelflow_serve::catalog::status::apply(&app.state.db, &late)
+                    .await
+                    .expect("apply")
+            );
+        }
+        assert_eq!(status().await, "ready");
     }
 }
 

@@ -5,9 +5,10 @@
 //! consumer group [`GROUP`] reads those events and moves the catalog row
 //! forward — queued, processing, then ready or failed — committing each
 //! event only after the row is written, so a crash replays rather than
-//! loses a change. A status only moves forward in that order: a late or
-//! duplicated event (at-least-once producers, a transcoder that restarted)
-//! never takes a ready video back to processing. The live `video_status`
+//! loses a change. A status only moves forward in that order (and from
+//! failed to ready, when a later run succeeds): a late or duplicated event
+//! (at-least-once producers, a transcoder that restarted) never takes a
+//! ready video back to processing. The live `video_status`
 //! view has the same facts with progress and stage; this column is what
 //! catalog listings filter on.
 
@@ -28,7 +29,9 @@ fn transition(event: &ProcessingEvent) -> (&'static str, &'static str) {
         ProcessingEvent::Probing { .. } | ProcessingEvent::Transcoding { .. } => {
             ("processing", "('uploaded', 'queued')")
         }
-        ProcessingEvent::Ready { .. } => ("ready", "('uploaded', 'queued', 'processing')"),
+        // A run that succeeds after an earlier one failed makes the video
+        // playable all the same.
+        ProcessingEvent::Ready { .. } => ("ready", "('uploaded', 'queued', 'processing', 'failed')"),
         ProcessingEvent::Failed { .. } => ("failed", "('uploaded', 'queued', 'processing')"),
     }
 }
