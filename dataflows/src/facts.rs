@@ -344,6 +344,8 @@ fn fast_playback(value: &[u8]) -> Option<PlaybackFact> {
     if f.schema_version == 0 || f.schema_version > PlaybackEvent::SCHEMA_VERSION {
         return None;
     }
+    // Read only so that a value of the wrong type sends the record down
+    // the schema decoder's path, as it would be read there.
     let _ = (f.player, f.rendition);
     let beacon = match f.kind {
         "session_start" => Beacon::Start,

@@ -399,16 +399,14 @@ fn publish_frontier(traces: &Traces, metrics: &Metrics, local: usize, published:
 }
 
 /// Keeps `history` of the views readable and lets the rest compact;
-/// publishes the frontier and arrangement sizes.
+/// publishes the arrangement sizes.
 fn maintain(traces: &Traces, history: Time, metrics: &Metrics, local: usize) {
     let mut traces = traces.borrow_mut();
-    let mut frontier = Time::MAX;
     let mut upper = Antichain::new();
     let mut sizes = Vec::with_capacity(traces.len());
     for (view, trace) in View::ALL.into_iter().zip(traces.iter_mut()) {
         trace.read_upper(&mut upper);
         let u = upper.first().copied().unwrap_or(Time::MAX);
-        frontier = frontier.min(u);
         let since = u.saturating_sub(history);
         let current = trace.get_logical_compaction().first().copied().unwrap_or(0);
         if since > current {
@@ -427,5 +425,4 @@ fn maintain(traces: &Traces, history: Time, metrics: &Metrics, local: usize) {
     for (view, n) in sizes {
         updates.insert((view, local), n);
     }
-    metrics.frontier.lock().expect("metrics lock").insert(local, frontier);
 }

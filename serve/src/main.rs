@@ -284,13 +284,14 @@ async fn dataflow(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on {}", config.dataflow.listen))?;
     let addr = listener.local_addr()?;
+    let cluster = config.dataflow_cluster()?;
     let dataflows = reelflow_serve::dataflow::start(&config, log).await?;
     let client = dataflows.client();
     println!(
         "dataflow process {} of {} ({} workers each) serving views at http://{addr}/v1/views",
-        config.dataflow.process,
-        client.peers() / config.dataflow_cluster()?.workers,
-        config.dataflow_cluster()?.workers
+        cluster.process,
+        cluster.processes(),
+        cluster.workers
     );
     axum::serve(listener, reelflow_serve::dataflow::router(client))
         .with_graceful_shutdown(shutdown_signal())

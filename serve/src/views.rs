@@ -91,12 +91,12 @@ pub async fn read(client: &PeekClient, name: &str, query: ViewQuery) -> ApiResul
         )]));
     }
     let given = [
-        &query.key,
-        &query.prefix,
-        &query.from.as_ref().or(query.to.as_ref()).cloned(),
+        query.key.is_some(),
+        query.prefix.is_some(),
+        query.from.is_some() || query.to.is_some(),
     ]
-    .iter()
-    .filter(|q| q.is_some())
+    .into_iter()
+    .filter(|g| *g)
     .count();
     if given > 1 {
         return Err(ApiError::BadRequest("give one of key, prefix or from/to".into()));
