@@ -178,7 +178,9 @@ pub fn log_source<'s>(
             .collect();
         let self_activator = worker.activator_for(info.address.clone());
         let mut cap = Some(capability);
-        let mut last_progress = Instant::now();
+        // `None` until the first activation, which publishes every
+        // partition's status at once: `/metrics` lists them from the start.
+        let mut last_progress: Option<Instant> = None;
         let grace = options.idle_grace.as_millis() as Time;
         let tick = options.tick.as_millis() as Time;
         let mut out: Vec<(SourceOutput, Time, isize)> = Vec::new();
@@ -240,8 +242,8 @@ pub fn log_source<'s>(
             metrics.reclocked.fetch_add(reclocked, Ordering::Relaxed);
             metrics.malformed.fetch_add(malformed, Ordering::Relaxed);
 
-            if last_progress.elapsed() >= options.progress_every {
-                last_progress = Instant::now();
+            if last_progress.is_none_or(|t| t.elapsed() >= options.progress_every) {
+                last_progress = Some(Instant::now());
                 let at = *c.time();
                 let mut statuses = metrics.partitions.lock().expect("metrics lock");
                 for ((t, partition), clock) in clocks.iter_mut() {

@@ -10,6 +10,9 @@
 //! - `/v1/auth/*`, `/v1/me`, `/v1/users/*`: accounts ([`crate::auth`]).
 //! - `/v1/videos*`: the catalog ([`crate::catalog`]).
 //! - `/v1/views*`: the live views, when the dataflows run here ([`crate::views`]).
+//! - `/v1/videos/{id}/hls/*`, `poster.jpg`, `storyboard.jpg`,
+//!   `/v1/videos/{id}/playback-token`, `POST /v1/playback/events`,
+//!   `/watch/{id}`: playback ([`crate::playback`]).
 //! - `GET /metrics`: Prometheus metrics of the dataflows in this process.
 
 use std::sync::Arc;
@@ -25,6 +28,7 @@ use reelflow_ingest::events::{CatalogEvent, TopicEvent};
 use reelflow_ingest::{EventLog, ObjectStore};
 use serde_json::json;
 use tokio::sync::Notify;
+use tower_http::compression::CompressionLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -37,7 +41,7 @@ use crate::db::Db;
 use crate::platform::Platform;
 use crate::problem::Problem;
 use crate::ratelimit::Limits;
-use crate::{auth, catalog, uploads, users, views};
+use crate::{auth, catalog, playback, uploads, users, views};
 
 /// Shared state of every handler.
 #[derive(Debug, Clone)]
@@ -56,6 +60,8 @@ pub struct AppState {
     pub outbox_wake: Arc<Notify>,
     /// The live views, when the dataflows run in this process (`reelflow up`).
     pub views: Option<reelflow_dataflows::PeekClient>,
+    /// HLS delivery's caches.
+    pub delivery: playback::Delivery,
 }
 
 impl AppState {
@@ -66,6 +72,7 @@ impl AppState {
         let keys = tokio::task::spawn_blocking(move || Keyring::load_or_create(&keys_file)).await??;
         Ok(Self {
             limits: Arc::new(Limits::new(&config.limits)),
+            delivery: playback::Delivery::new(&config.playback),
             config: Arc::new(config),
             platform,
             db,
@@ -85,6 +92,7 @@ impl AppState {
         (name = "accounts", description = "Profiles and, for admins, users"),
         (name = "catalog", description = "Videos"),
         (name = "views", description = "The live views"),
+        (name = "playback", description = "HLS delivery, playback tokens, the player page and its beacons"),
         (name = "operations", description = "Health, metrics and version"),
     )
 )]
@@ -107,9 +115,11 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
-/// Every documented route, and the OpenAPI document that describes them.
-pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+/// Every documented route, and the OpenAPI document that describes them:
+/// the API (CORS from `http.cors_origins`), and media and beacons (open to
+/// players on any origin).
+pub fn api() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenApi) {
+    let (api, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(healthz))
         .routes(routes!(readyz))
         .routes(routes!(version))
@@ -130,6 +140,10 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             catalog::update_video,
             catalog::delete_video
         ))
+        .routes(routes!(playback::token::playback_token))
+        .routes(routes!(playback::player::watch))
+        .routes(routes!(playback::player::player_js))
+        .routes(routes!(playback::player::hls_js))
         .routes(routes!(uploads::tus_options, uploads::create_upload))
         .routes(routes!(
             uploads::head_upload,
@@ -137,21 +151,36 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             uploads::delete_upload
         ))
         .routes(routes!(uploads::put_source))
-        .split_for_parts()
+        .split_for_parts();
+    let (media, media_doc) = OpenApiRouter::new()
+        .routes(routes!(playback::delivery::master))
+        .routes(routes!(playback::delivery::rendition))
+        .routes(routes!(playback::delivery::poster))
+        .routes(routes!(playback::delivery::storyboard))
+        .routes(routes!(playback::beacons::post_events))
+        .split_for_parts();
+    doc.merge(media_doc);
+    (api, media, doc)
+}
+
+/// Whether a response is a playlist (gzipped when the client accepts it;
+/// segments and pictures are compressed already).
+fn is_playlist(_: StatusCode, _: axum::http::Version, headers: &axum::http::HeaderMap, _: &axum::http::Extensions) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|t| t.as_bytes().starts_with(b"application/vnd.apple.mpegurl"))
 }
 
 /// The router.
 pub fn app(state: AppState) -> Router {
-    let (router, openapi) = api();
+    let (router, media, openapi) = api();
     let openapi = Arc::new(openapi);
     let mut router = router
         .route(
             "/v1/openapi.json",
             get(move || async move { Json(openapi.as_ref().clone()) }),
         )
-        .fallback(fallback)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(state.config.http.max_body_bytes));
+        .method_not_allowed_fallback(method_not_allowed);
     if !state.config.http.cors_origins.is_empty() {
         let origins: Vec<HeaderValue> = state
             .config
@@ -186,7 +215,34 @@ pub fn app(state: AppState) -> Router {
                 .max_age(Duration::from_secs(600)),
         );
     }
-    router.with_state(state)
+    let media = media
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(CompressionLayer::new().gzip(true).compress_when(is_playlist))
+        .layer(
+            CorsLayer::new()
+                .allow_origin(tower_http::cors::Any)
+                .allow_methods([Method::GET, Method::HEAD, Method::POST])
+                .allow_headers([
+                    header::AUTHORIZATION,
+                    header::CONTENT_TYPE,
+                    header::RANGE,
+                    header::IF_NONE_MATCH,
+                    header::IF_RANGE,
+                ])
+                .expose_headers([
+                    header::CONTENT_LENGTH,
+                    header::CONTENT_RANGE,
+                    header::ACCEPT_RANGES,
+                    header::ETAG,
+                    header::RETRY_AFTER,
+                ])
+                .max_age(Duration::from_secs(600)),
+        );
+    router
+        .merge(media)
+        .fallback(fallback)
+        .layer(DefaultBodyLimit::max(state.config.http.max_body_bytes))
+        .with_state(state)
 }
 
 /// Headers tus clients send, which browsers must be allowed to send.

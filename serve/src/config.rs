@@ -75,6 +75,15 @@
 //! login_per_ip_per_minute = 30
 //! login_per_account_per_minute = 10
 //! api_per_user_per_minute = 1200
+//! beacons_per_session_per_minute = 60   # player beacon batches
+//! beacons_per_ip_per_minute = 3000
+//!
+//! [playback]
+//! token_ttl_s = 21600              # signed playback tokens: 6 hours
+//! cache_bytes = 268435456          # hot segments kept in memory
+//! cache_object_max_bytes = 16777216  # larger objects are streamed, not cached
+//! access_ttl_ms = 2000             # a video's visibility is remembered this long
+//! max_batch_events = 100           # player events per beacon batch
 //! ```
 
 use std::net::SocketAddr;
@@ -113,6 +122,37 @@ pub struct Config {
     pub transcode: TranscodeConfig,
     /// The dataflows.
     pub dataflow: DataflowConfig,
+    /// HLS delivery, playback tokens and the player's beacons.
+    pub playback: PlaybackConfig,
+}
+
+/// HLS delivery, playback tokens and the player's beacons.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PlaybackConfig {
+    /// Lifetime of signed playback tokens, seconds.
+    pub token_ttl_s: u64,
+    /// Bytes of hot segments, init segments and pictures kept in memory.
+    pub cache_bytes: u64,
+    /// Objects larger than this are streamed from storage, never cached.
+    pub cache_object_max_bytes: u64,
+    /// How long a video's visibility is remembered between requests, ms.
+    /// A change made on another replica takes at most this long to apply.
+    pub access_ttl_ms: u64,
+    /// Most player events in one beacon batch.
+    pub max_batch_events: usize,
+}
+
+impl Default for PlaybackConfig {
+    fn default() -> Self {
+        Self {
+            token_ttl_s: 6 * 3600,
+            cache_bytes: 256 << 20,
+            cache_object_max_bytes: 16 << 20,
+            access_ttl_ms: 2000,
+            max_batch_events: 100,
+        }
+    }
 }
 
 /// The dataflows: the timely cluster and how the views are kept.
@@ -243,6 +283,10 @@ pub struct LimitsConfig {
     pub login_per_account_per_minute: u32,
     /// Authenticated API requests per user per minute.
     pub api_per_user_per_minute: u32,
+    /// Beacon batches per playback session per minute.
+    pub beacons_per_session_per_minute: u32,
+    /// Beacon batches per client IP per minute.
+    pub beacons_per_ip_per_minute: u32,
 }
 
 impl Default for LimitsConfig {
@@ -252,6 +296,8 @@ impl Default for LimitsConfig {
             login_per_ip_per_minute: 30,
             login_per_account_per_minute: 10,
             api_per_user_per_minute: 1200,
+            beacons_per_session_per_minute: 60,
+            beacons_per_ip_per_minute: 3000,
         }
     }
 }
@@ -271,6 +317,7 @@ impl Default for Config {
             uploads: UploadsConfig::default(),
             transcode: TranscodeConfig::default(),
             dataflow: DataflowConfig::default(),
+            playback: PlaybackConfig::default(),
         }
     }
 }
@@ -585,6 +632,15 @@ impl Config {
             if !(origin.starts_with("http://") || origin.starts_with("https://")) || origin.ends_with('/') {
                 bail!("http.cors_origins entry {origin:?} must be an origin like https://app.example.com");
             }
+        }
+        if self.playback.token_ttl_s < 60 {
+            bail!("playback.token_ttl_s must be at least 60");
+        }
+        if !(1..=1000).contains(&self.playback.max_batch_events) {
+            bail!("playback.max_batch_events must be between 1 and 1000");
+        }
+        if self.playback.cache_object_max_bytes > self.playback.cache_bytes {
+            bail!("playback.cache_object_max_bytes must not exceed playback.cache_bytes");
         }
         if self.http.max_body_bytes < 1024 {
             bail!("http.max_body_bytes must be at least 1024");

@@ -18,6 +18,7 @@ pub mod config;
 pub mod dataflow;
 pub mod db;
 pub mod outbox;
+pub mod playback;
 pub mod platform;
 pub mod problem;
 pub mod ratelimit;

@@ -59,6 +59,10 @@ pub struct Limits {
     pub login_per_account: RateLimiter,
     /// Authenticated requests per user.
     pub api_per_user: RateLimiter,
+    /// Beacon batches per playback session.
+    pub beacons_per_session: RateLimiter,
+    /// Beacon batches per client IP.
+    pub beacons_per_ip: RateLimiter,
 }
 
 impl Limits {
@@ -70,6 +74,8 @@ impl Limits {
             login_per_ip: RateLimiter::new(config.login_per_ip_per_minute, minute),
             login_per_account: RateLimiter::new(config.login_per_account_per_minute, minute),
             api_per_user: RateLimiter::new(config.api_per_user_per_minute, minute),
+            beacons_per_session: RateLimiter::new(config.beacons_per_session_per_minute, minute),
+            beacons_per_ip: RateLimiter::new(config.beacons_per_ip_per_minute, minute),
         }
     }
 }

@@ -101,6 +101,7 @@ pub async fn update_video(
     }
     video.updated_at = chrono::DateTime::from_timestamp_millis(crate::db::now_ms()).unwrap_or_default();
     store::update(&state, &video).await?;
+    state.delivery.forget(id).await;
     Ok(Json(video))
 }
 
@@ -120,6 +121,7 @@ pub async fn delete_video(
         ));
     }
     store::delete_video_and_objects(&state, id).await?;
+    state.delivery.forget(id).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -68,7 +68,7 @@ async fn attach_tags(db: &Db, videos: &mut [Video]) -> ApiResult<()> {
 }
 
 /// The video, whoever may or may not see it.
-pub(crate) async fn load(db: &Db, id: Uuid) -> ApiResult<Option<Video>> {
+pub async fn load(db: &Db, id: Uuid) -> ApiResult<Option<Video>> {
     let row = sqlx::query(&format!("SELECT {VIDEO_COLUMNS} FROM videos v WHERE v.id = $1"))
         .bind(id.to_string())
         .fetch_optional(&db.pool)

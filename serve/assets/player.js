@@ -1,0 +1,273 @@
+// Reelflow's player page: hls.js plays the video and the page sends the
+// player's beacons to POST /v1/playback/events, in the reelflow.playback
+// schema. Startup time runs from the play request to the first frame;
+// rebuffers, rendition changes and errors come from hls.js's own events;
+// a heartbeat goes every 10 s while the session is open.
+//
+// Access: ?token=… (a playback token) is used as is; otherwise the page asks
+// POST /v1/videos/{id}/playback-token, as the signed-in user when
+// localStorage holds "reelflow.access_token". ?autoplay=1 starts muted.
+(() => {
+  "use strict";
+  const HEARTBEAT_MS = 10000;
+  const params = new URLSearchParams(location.search);
+  const videoId = location.pathname.split("/").filter(Boolean).pop();
+  const video = document.getElementById("video");
+  const statusEl = document.getElementById("status");
+  const quality = document.getElementById("quality");
+  const accessToken = localStorage.getItem("reelflow.access_token");
+  const auth = accessToken ? { Authorization: "Bearer " + accessToken } : {};
+
+  const s = {
+    token: params.get("token"),
+    sessionId: null,
+    queue: [],
+    sending: false,
+    started: false,
+    firstFrame: false,
+    ended: false,
+    playRequestedAt: null,
+    stallStartedAt: null,
+    playedMs: 0,
+    lastPosition: 0,
+    level: null,
+    recoveries: 0,
+  };
+  const player = { state: s, sent: [], rejected: [], hls: null, flush };
+  window.reelflowPlayer = player;
+
+  function show(text, state) {
+    statusEl.textContent = text;
+    if (state) document.body.dataset.state = state;
+  }
+
+  function levelName(level) {
+    const m = /([^/?]+)\/index\.m3u8/.exec(level.url || "");
+    return m ? m[1] : level.height + "p";
+  }
+
+  function currentLevel() {
+    const hls = player.hls;
+    if (!hls || s.level === null || !hls.levels[s.level]) return {};
+    const l = hls.levels[s.level];
+    return { rendition: levelName(l), bitrate_kbps: Math.round(l.bitrate / 1000) };
+  }
+
+  function position() {
+    return Math.max(0, Number.isFinite(video.currentTime) ? video.currentTime : 0);
+  }
+
+  function queue(type, fields) {
+    s.queue.push(Object.assign({ type }, fields || {}));
+    if (s.queue.length >= 50) flush();
+  }
+
+  function heartbeat() {
+    if (!s.started || s.ended) return;
+    queue("heartbeat", Object.assign({ position_s: position(), played_ms: Math.round(s.playedMs) }, currentLevel()));
+    s.playedMs = 0;
+  }
+
+  async function flush() {
+    if (s.sending || s.queue.length === 0) return;
+    const events = s.queue.splice(0, 100);
+    const body = { video_id: videoId, events };
+    if (s.sessionId) body.session_id = s.sessionId;
+    if (s.token) body.token = s.token;
+    s.sending = true;
+    try {
+      const r = await fetch("/v1/playback/events", {
+        method: "POST",
+        headers: Object.assign({ "Content-Type": "application/json" }, auth),
+        body: JSON.stringify(body),
+        keepalive: true,
+      });
+      if (r.status === 202) {
+        s.sessionId = (await r.json()).session_id;
+        player.sent.push(...events);
+      } else if (r.status === 429 || r.status >= 500) {
+        s.queue.unshift(...events); // worth another try
+      } else {
+        player.rejected.push({ status: r.status, problem: await r.json().catch(() => null), events });
+      }
+    } catch (e) {
+      s.queue.unshift(...events);
+    } finally {
+      s.sending = false;
+    }
+  }
+
+  function fail(text) {
+    show(text, "error");
+  }
+
+  async function grant() {
+    if (s.token) {
+      return "/v1/videos/" + videoId + "/hls/master.m3u8?token=" + encodeURIComponent(s.token);
+    }
+    const r = await fetch("/v1/videos/" + videoId + "/playback-token", { method: "POST", headers: auth });
+    if (!r.ok) {
+      const p = await r.json().catch(() => ({}));
+      throw new Error(p.detail || "HTTP " + r.status);
+    }
+    const g = await r.json();
+    s.token = g.token;
+    return g.master_url;
+  }
+
+  async function title() {
+    const r = await fetch("/v1/videos/" + videoId, { headers: auth }).catch(() => null);
+    if (r && r.ok) {
+      const v = await r.json();
+      document.getElementById("title").textContent = v.title;
+      document.title = v.title + " · Reelflow";
+    }
+  }
+
+  // The session: a play request opens it; the first frame ends startup.
+  video.addEventListener("play", () => {
+    if (s.started) return;
+    s.started = true;
+    s.playRequestedAt = performance.now();
+    queue("session_start", { player: "hls.js " + Hls.version });
+    flush();
+  });
+  video.addEventListener("playing", () => {
+    if (!s.firstFrame) {
+      s.firstFrame = true;
+      queue("first_frame", { startup_ms: Math.round(performance.now() - s.playRequestedAt) });
+      flush();
+      show("Playing", "playing");
+    } else if (s.stallStartedAt !== null) {
+      queue("rebuffer_end", { duration_ms: Math.round(performance.now() - s.stallStartedAt) });
+      s.stallStartedAt = null;
+      show("Playing", "playing");
+    }
+  });
+  video.addEventListener("waiting", () => {
+    if (s.firstFrame && !video.seeking && s.stallStartedAt === null) {
+      s.stallStartedAt = performance.now();
+      queue("rebuffer_start", { position_s: position() });
+      show("Buffering…");
+    }
+  });
+  video.addEventListener("timeupdate", () => {
+    const now = position();
+    const delta = now - s.lastPosition;
+    if (!video.seeking && !video.paused && delta > 0 && delta < 2) s.playedMs += delta * 1000;
+    if (!video.seeking) s.lastPosition = now;
+  });
+  video.addEventListener("seeking", () => {
+    if (s.started) queue("seek", { from_s: s.lastPosition, to_s: position() });
+  });
+  video.addEventListener("seeked", () => {
+    s.lastPosition = position();
+  });
+  video.addEventListener("pause", () => {
+    if (!s.started || video.ended) return;
+    heartbeat();
+    queue("pause", { position_s: position() });
+    flush();
+    show("Paused", "paused");
+  });
+  video.addEventListener("ended", () => {
+    if (!s.started || s.ended) return;
+    heartbeat();
+    queue("end", { position_s: position() });
+    s.ended = true;
+    flush();
+    show("Ended", "ended");
+  });
+  video.addEventListener("error", () => {
+    const e = video.error;
+    if (!e || player.hls) return; // hls.js reports its own errors
+    queue("error", { code: "media_error_" + e.code, message: e.message || "", fatal: true });
+    flush();
+    fail("Playback failed: " + (e.message || "media error " + e.code));
+  });
+  window.addEventListener("pagehide", () => {
+    if (s.started && !s.ended) {
+      heartbeat();
+      queue("end", { position_s: position() });
+      s.ended = true;
+    }
+    flush();
+  });
+  setInterval(() => {
+    heartbeat();
+    flush();
+  }, HEARTBEAT_MS);
+
+  quality.addEventListener("change", () => {
+    if (player.hls) player.hls.currentLevel = Number(quality.value);
+  });
+
+  async function start() {
+    title();
+    let master;
+    try {
+      master = await grant();
+    } catch (e) {
+      fail("This video cannot be played: " + e.message);
+      return;
+    }
+    if (!window.Hls || !Hls.isSupported()) {
+      fail("This browser cannot play HLS with Media Source Extensions.");
+      return;
+    }
+    const hls = new Hls({ enableWorker: true });
+    player.hls = hls;
+    hls.on(Hls.Events.MANIFEST_PARSED, (_, data) => {
+      for (let i = data.levels.length - 1; i >= 0; i--) {
+        const o = document.createElement("option");
+        o.value = String(i);
+        o.textContent = levelName(data.levels[i]);
+        quality.appendChild(o);
+      }
+      show("Ready", "ready");
+      if (params.get("autoplay") === "1") {
+        video.muted = true;
+        video.play().catch((e) => show("Press play (" + e.message + ")"));
+      }
+    });
+    hls.on(Hls.Events.LEVEL_SWITCHED, (_, data) => {
+      const from = s.level === null ? null : levelName(hls.levels[s.level]);
+      s.level = data.level;
+      const l = hls.levels[data.level];
+      if (s.started) {
+        heartbeat();
+        queue("rendition_change", { from, to: levelName(l), bitrate_kbps: Math.round(l.bitrate / 1000) });
+      }
+    });
+    hls.on(Hls.Events.ERROR, (_, data) => {
+      const message = String((data.error && data.error.message) || data.reason || data.type || "");
+      const code = String(data.details || data.type || "unknown");
+      // Fatal errors are retried once per kind; one that stays fatal ends
+      // the session.
+      let fatal = false;
+      if (data.fatal) {
+        if (data.type === Hls.ErrorTypes.NETWORK_ERROR && s.recoveries < 2 && data.response?.code !== 404 && data.response?.code !== 403) {
+          s.recoveries++;
+          hls.startLoad();
+        } else if (data.type === Hls.ErrorTypes.MEDIA_ERROR && s.recoveries < 2) {
+          s.recoveries++;
+          hls.recoverMediaError();
+        } else {
+          fatal = true;
+        }
+      }
+      if (s.started || fatal) {
+        queue("error", { code: code.slice(0, 64), message: message.slice(0, 1000), fatal });
+        flush();
+      }
+      if (fatal) {
+        s.ended = true;
+        hls.destroy();
+        fail("Playback failed: " + code);
+      }
+    });
+    hls.loadSource(master);
+    hls.attachMedia(video);
+  }
+  start();
+})();
