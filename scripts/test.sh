@@ -15,6 +15,8 @@ install_build_deps
 rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy
 
 command -v node >/dev/null || apt_install nodejs npm
+# Debian's Chromium plays the player page in the browser test.
+apt_install chromium
 say "installing the JavaScript clients the tests drive (npm ci)"
 npm ci --prefix serve/tests/js --no-audit --no-fund --loglevel=error
 

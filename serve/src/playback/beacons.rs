@@ -141,7 +141,9 @@ fn parse_event(i: usize, value: serde_json::Value, errors: &mut Vec<FieldError>)
             }
             check_bitrate(errors, at("bitrate_kbps"), *bitrate_kbps);
         }
-        PlaybackKind::Pause { position_s } | PlaybackKind::RebufferStart { position_s } | PlaybackKind::End { position_s } => {
+        PlaybackKind::Pause { position_s }
+        | PlaybackKind::RebufferStart { position_s }
+        | PlaybackKind::End { position_s } => {
             check_position(errors, at("position_s"), *position_s);
         }
         PlaybackKind::Seek { from_s, to_s } => {
@@ -218,7 +220,10 @@ pub async fn post_events(
         .collect();
     if !errors.is_empty() {
         return Ok(invalid(
-            format!("{} problem(s) in the batch; none of its {count} events was recorded", errors.len()),
+            format!(
+                "{} problem(s) in the batch; none of its {count} events was recorded",
+                errors.len()
+            ),
             errors,
         ));
     }

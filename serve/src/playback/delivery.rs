@@ -25,7 +25,7 @@
 //!   `playback.access_ttl_ms` (this process forgets at once on a change it
 //!   makes itself).
 //! - Only the names the transcoder writes are served (`master.m3u8`,
-//!   `{rendition}/index.m3u8`, `{rendition}/init.mp4`,
+//!   `{rendition}/index.m3u8`, `{rendition}/init_N.mp4`,
 //!   `{rendition}/seg_NNNNN.m4s`, `poster.jpg`, `storyboard.jpg`), so no
 //!   path reaches the source upload or anything else in storage.
 
@@ -198,7 +198,9 @@ impl Kind {
 /// The file of a rendition `file` names, if it is one the transcoder writes.
 fn rendition_file(rendition: &str, file: &str) -> Option<Kind> {
     let rendition_ok = (1..=16).contains(&rendition.len())
-        && rendition.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        && rendition
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
     if !rendition_ok {
         return None;
     }
@@ -206,9 +208,13 @@ fn rendition_file(rendition: &str, file: &str) -> Option<Kind> {
         "index.m3u8" => Some(Kind::Playlist),
         "init.mp4" => Some(Kind::Init),
         f => {
+            let number = |s: &str| !s.is_empty() && s.len() <= 9 && s.bytes().all(|b| b.is_ascii_digit());
+            // ffmpeg names a variant's init segment init_{variant}.mp4.
+            if let Some(variant) = f.strip_prefix("init_").and_then(|f| f.strip_suffix(".mp4")) {
+                return number(variant).then_some(Kind::Init);
+            }
             let digits = f.strip_prefix("seg_")?.strip_suffix(".m4s")?;
-            (!digits.is_empty() && digits.len() <= 9 && digits.bytes().all(|b| b.is_ascii_digit()))
-                .then_some(Kind::Segment)
+            number(digits).then_some(Kind::Segment)
         }
     }
 }
@@ -230,13 +236,20 @@ pub async fn master(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let granted = authorize(&state, id, query, &caller).await?;
-    serve(&state, &format!("videos/{id}/hls/master.m3u8"), Kind::Playlist, &granted, &headers).await
+    serve(
+        &state,
+        &format!("videos/{id}/hls/master.m3u8"),
+        Kind::Playlist,
+        &granted,
+        &headers,
+    )
+    .await
 }
 
 /// A rendition's playlist, init segment or media segment.
 #[utoipa::path(get, path = "/v1/videos/{id}/hls/{rendition}/{file}", tag = "playback",
     params(("id" = Uuid, Path, description = "video id"), ("rendition" = String, Path, description = "rendition, such as 720p"),
-        ("file" = String, Path, description = "index.m3u8, init.mp4 or seg_NNNNN.m4s"), TokenQuery),
+        ("file" = String, Path, description = "index.m3u8, init_N.mp4 or seg_NNNNN.m4s"), TokenQuery),
     responses((status = 200, description = "the file"), (status = 206, description = "a range of it"),
         (status = 304, description = "not modified"), (status = 403, body = Problem), (status = 404, body = Problem),
         (status = 416, body = Problem)))]
@@ -249,7 +262,14 @@ pub async fn rendition(
 ) -> ApiResult<Response> {
     let kind = rendition_file(&rendition, &file).ok_or_else(|| no_file(&format!("{rendition}/{file}")))?;
     let granted = authorize(&state, id, query, &caller).await?;
-    serve(&state, &format!("videos/{id}/hls/{rendition}/{file}"), kind, &granted, &headers).await
+    serve(
+        &state,
+        &format!("videos/{id}/hls/{rendition}/{file}"),
+        kind,
+        &granted,
+        &headers,
+    )
+    .await
 }
 
 /// The poster (a still from 10 % into the video, 360 lines high).
@@ -264,7 +284,14 @@ pub async fn poster(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let granted = authorize(&state, id, query, &caller).await?;
-    serve(&state, &format!("videos/{id}/poster.jpg"), Kind::Jpeg, &granted, &headers).await
+    serve(
+        &state,
+        &format!("videos/{id}/poster.jpg"),
+        Kind::Jpeg,
+        &granted,
+        &headers,
+    )
+    .await
 }
 
 /// The storyboard: a 10x10 sprite of thumbnails over the whole video.
@@ -279,7 +306,14 @@ pub async fn storyboard(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let granted = authorize(&state, id, query, &caller).await?;
-    serve(&state, &format!("videos/{id}/storyboard.jpg"), Kind::Jpeg, &granted, &headers).await
+    serve(
+        &state,
+        &format!("videos/{id}/storyboard.jpg"),
+        Kind::Jpeg,
+        &granted,
+        &headers,
+    )
+    .await
 }
 
 fn storage_error(path: &str, e: StorageError) -> ApiError {
@@ -388,7 +422,10 @@ fn playlist_response(stored: Stored, granted: &Granted, headers: &HeaderMap) -> 
     }
     let mut response = Response::new(Body::from(body));
     let h = response.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(Kind::Playlist.content_type()));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(Kind::Playlist.content_type()),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache_control));
     if let Ok(v) = HeaderValue::from_str(&etag) {
         h.insert(header::ETAG, v);
@@ -456,9 +493,13 @@ fn wanted(headers: &HeaderMap, size: u64, etag: &str) -> Wanted {
 }
 
 fn unsatisfiable(size: u64) -> Response {
-    let mut response = Problem::new(StatusCode::RANGE_NOT_SATISFIABLE, "range-not-satisfiable", "Range Not Satisfiable")
-        .detail(format!("the range starts past the end of the {size}-byte object"))
-        .into_response();
+    let mut response = Problem::new(
+        StatusCode::RANGE_NOT_SATISFIABLE,
+        "range-not-satisfiable",
+        "Range Not Satisfiable",
+    )
+    .detail(format!("the range starts past the end of the {size}-byte object"))
+    .into_response();
     if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
         response.headers_mut().insert(header::CONTENT_RANGE, v);
     }
@@ -468,7 +509,10 @@ fn unsatisfiable(size: u64) -> Response {
 fn media_headers(response: &mut Response, kind: Kind, private: bool, etag: &str) {
     let h = response.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(kind.content_type()));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(kind.cache_control(private)));
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(kind.cache_control(private)),
+    );
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     if let Ok(v) = HeaderValue::from_str(etag) {
         h.insert(header::ETAG, v);
@@ -527,7 +571,9 @@ async fn stream_response(
     let length = body.range.end - body.range.start;
     let mut response = Response::new(Body::from_stream(body.stream));
     media_headers(&mut response, kind, private, &etag);
-    response.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     if let Some(r) = range {
         partial(&mut response, &r, size);
     }
@@ -569,6 +615,7 @@ mod tests {
     fn only_the_transcoders_names_are_served() {
         assert_eq!(rendition_file("720p", "index.m3u8"), Some(Kind::Playlist));
         assert_eq!(rendition_file("720p", "init.mp4"), Some(Kind::Init));
+        assert_eq!(rendition_file("720p", "init_2.mp4"), Some(Kind::Init));
         assert_eq!(rendition_file("720p", "seg_00012.m4s"), Some(Kind::Segment));
         for (r, f) in [
             ("..", "index.m3u8"),
@@ -576,6 +623,8 @@ mod tests {
             ("720p", "source"),
             ("720p", "seg_.m4s"),
             ("720p", "seg_1a.m4s"),
+            ("720p", "init_.mp4"),
+            ("720p", "init_x.mp4"),
             ("720p", "../master.m3u8"),
             ("", "init.mp4"),
             ("a/b", "init.mp4"),
