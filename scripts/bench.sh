@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs a `reelflow bench …` with the real services it compares against,
 # e.g. `scripts/bench.sh log`, `scripts/bench.sh api`, `scripts/bench.sh transcode`,
-# `scripts/bench.sh upload`
+# `scripts/bench.sh upload`, `scripts/bench.sh hls`
 # or `scripts/bench.sh log --json`.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -10,6 +10,8 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$(dirname "$HERE")"
 
 install_build_deps
+# The peers some benches run beside: wrk drives HTTP, nginx serves files.
+apt_install wrk nginx
 cargo build --release --locked --bin reelflow
 trap '"$HERE/services.sh" stop' EXIT
 "$HERE/services.sh" start

@@ -95,6 +95,9 @@ enum Bench {
     /// from the embedded log and Kafka, freshness at a fixed rate, 2
     /// workers against 1, beside PostgreSQL computing the same views in SQL.
     Dataflow(reelflow_serve::bench::dataflow::DataflowBenchArgs),
+    /// Hot HLS segments under wrk, beside nginx serving the same files, and
+    /// beacon batches accepted per second (acknowledged by the log).
+    Hls(reelflow_serve::bench::hls::HlsBenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -166,6 +169,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 "new signing key {kid} in {}; restart the servers to sign with it",
                 config.keys_file().display()
             );
+            Ok(())
+        }
+        Command::Bench(Bench::Hls(args)) => {
+            let json = args.json;
+            let report = reelflow_serve::bench::hls::run(args).await?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                print!("{}", reelflow_serve::bench::hls::render(&report));
+            }
             Ok(())
         }
         Command::Bench(Bench::Dataflow(args)) => {

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod dataflow;
+pub mod hls;
 pub mod log;
 pub mod transcode;
 pub mod upload;
