@@ -332,11 +332,15 @@ async fn version(State(state): State<AppState>) -> Json<serde_json::Value> {
     }))
 }
 
-/// Prometheus metrics (text format) of the dataflows running here: records
-/// read, lag per partition, arrangement sizes, the views' frontier.
+/// Prometheus metrics (text format): playback (the media cache, bytes
+/// served, beacons) and, when they run here, the dataflows (records read,
+/// lag per partition, arrangement sizes, the views' frontier).
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 async fn metrics(State(state): State<AppState>) -> Response {
-    let body = state.views.as_ref().map(|v| v.metrics().render()).unwrap_or_default();
+    let mut body = state.delivery.render_metrics();
+    if let Some(views) = &state.views {
+        body.push_str(&views.metrics().render());
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 

@@ -166,7 +166,8 @@ fn parse_event(i: usize, value: serde_json::Value, errors: &mut Vec<FieldError>)
     Some(kind)
 }
 
-fn invalid(detail: impl Into<String>, errors: Vec<FieldError>) -> Response {
+fn invalid(state: &AppState, detail: impl Into<String>, errors: Vec<FieldError>) -> Response {
+    super::PlaybackMetrics::inc(&state.delivery.metrics.beacon_batches_refused, 1);
     let mut p = Problem::new(StatusCode::BAD_REQUEST, "invalid-beacons", "Invalid Beacon Batch").detail(detail);
     p.errors = errors;
     p.into_response()
@@ -201,11 +202,12 @@ pub async fn post_events(
     }
     let batch: BeaconBatch = match serde_json::from_slice(&body) {
         Ok(b) => b,
-        Err(e) => return Ok(invalid(format!("the batch is not valid: {e}"), Vec::new())),
+        Err(e) => return Ok(invalid(&state, format!("the batch is not valid: {e}"), Vec::new())),
     };
     let max = state.config.playback.max_batch_events;
     if batch.events.is_empty() || batch.events.len() > max {
         return Ok(invalid(
+            &state,
             format!("a batch holds 1 to {max} events, not {}", batch.events.len()),
             vec![FieldError::new("events", format!("must hold 1 to {max} events"))],
         ));
@@ -220,6 +222,7 @@ pub async fn post_events(
         .collect();
     if !errors.is_empty() {
         return Ok(invalid(
+            &state,
             format!(
                 "{} problem(s) in the batch; none of its {count} events was recorded",
                 errors.len()
@@ -273,6 +276,7 @@ pub async fn post_events(
             tracing::warn!(error = %e, "appending beacons failed");
             ApiError::Unavailable("the event log is unavailable; send the batch again".into())
         })?;
+    super::PlaybackMetrics::inc(&state.delivery.metrics.beacon_events, values.len() as u64);
     Ok((
         StatusCode::ACCEPTED,
         Json(BeaconAck {

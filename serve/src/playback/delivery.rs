@@ -79,6 +79,8 @@ pub struct Delivery {
     /// Playlists, kept for a second: they change while a video transcodes.
     playlists: moka::future::Cache<String, Stored>,
     object_max: u64,
+    /// Counters for `/metrics`.
+    pub metrics: Arc<super::PlaybackMetrics>,
 }
 
 impl Delivery {
@@ -99,7 +101,13 @@ impl Delivery {
                 .time_to_live(Duration::from_secs(1))
                 .build(),
             object_max: config.cache_object_max_bytes,
+            metrics: Arc::default(),
         }
+    }
+
+    /// Prometheus text of playback.
+    pub fn render_metrics(&self) -> String {
+        self.metrics.render(self.objects.weighted_size())
     }
 
     /// Forgets what is remembered about `video` (after a change made here).
@@ -355,9 +363,12 @@ async fn serve(state: &AppState, key: &str, kind: Kind, granted: &Granted, heade
     }
     // Small objects come from (and go into) memory; on a miss, the size
     // decides whether the object is kept or streamed.
+    let metrics = &delivery.metrics;
     if let Some(stored) = delivery.objects.get(key).await {
-        return Ok(bytes_response(&stored, kind, granted.private, headers));
+        super::PlaybackMetrics::inc(&metrics.cache_hits, 1);
+        return Ok(bytes_response(&stored, kind, granted.private, headers, metrics));
     }
+    super::PlaybackMetrics::inc(&metrics.cache_misses, 1);
     let object_key = ObjectKey::parse(key).map_err(|e| storage_error(key, e))?;
     let meta = state
         .platform
@@ -367,14 +378,14 @@ async fn serve(state: &AppState, key: &str, kind: Kind, granted: &Granted, heade
         .map_err(|e| storage_error(key, e))?
         .ok_or_else(|| storage_error(key, StorageError::NotFound(key.to_string())))?;
     if meta.size > delivery.object_max {
-        return stream_response(state, &object_key, meta, kind, granted.private, headers).await;
+        return stream_response(state, &object_key, meta, kind, granted.private, headers, metrics).await;
     }
     let stored = delivery
         .objects
         .try_get_with(key.to_string(), read_whole(state, key))
         .await
         .map_err(|e| arc_storage_error(key, e))?;
-    Ok(bytes_response(&stored, kind, granted.private, headers))
+    Ok(bytes_response(&stored, kind, granted.private, headers, metrics))
 }
 
 fn arc_storage_error(key: &str, e: Arc<StorageError>) -> ApiError {
@@ -526,7 +537,13 @@ fn partial(response: &mut Response, range: &Range<u64>, size: u64) {
     }
 }
 
-fn bytes_response(stored: &Stored, kind: Kind, private: bool, headers: &HeaderMap) -> Response {
+fn bytes_response(
+    stored: &Stored,
+    kind: Kind,
+    private: bool,
+    headers: &HeaderMap,
+    metrics: &super::PlaybackMetrics,
+) -> Response {
     if none_match(headers, &stored.etag) {
         return not_modified(&stored.etag, kind.cache_control(private));
     }
@@ -536,6 +553,7 @@ fn bytes_response(stored: &Stored, kind: Kind, private: bool, headers: &HeaderMa
         Wanted::Part(r) => (stored.bytes.slice(r.start as usize..r.end as usize), Some(r)),
         Wanted::Unsatisfiable => return unsatisfiable(size),
     };
+    super::PlaybackMetrics::inc(&metrics.bytes_sent, body.len() as u64);
     let mut response = Response::new(Body::from(body));
     media_headers(&mut response, kind, private, &stored.etag);
     if let Some(r) = range {
@@ -551,6 +569,7 @@ async fn stream_response(
     kind: Kind,
     private: bool,
     headers: &HeaderMap,
+    metrics: &super::PlaybackMetrics,
 ) -> ApiResult<Response> {
     let etag = quoted(&meta.etag);
     if none_match(headers, &etag) {
@@ -569,6 +588,7 @@ async fn stream_response(
         .await
         .map_err(|e| storage_error(key.as_str(), e))?;
     let length = body.range.end - body.range.start;
+    super::PlaybackMetrics::inc(&metrics.bytes_sent, length);
     let mut response = Response::new(Body::from_stream(body.stream));
     media_headers(&mut response, kind, private, &etag);
     response
