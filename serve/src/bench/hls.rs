@@ -272,9 +272,34 @@ async fn transcoded_video(server: &Server, dir: &Path, args: &HlsBenchArgs) -> a
 
 /// nginx serving `root` on a loopback port, as a child process.
 struct Nginx {
-    /// Killed when dropped.
-    _child: tokio::process::Child,
+    child: tokio::process::Child,
     port: u16,
+    prefix: PathBuf,
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // A killed master leaves its workers running: ask it to stop them.
+        let conf = self.prefix.join("nginx.conf");
+        let stopped = std::process::Command::new("nginx")
+            .arg("-p")
+            .arg(&self.prefix)
+            .arg("-c")
+            .arg(&conf)
+            .args(["-s", "stop"])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if stopped {
+            for _ in 0..100 {
+                if matches!(self.child.try_wait(), Ok(Some(_))) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        let _ = self.child.start_kill();
+    }
 }
 
 async fn start_nginx(dir: &Path, root: &Path) -> anyhow::Result<Nginx> {
@@ -314,7 +339,7 @@ async fn start_nginx(dir: &Path, root: &Path) -> anyhow::Result<Nginx> {
         .context("starting nginx (install Debian's nginx: scripts/bench.sh does)")?;
     for _ in 0..100 {
         if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-            return Ok(Nginx { _child: child, port });
+            return Ok(Nginx { child, port, prefix });
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -51,11 +51,36 @@ impl PlaybackMetrics {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
         };
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        metric("reelflow_delivery_cache_bytes", "gauge", "Bytes of media held in memory.", cache_bytes);
-        metric("reelflow_delivery_cache_hits_total", "counter", "Media answers served from memory.", get(&self.cache_hits));
-        metric("reelflow_delivery_cache_misses_total", "counter", "Media answers read from object storage.", get(&self.cache_misses));
-        metric("reelflow_delivery_bytes_total", "counter", "Body bytes of media answers.", get(&self.bytes_sent));
-        metric("reelflow_beacon_events_total", "counter", "Player events acknowledged by the log.", get(&self.beacon_events));
+        metric(
+            "reelflow_delivery_cache_bytes",
+            "gauge",
+            "Bytes of media held in memory.",
+            cache_bytes,
+        );
+        metric(
+            "reelflow_delivery_cache_hits_total",
+            "counter",
+            "Media answers served from memory.",
+            get(&self.cache_hits),
+        );
+        metric(
+            "reelflow_delivery_cache_misses_total",
+            "counter",
+            "Media answers read from object storage.",
+            get(&self.cache_misses),
+        );
+        metric(
+            "reelflow_delivery_bytes_total",
+            "counter",
+            "Body bytes of media answers.",
+            get(&self.bytes_sent),
+        );
+        metric(
+            "reelflow_beacon_events_total",
+            "counter",
+            "Player events acknowledged by the log.",
+            get(&self.beacon_events),
+        );
         metric(
             "reelflow_beacon_batches_refused_total",
             "counter",
