@@ -15,8 +15,9 @@ install_build_deps
 rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy
 
 command -v node >/dev/null || apt_install nodejs npm
-# Debian's Chromium plays the player page in the browser test.
-apt_install chromium
+# Debian's Chromium plays the player page in the browser test; the real
+# psql client talks to the SQL wire protocol.
+apt_install chromium postgresql-client
 say "installing the JavaScript clients the tests drive (npm ci)"
 npm ci --prefix serve/tests/js --no-audit --no-fund --loglevel=error
 

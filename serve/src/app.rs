@@ -41,7 +41,7 @@ use crate::db::Db;
 use crate::platform::Platform;
 use crate::problem::Problem;
 use crate::ratelimit::Limits;
-use crate::{auth, catalog, playback, uploads, users, views};
+use crate::{auth, catalog, playback, sql, uploads, users, views};
 
 /// Shared state of every handler.
 #[derive(Debug, Clone)]
@@ -62,6 +62,8 @@ pub struct AppState {
     pub views: Option<reelflow_dataflows::PeekClient>,
     /// HLS delivery's caches.
     pub delivery: playback::Delivery,
+    /// SQL over the live views, when the dataflows run in this process.
+    pub sql: Option<reelflow_sql::SqlEngine>,
 }
 
 impl AppState {
@@ -73,6 +75,7 @@ impl AppState {
         Ok(Self {
             limits: Arc::new(Limits::new(&config.limits)),
             delivery: playback::Delivery::new(&config.playback),
+            sql: None,
             config: Arc::new(config),
             platform,
             db,
@@ -126,6 +129,7 @@ pub fn api() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(metrics))
         .routes(routes!(views::list_views))
         .routes(routes!(views::get_view))
+        .routes(routes!(sql::post_sql))
         .routes(routes!(auth::routes::register))
         .routes(routes!(auth::routes::login))
         .routes(routes!(auth::routes::refresh_tokens))

@@ -84,6 +84,12 @@
 //! cache_object_max_bytes = 16777216  # larger objects are streamed, not cached
 //! access_ttl_ms = 2000             # a video's visibility is remembered this long
 //! max_batch_events = 100           # player events per beacon batch
+//!
+//! [sql]                            # where the dataflows run (`reelflow up`, `reelflow dataflow`)
+//! pgwire_listen = "127.0.0.1:6875" # psql -h 127.0.0.1 -p 6875 -U you@example.org
+//! timeout_s = 30                   # per statement
+//! memory_mib = 256                 # per statement (sorts, joins, aggregates)
+//! http_row_limit = 10000           # rows per POST /v1/sql answer
 //! ```
 
 use std::net::SocketAddr;
@@ -124,6 +130,43 @@ pub struct Config {
     pub dataflow: DataflowConfig,
     /// HLS delivery, playback tokens and the player's beacons.
     pub playback: PlaybackConfig,
+    /// SQL over the live views.
+    pub sql: SqlConfig,
+}
+
+/// SQL over the live views (where the dataflows run).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SqlConfig {
+    /// Where the PostgreSQL wire protocol listens.
+    pub pgwire_listen: SocketAddr,
+    /// Longest a statement may run, seconds.
+    pub timeout_s: u64,
+    /// Memory one statement's operators may hold, MiB.
+    pub memory_mib: usize,
+    /// Most rows an HTTP answer carries.
+    pub http_row_limit: usize,
+}
+
+impl Default for SqlConfig {
+    fn default() -> Self {
+        Self {
+            pgwire_listen: SocketAddr::from(([127, 0, 0, 1], 6875)),
+            timeout_s: 30,
+            memory_mib: 256,
+            http_row_limit: 10_000,
+        }
+    }
+}
+
+impl SqlConfig {
+    /// The engine's limits.
+    pub fn limits(&self) -> reelflow_sql::SqlLimits {
+        reelflow_sql::SqlLimits {
+            timeout: std::time::Duration::from_secs(self.timeout_s),
+            memory_bytes: self.memory_mib << 20,
+        }
+    }
 }
 
 /// HLS delivery, playback tokens and the player's beacons.
@@ -318,6 +361,7 @@ impl Default for Config {
             transcode: TranscodeConfig::default(),
             dataflow: DataflowConfig::default(),
             playback: PlaybackConfig::default(),
+            sql: SqlConfig::default(),
         }
     }
 }
@@ -444,6 +488,9 @@ pub struct ConfigArgs {
     /// Address `reelflow dataflow` serves views and metrics on [default: 127.0.0.1:8081].
     #[arg(long, env = "REELFLOW_DATAFLOW_LISTEN", global = true, value_name = "ADDR")]
     pub dataflow_listen: Option<SocketAddr>,
+    /// Address the PostgreSQL wire protocol listens on [default: 127.0.0.1:6875].
+    #[arg(long, env = "REELFLOW_SQL_PGWIRE_LISTEN", global = true, value_name = "ADDR")]
+    pub sql_pgwire_listen: Option<SocketAddr>,
     /// TOML configuration file.
     #[arg(long = "config", env = "REELFLOW_CONFIG", global = true, value_name = "FILE")]
     pub file: Option<PathBuf>,
@@ -559,6 +606,7 @@ impl Config {
         set(&mut self.dataflow.peers, &a.dataflow_peers);
         set(&mut self.dataflow.replicas, &a.dataflow_replicas);
         set(&mut self.dataflow.listen, &a.dataflow_listen);
+        set(&mut self.sql.pgwire_listen, &a.sql_pgwire_listen);
         if a.dataflow_hostfile.is_some() {
             self.dataflow.hostfile = a.dataflow_hostfile.clone();
         }
@@ -632,6 +680,9 @@ impl Config {
             if !(origin.starts_with("http://") || origin.starts_with("https://")) || origin.ends_with('/') {
                 bail!("http.cors_origins entry {origin:?} must be an origin like https://app.example.com");
             }
+        }
+        if self.sql.timeout_s == 0 || self.sql.memory_mib == 0 || self.sql.http_row_limit == 0 {
+            bail!("sql.timeout_s, sql.memory_mib and sql.http_row_limit must be positive");
         }
         if self.playback.token_ttl_s < 60 {
             bail!("playback.token_ttl_s must be at least 60");

@@ -22,6 +22,7 @@ pub mod platform;
 pub mod playback;
 pub mod problem;
 pub mod ratelimit;
+pub mod sql;
 pub mod uploads;
 pub mod users;
 pub mod validate;

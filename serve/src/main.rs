@@ -321,6 +321,14 @@ async fn up(config: Config) -> anyhow::Result<()> {
     let mut state = reelflow_serve::app::open(config.clone()).await?;
     let dataflows = reelflow_serve::dataflow::start(&config, state.platform.log.clone()).await?;
     state.views = Some(dataflows.client());
+    let engine = reelflow_sql::SqlEngine::new(dataflows.client(), config.sql.limits())?;
+    state.sql = Some(engine.clone());
+    let pg_listener = tokio::net::TcpListener::bind(config.sql.pgwire_listen)
+        .await
+        .with_context(|| format!("listening for the PostgreSQL protocol on {}", config.sql.pgwire_listen))?;
+    let pg_addr = pg_listener.local_addr()?;
+    let accounts = std::sync::Arc::new(reelflow_serve::sql::Accounts { db: state.db.clone() });
+    let _pgwire = tokio::spawn(reelflow_sql::PgServer::new(engine, accounts).serve(pg_listener));
     let _publisher = reelflow_serve::app::spawn_background(&state);
     let _transcoders = spawn_transcoders(&config, &state.platform);
     let platform = state.platform.clone();
@@ -336,8 +344,10 @@ async fn up(config: Config) -> anyhow::Result<()> {
         "reelflow is up"
     );
     println!(
-        "Reelflow is up at http://{addr} (data in {})",
-        config.data_dir.display()
+        "Reelflow is up at http://{addr} (data in {}; SQL: psql -h {} -p {} -U <email>)",
+        config.data_dir.display(),
+        pg_addr.ip(),
+        pg_addr.port()
     );
     let service = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, service)

@@ -127,6 +127,7 @@ async fn openapi_document_matches_the_router() {
         "POST /v1/auth/refresh",
         "POST /v1/auth/register",
         "POST /v1/playback/events",
+        "POST /v1/sql",
         "POST /v1/uploads",
         "POST /v1/videos",
         "POST /v1/videos/{id}/playback-token",

@@ -86,7 +86,9 @@ impl Principal {
         match (self, scope(view)) {
             (Principal::Admin, _) => true,
             (_, Scope::Platform) => false,
-            (Principal::Creator { videos, .. }, Scope::Video(i)) => uuid_at(key, value, i).is_some_and(|v| videos.contains(&v)),
+            (Principal::Creator { videos, .. }, Scope::Video(i)) => {
+                uuid_at(key, value, i).is_some_and(|v| videos.contains(&v))
+            }
             (Principal::Viewer { .. }, Scope::Video(_)) => false,
             (Principal::Creator { user_id, .. } | Principal::Viewer { user_id }, Scope::User(i)) => {
                 uuid_at(key, value, i) == Some(*user_id)

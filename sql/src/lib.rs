@@ -1,6 +1,20 @@
-//! SQL over Reelflow's live views: a DataFusion catalog whose tables are the
-//! views, consistent as-of reads, the HTTP query API, the PostgreSQL wire
-//! protocol and subscriptions.
-//!
-//! Nothing is here yet: SQL lands with its own capability, and until then no
-//! command offers it.
+//! SQL over Reelflow's live views: a DataFusion session whose tables are
+//! the views ([`provider`]), read consistently at one timestamp per
+//! statement ([`engine`]), over HTTP ([`http`]) and the PostgreSQL wire
+//! protocol ([`pg`]), with the caller's rights applied inside the tables
+//! ([`access`]).
+
+pub mod access;
+pub mod engine;
+pub mod error;
+pub mod http;
+pub mod pg;
+pub mod pg_catalog;
+pub mod provider;
+pub mod split;
+pub mod tables;
+
+pub use access::Principal;
+pub use engine::{QueryOutput, SqlEngine, SqlLimits};
+pub use error::SqlError;
+pub use pg::{Authenticator, PgServer};

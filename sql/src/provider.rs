@@ -8,7 +8,6 @@
 //! filter stays in the plan too (`Inexact`), so correctness never depends on
 //! it. A `LIMIT` without filters cuts the rows before conversion.
 
-use std::any::Any;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -105,10 +104,6 @@ fn pinned_keys(filter: &Expr, column: &str, ty: ColumnType) -> Option<Vec<Datum>
 
 #[async_trait]
 impl TableProvider for ViewTable {
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-
     fn schema(&self) -> SchemaRef {
         Arc::clone(&self.schema)
     }
@@ -160,7 +155,9 @@ impl TableProvider for ViewTable {
             let selectors: Vec<Selector> = match keys {
                 None => vec![Selector::All],
                 Some(k) if k.is_empty() => Vec::new(),
-                Some(k) if self.view.def().key.len() == 1 => vec![Selector::Keys(k.into_iter().map(|d| vec![d]).collect())],
+                Some(k) if self.view.def().key.len() == 1 => {
+                    vec![Selector::Keys(k.into_iter().map(|d| vec![d]).collect())]
+                }
                 Some(k) => k.into_iter().map(|d| Selector::prefix(vec![d])).collect(),
             };
             let mut rows = Vec::new();
@@ -195,11 +192,20 @@ mod tests {
     fn equality_and_in_lists_on_the_first_key_pin_keys() {
         let id = uuid::Uuid::new_v4();
         let eq = col("video_id").eq(lit(id.to_string()));
-        assert_eq!(pinned_keys(&eq, "video_id", ColumnType::Uuid), Some(vec![Datum::Uuid(id)]));
+        assert_eq!(
+            pinned_keys(&eq, "video_id", ColumnType::Uuid),
+            Some(vec![Datum::Uuid(id)])
+        );
         let flipped = lit(id.to_string()).eq(col("video_id"));
-        assert_eq!(pinned_keys(&flipped, "video_id", ColumnType::Uuid), Some(vec![Datum::Uuid(id)]));
+        assert_eq!(
+            pinned_keys(&flipped, "video_id", ColumnType::Uuid),
+            Some(vec![Datum::Uuid(id)])
+        );
         let list = in_list(col("video_id"), vec![lit(id.to_string()), lit("not a uuid")], false);
-        assert_eq!(pinned_keys(&list, "video_id", ColumnType::Uuid), Some(vec![Datum::Uuid(id)]));
+        assert_eq!(
+            pinned_keys(&list, "video_id", ColumnType::Uuid),
+            Some(vec![Datum::Uuid(id)])
+        );
         let negated = in_list(col("video_id"), vec![lit(id.to_string())], true);
         assert_eq!(pinned_keys(&negated, "video_id", ColumnType::Uuid), None);
         let other = col("views").eq(lit(3i64));

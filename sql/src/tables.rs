@@ -46,10 +46,16 @@ pub fn schema_of(view: View) -> SchemaRef {
 
 /// Builds one column from the datums at `index` of every row.
 fn column(ty: ColumnType, rows: &[(Row, Row)], key_len: usize, index: usize) -> ArrayRef {
-    let at = |(k, v): &(Row, Row)| -> &Datum {
-        let d = if index < key_len { k.get(index) } else { v.get(index - key_len) };
+    fn at(row: &(Row, Row), key_len: usize, index: usize) -> &Datum {
+        let (k, v) = row;
+        let d = if index < key_len {
+            k.get(index)
+        } else {
+            v.get(index - key_len)
+        };
         d.unwrap_or(&Datum::Null)
-    };
+    }
+    let at = |r| at(r, key_len, index);
     let n = rows.len();
     match ty {
         ColumnType::Bool => {
@@ -168,7 +174,7 @@ mod tests {
                 Datum::Timestamp(1_700_000_000_000),
             ],
         )];
-        let b = batch(View::VideoStatus, &rows, Some(&[0, 4, 6])).expect("batch");
+        let b = batch(View::VideoStatus, &rows, Some(&[0, 5, 7])).expect("batch");
         assert_eq!(b.num_columns(), 3);
         assert_eq!(b.schema().field(1).name(), "renditions");
         let projected_none = batch(View::VideoStatus, &rows, Some(&[])).expect("count(*) batch");

@@ -266,19 +266,34 @@ pub struct Up {
     child: std::process::Child,
     /// `host:port` it listens on.
     pub addr: String,
+    /// `(host, port)` of its PostgreSQL wire protocol.
+    pub pg: (String, u16),
 }
 
 impl Up {
     pub fn start(data_dir: &std::path::Path) -> Self {
+        Self::start_with(data_dir, &[])
+    }
+
+    /// `reelflow up` with more arguments (such as `--config FILE`).
+    pub fn start_with(data_dir: &std::path::Path, extra: &[&str]) -> Self {
         use std::io::{BufRead, BufReader};
         let mut child = reelflow()
-            .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args([
+                "up",
+                "--listen",
+                "127.0.0.1:0",
+                "--sql-pgwire-listen",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
             .arg(data_dir)
+            .args(extra)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("start reelflow up");
-        // "Reelflow is up at http://127.0.0.1:PORT (data in …)"
+        // "Reelflow is up at http://127.0.0.1:PORT (data in …; SQL: psql -h HOST -p PORT -U <email>)"
         let mut line = String::new();
         BufReader::new(child.stdout.take().expect("stdout"))
             .read_line(&mut line)
@@ -288,8 +303,17 @@ impl Up {
             .nth(1)
             .and_then(|s| s.split_whitespace().next())
             .expect("address in banner");
+        let after = |flag: &str| {
+            line.split(flag)
+                .nth(1)
+                .and_then(|s| s.split_whitespace().next())
+                .unwrap_or_else(|| panic!("{flag} in banner: {line}"))
+                .to_string()
+        };
+        let pg = (after(" -h "), after(" -p ").parse().expect("pgwire port"));
         Self {
             addr: addr.to_string(),
+            pg,
             child,
         }
     }

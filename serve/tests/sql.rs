@@ -1,0 +1,494 @@
+//! SQL over the live views on `reelflow up`, through every front end a
+//! user has: the real psql client (queries, `\dt`, `\d video_stats`),
+//! tokio-postgres with the extended protocol and parameters, and
+//! `POST /v1/sql` as JSON, CSV and Arrow. Rows follow the caller's role;
+//! writes, file reads, sleeps and runaway queries get errors and the server
+//! stays up; a reader never sees two views disagree while a writer appends.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+mod common;
+
+use reqwest::blocking::Client;
+use serde_json::{Value, json};
+
+/// A running `reelflow up` with an admin, two creators and a viewer.
+struct Platform {
+    _dir: tempfile::TempDir,
+    up: common::Up,
+    base: String,
+    http: Client,
+    admin: String,
+}
+
+const ADMIN: &str = "ops@example.org";
+const PASSWORD: &str = "a long password for sql";
+
+impl Platform {
+    fn start(config: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&data).expect("data dir");
+        let mut child = common::reelflow()
+            .args(["user", "create", "--data-dir"])
+            .arg(&data)
+            .args(["--email", ADMIN, "--admin"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("user create");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(format!("{PASSWORD}\n").as_bytes())
+            .expect("password");
+        assert!(child.wait().expect("wait").success());
+        let config_file = dir.path().join("reelflow.toml");
+        std::fs::write(&config_file, config).expect("config");
+        let up = common::Up::start_with(&data, &["--config", config_file.to_str().expect("path")]);
+        let base = format!("http://{}", up.addr);
+        let http = Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .expect("client");
+        let mut p = Self {
+            _dir: dir,
+            up,
+            base,
+            http,
+            admin: String::new(),
+        };
+        p.admin = p.login(ADMIN);
+        p
+    }
+
+    fn login(&self, email: &str) -> String {
+        let r: Value = self
+            .http
+            .post(format!("{}/v1/auth/login", self.base))
+            .json(&json!({"email": email, "password": PASSWORD}))
+            .send()
+            .and_then(|r| r.json())
+            .expect("login");
+        r["access_token"].as_str().unwrap_or_else(|| panic!("{r}")).to_string()
+    }
+
+    /// Registers `email` with `role`; returns (user id, access token).
+    fn register(&self, email: &str, role: &str) -> (String, String) {
+        let r: Value = self
+            .http
+            .post(format!("{}/v1/auth/register", self.base))
+            .json(&json!({"email": email, "password": PASSWORD, "role": role}))
+            .send()
+            .and_then(|r| r.json())
+            .expect("register");
+        (
+            r["user"]["id"].as_str().unwrap_or_else(|| panic!("{r}")).to_string(),
+            r["access_token"].as_str().expect("token").to_string(),
+        )
+    }
+
+    fn video(&self, token: &str, genre: &str) -> String {
+        let r: Value = self
+            .http
+            .post(format!("{}/v1/videos", self.base))
+            .bearer_auth(token)
+            .json(&json!({"title": "Clip", "genre": genre}))
+            .send()
+            .and_then(|r| r.json())
+            .expect("video");
+        r["id"].as_str().unwrap_or_else(|| panic!("{r}")).to_string()
+    }
+
+    /// A playback session on `video` (as `viewer`, if given).
+    fn play(&self, video: &str, viewer: Option<&str>, played_ms: u64) {
+        let mut req = self
+            .http
+            .post(format!("{}/v1/playback/events", self.base))
+            .json(&json!({
+                "video_id": video,
+                "events": [
+                    {"type": "session_start"},
+                    {"type": "first_frame", "startup_ms": 400},
+                    {"type": "heartbeat", "position_s": played_ms as f64 / 1000.0, "played_ms": played_ms},
+                ]
+            }));
+        if let Some(t) = viewer {
+            req = req.bearer_auth(t);
+        }
+        let r = req.send().expect("beacons");
+        assert_eq!(r.status(), 202, "{}", r.text().unwrap_or_default());
+    }
+
+    fn sql(&self, token: &str, query: &str, accept: &str) -> reqwest::blocking::Response {
+        self.http
+            .post(format!("{}/v1/sql", self.base))
+            .bearer_auth(token)
+            .header("accept", accept)
+            .json(&json!({"query": query}))
+            .send()
+            .expect("sql")
+    }
+
+    fn sql_json(&self, token: &str, query: &str) -> Value {
+        let r = self.sql(token, query, "application/json");
+        let status = r.status();
+        let body: Value = r.json().expect("json");
+        assert_eq!(status, 200, "{query}: {body}");
+        body
+    }
+
+    /// Polls until `query` (as admin) answers `want` rows.
+    fn wait_for_rows(&self, query: &str, want: usize) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let r = self.sql(&self.admin, query, "application/json");
+            if r.status() == 200 {
+                let body: Value = r.json().expect("json");
+                if body["rows"].as_array().is_some_and(|r| r.len() == want) {
+                    return body;
+                }
+                assert!(Instant::now() < deadline, "{query}: {body}");
+            }
+            assert!(Instant::now() < deadline, "{query} never answered");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// psql as `user`; returns (success, stdout, stderr).
+    fn psql(&self, user: &str, password: &str, command: &str) -> (bool, String, String) {
+        let (host, port) = &self.up.pg;
+        let out = Command::new("psql")
+            .env("PGPASSWORD", password)
+            .env("PGCONNECT_TIMEOUT", "10")
+            .args([
+                "-X",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                host,
+                "-p",
+                &port.to_string(),
+                "-U",
+                user,
+                "-d",
+                "reelflow",
+                "-c",
+                command,
+            ])
+            .output()
+            .expect("psql (Debian's postgresql-client) is installed by scripts/test.sh");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn psql_ok(&self, user: &str, command: &str) -> String {
+        let (ok, out, err) = self.psql(user, PASSWORD, command);
+        assert!(ok, "psql {command}: {err}");
+        out
+    }
+
+    fn pg_config(&self, user: &str) -> tokio_postgres::Config {
+        let mut c = tokio_postgres::Config::new();
+        c.host(&self.up.pg.0)
+            .port(self.up.pg.1)
+            .user(user)
+            .password(PASSWORD)
+            .dbname("reelflow")
+            .connect_timeout(Duration::from_secs(10));
+        c
+    }
+}
+
+const CONFIG: &str = "[sql]\ntimeout_s = 4\nmemory_mib = 32\n\n[limits]\nbeacons_per_ip_per_minute = 1000000\n";
+
+#[test]
+fn psql_http_and_drivers_read_the_live_views_by_role() {
+    let p = Platform::start(CONFIG);
+    let (_, creator_a) = p.register("a@example.org", "creator");
+    let (_, creator_b) = p.register("b@example.org", "creator");
+    let (viewer_id, viewer) = p.register("v@example.org", "viewer");
+    let va = p.video(&creator_a, "jazz");
+    let vb = p.video(&creator_b, "rock");
+    p.play(&va, Some(&viewer), 10_000);
+    p.play(&vb, None, 4_000);
+    let stats = p.wait_for_rows(
+        "SELECT video_id, views, watch_time_s FROM video_stats ORDER BY video_id",
+        2,
+    );
+
+    // HTTP, JSON: typed columns, the time read at.
+    assert_eq!(stats["columns"][1], json!({"name": "views", "type": "int8"}), "{stats}");
+    assert_eq!(stats["columns"][2]["type"], "float8");
+    let as_of = stats["as_of"].as_u64().expect("as_of");
+    let by_id = |id: &str| {
+        stats["rows"]
+            .as_array()
+            .expect("rows")
+            .iter()
+            .find(|r| r[0] == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("{id} in {stats}"))
+    };
+    assert_eq!(by_id(&va), json!([va, 1, 10.0]));
+    assert_eq!(by_id(&vb), json!([vb, 1, 4.0]));
+
+    // The same read at the same time, again; older than the history fails.
+    let again = p.sql_json(
+        &p.admin,
+        &format!("SELECT video_id, views, watch_time_s FROM video_stats ORDER BY video_id AS OF {as_of}"),
+    );
+    assert_eq!(again["rows"], stats["rows"]);
+    assert_eq!(again["as_of"], as_of);
+    let old = p.sql(&p.admin, "SELECT * FROM video_stats AS OF 1000", "application/json");
+    assert_eq!(old.status(), 503);
+    let problem: Value = old.json().expect("problem");
+    assert_eq!(problem["sqlstate"], "55000", "{problem}");
+
+    // CSV and Arrow.
+    let csv = p.sql(
+        &p.admin,
+        "SELECT genre, videos, views FROM genre_stats ORDER BY genre",
+        "text/csv",
+    );
+    assert_eq!(csv.status(), 200);
+    assert!(csv.headers().contains_key("reelflow-as-of"));
+    assert_eq!(csv.text().expect("csv"), "genre,videos,views\njazz,1,1\nrock,1,1\n");
+    let arrow = p.sql(
+        &p.admin,
+        "SELECT video_id, views FROM video_stats",
+        "application/vnd.apache.arrow.stream",
+    );
+    assert_eq!(arrow.status(), 200);
+    let bytes = arrow.bytes().expect("arrow");
+    let reader = datafusion::arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes.to_vec()), None)
+        .expect("an Arrow IPC stream");
+    let rows: usize = reader.map(|b| b.expect("batch").num_rows()).sum();
+    assert_eq!(rows, 2);
+
+    // psql: queries, \dt and \d, as the admin.
+    let out = p.psql_ok(
+        ADMIN,
+        &format!("SELECT views, watch_time_s FROM video_stats WHERE video_id = '{va}'"),
+    );
+    assert_eq!(out.trim(), "1|10.0");
+    let tables = p.psql_ok(ADMIN, "\\dt");
+    for view in ["video_stats", "trending", "watch_history", "source_progress"] {
+        assert!(tables.contains(&format!("public|{view}|table")), "{tables}");
+    }
+    let described = p.psql_ok(ADMIN, "\\d video_stats");
+    for line in [
+        "video_id|text",
+        "views|bigint",
+        "watch_time_s|double precision",
+        "last_view_at|timestamp with time zone",
+    ] {
+        assert!(described.contains(line), "{line} in {described}");
+    }
+    let (ok, _, err) = p.psql(ADMIN, "not the password", "SELECT 1");
+    assert!(
+        !ok && err.to_lowercase().contains("password authentication failed"),
+        "{err}"
+    );
+
+    // Rows follow the role: creators see their own videos, viewers only
+    // their own history.
+    let out = p.psql_ok("a@example.org", "SELECT video_id FROM video_stats");
+    assert_eq!(out.trim(), va);
+    let out = p.psql_ok("v@example.org", "SELECT count(*) FROM video_stats");
+    assert_eq!(out.trim(), "0");
+    let out = p.psql_ok("v@example.org", "SELECT user_id, video_id FROM watch_history");
+    assert_eq!(out.trim(), format!("{viewer_id}|{va}"));
+    let out = p.psql_ok("b@example.org", "SELECT count(*) FROM watch_history");
+    assert_eq!(out.trim(), "0");
+    let r = p.sql_json(&creator_b, "SELECT count(*) AS n FROM genre_stats");
+    assert_eq!(r["rows"], json!([[0]]), "platform-wide views are for admins");
+
+    // tokio-postgres: the extended protocol, parameters, binary types.
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let (client, connection) = p
+            .pg_config(ADMIN)
+            .connect(tokio_postgres::NoTls)
+            .await
+            .expect("connect");
+        tokio::spawn(connection);
+        let rows = client
+            .query(
+                "SELECT video_id, views, watch_time_s, last_view_at FROM video_stats WHERE video_id = $1",
+                &[&va],
+            )
+            .await
+            .expect("query with a parameter");
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].get::<_, String>("video_id"), va);
+        assert_eq!(rows[0].get::<_, i64>("views"), 1);
+        assert_eq!(rows[0].get::<_, f64>("watch_time_s"), 10.0);
+        let last: chrono::DateTime<chrono::Utc> = rows[0].get("last_view_at");
+        assert!((chrono::Utc::now() - last).num_seconds().abs() < 120, "{last}");
+        // Lists travel as arrays (video_status.renditions is a text[]).
+        let list = client
+            .query_one("SELECT make_array('720p', '360p') AS renditions", &[])
+            .await
+            .expect("a text[] column");
+        assert_eq!(list.get::<_, Vec<String>>("renditions"), ["720p", "360p"]);
+        let n = client
+            .query_one("SELECT count(*) FROM video_stats WHERE views >= $1", &[&1i64])
+            .await
+            .expect("int parameter");
+        assert_eq!(n.get::<_, i64>(0), 2);
+    });
+}
+
+#[test]
+fn writes_escapes_and_runaway_queries_get_errors_and_the_server_stays_up() {
+    let p = Platform::start(CONFIG);
+    p.wait_for_rows("SELECT 1", 1);
+    let cases = [
+        ("CREATE TABLE t (a BIGINT)", "25006"),
+        ("INSERT INTO video_stats (views) VALUES (1)", "25006"),
+        ("DELETE FROM video_stats", "25006"),
+        ("COPY video_stats TO '/tmp/reelflow-escape.csv'", "25006"),
+        ("CREATE EXTERNAL TABLE t STORED AS CSV LOCATION '/etc/passwd'", "25006"),
+        ("SELECT * FROM '/etc/passwd'", "42P01"),
+        ("SELECT pg_sleep(5)", "42883"),
+        ("SELECT * FROM no_such_view", "42P01"),
+        ("SELEC 1", "42601"),
+        ("SELECT count(*) FROM range(200000) a, range(200000) b", "57014"),
+        ("SELECT value FROM range(20000000) ORDER BY value DESC", "53200"),
+    ];
+    for (query, code) in cases {
+        let started = Instant::now();
+        let r = p.sql(&p.admin, query, "application/json");
+        let status = r.status();
+        let problem: Value = r.json().expect("problem");
+        assert!(
+            status.is_client_error() || status.is_server_error(),
+            "{query}: {status} {problem}"
+        );
+        assert_eq!(problem["sqlstate"], code, "{query}: {problem}");
+        assert!(problem["detail"].as_str().is_some_and(|d| !d.is_empty()), "{problem}");
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{query} took {:?}",
+            started.elapsed()
+        );
+        // Still up.
+        assert_eq!(p.sql_json(&p.admin, "SELECT 1 AS one")["rows"], json!([[1]]));
+    }
+    // psql shows the position and the hint.
+    let (ok, _, err) = p.psql(
+        ADMIN,
+        PASSWORD,
+        "SELECT views FROM video_stats WHERE views > 1 ORDER BY 1 LIMT 5",
+    );
+    assert!(!ok);
+    assert!(err.contains("42601") || err.contains("ERROR"), "{err}");
+    assert!(
+        err.contains("LINE 1:") && err.contains('^'),
+        "psql points at the error: {err}"
+    );
+    let (ok, _, err) = p.psql(ADMIN, PASSWORD, "DROP TABLE video_stats");
+    assert!(!ok && err.contains("HINT:") && err.contains("read-only"), "{err}");
+
+    // A cancel request stops a running statement.
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let (client, connection) = p
+            .pg_config(ADMIN)
+            .connect(tokio_postgres::NoTls)
+            .await
+            .expect("connect");
+        tokio::spawn(connection);
+        let cancel = client.cancel_token();
+        let started = Instant::now();
+        let canceller = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            cancel.cancel_query(tokio_postgres::NoTls).await.expect("cancel");
+        });
+        let err = client
+            .simple_query("SELECT count(*) FROM range(200000) a, range(200000) b")
+            .await
+            .expect_err("canceled");
+        canceller.await.expect("canceller");
+        assert_eq!(
+            err.code(),
+            Some(&tokio_postgres::error::SqlState::QUERY_CANCELED),
+            "{err}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "canceled, not timed out: {:?}",
+            started.elapsed()
+        );
+        let one = client
+            .query_one("SELECT 1::BIGINT", &[])
+            .await
+            .expect("the connection still works");
+        assert_eq!(one.get::<_, i64>(0), 1);
+    });
+}
+
+/// Two views that must agree — each video's views in `video_stats` and
+/// sessions in `qoe`, and the platform's views summed by video and by genre
+/// — read together while beacons keep arriving: every answer agrees.
+#[test]
+fn a_join_of_two_views_never_sees_half_an_update() {
+    let p = Platform::start(CONFIG);
+    let (_, creator) = p.register("c@example.org", "creator");
+    let videos = [p.video(&creator, "jazz"), p.video(&creator, "rock")];
+    p.play(&videos[0], None, 1000);
+    p.wait_for_rows("SELECT video_id FROM video_stats", 1);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (base, videos, stop) = (p.base.clone(), videos.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let http = Client::new();
+            let mut sent = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let r = http
+                    .post(format!("{base}/v1/playback/events"))
+                    .json(&json!({"video_id": videos[(sent % 2) as usize], "events": [{"type": "session_start"}]}))
+                    .send()
+                    .expect("beacon");
+                assert_eq!(r.status(), 202);
+                sent += 1;
+            }
+            sent
+        })
+    };
+    let query = "SELECT \
+        (SELECT count(*) FROM video_stats s JOIN qoe q ON s.video_id = q.video_id WHERE s.views <> q.sessions) AS disagreeing, \
+        (SELECT sum(views) FROM video_stats) AS by_video, \
+        (SELECT sum(views) FROM genre_stats) AS by_genre";
+    let deadline = Instant::now() + Duration::from_secs(6);
+    let mut seen = std::collections::BTreeSet::new();
+    let mut reads = 0;
+    while Instant::now() < deadline {
+        let r = p.sql_json(&p.admin, query);
+        let row = &r["rows"][0];
+        assert_eq!(row[0], 0, "views and sessions disagree at {}: {r}", r["as_of"]);
+        assert_eq!(
+            row[1], row[2],
+            "views by video and by genre disagree at {}: {r}",
+            r["as_of"]
+        );
+        seen.insert(row[1].as_i64().expect("views"));
+        reads += 1;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let sent = writer.join().expect("writer");
+    assert!(sent > 20, "the writer kept writing ({sent})");
+    assert!(
+        seen.len() > 3,
+        "reads saw the views move ({reads} reads, totals {seen:?})"
+    );
+}

@@ -1,0 +1,289 @@
+//! The SQL engine: one DataFusion session whose tables are the live views,
+//! and the rules every statement runs under.
+//!
+//! - **One timestamp per statement**: before planning, the engine picks the
+//!   time to read at — the latest one complete for every view, or the one
+//!   an `AS OF <ms>` suffix names — and every scan of the statement reads
+//!   there, so a join of two views never sees half an update. The answer
+//!   says which time it read.
+//! - **Read-only**: DDL, DML, `COPY`, `SET` and every other statement that
+//!   is not a query are refused before planning; nothing that reads files
+//!   or URLs is registered (no external tables, no URL tables, no file
+//!   functions).
+//! - **Bounded**: every statement has a timeout and a memory limit (sorts,
+//!   joins and aggregates that would exceed it fail instead of growing).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::{DataFusionError, ScalarValue};
+use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use reelflow_dataflows::{PeekClient, PeekError, Time, View};
+
+use crate::access::Principal;
+use crate::error::SqlError;
+use crate::provider::{QueryScope, ViewTable};
+
+/// Limits of every statement.
+#[derive(Debug, Clone, Copy)]
+pub struct SqlLimits {
+    /// Longest a statement may run, planning included.
+    pub timeout: Duration,
+    /// Memory the operators of one statement may hold, bytes.
+    pub memory_bytes: usize,
+}
+
+impl Default for SqlLimits {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(30),
+            memory_bytes: 256 << 20,
+        }
+    }
+}
+
+/// A statement's answer.
+#[derive(Debug, Clone)]
+pub struct QueryOutput {
+    /// The time every table was read at (ms of log time).
+    pub as_of: Time,
+    /// The columns.
+    pub schema: SchemaRef,
+    /// The rows.
+    pub batches: Vec<RecordBatch>,
+}
+
+impl QueryOutput {
+    /// Rows in all batches.
+    pub fn row_count(&self) -> usize {
+        self.batches.iter().map(RecordBatch::num_rows).sum()
+    }
+}
+
+/// SQL over the live views. Cheap to clone.
+#[derive(Clone)]
+pub struct SqlEngine {
+    ctx: SessionContext,
+    views: PeekClient,
+    limits: SqlLimits,
+}
+
+impl std::fmt::Debug for SqlEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlEngine").field("limits", &self.limits).finish()
+    }
+}
+
+/// A statement split from its `AS OF` suffix.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Statement<'a> {
+    /// The SQL, without the suffix.
+    pub sql: &'a str,
+    /// The time it asks for, if any.
+    pub as_of: Option<Time>,
+}
+
+/// Splits a trailing `AS OF <milliseconds>` (as Materialize writes it) off
+/// `sql`.
+pub fn split_as_of(sql: &str) -> Result<Statement<'_>, SqlError> {
+    let trimmed = sql.trim_end().trim_end_matches(';').trim_end();
+    let upper = trimmed.to_ascii_uppercase();
+    let Some(at) = upper.rfind("AS OF") else {
+        return Ok(Statement { sql, as_of: None });
+    };
+    let rest = trimmed[at + 5..].trim();
+    let before = &trimmed[..at];
+    // Only a suffix: `AS OF` must follow whitespace and be followed by a
+    // number and nothing else.
+    if !before.ends_with(char::is_whitespace) || rest.is_empty() || rest.contains(char::is_whitespace) {
+        return Ok(Statement { sql, as_of: None });
+    }
+    if !rest.bytes().all(|b| b.is_ascii_digit()) {
+        return Ok(Statement { sql, as_of: None });
+    }
+    match rest.parse::<Time>() {
+        Ok(t) => Ok(Statement {
+            sql: before.trim_end(),
+            as_of: Some(t),
+        }),
+        Err(_) => Err(SqlError::syntax(
+            format!("AS OF {rest} is not a time in milliseconds since 1970"),
+            Some(at + 7),
+        )
+        .with_hint("for example: SELECT * FROM video_stats AS OF 1795665122030")),
+    }
+}
+
+impl SqlEngine {
+    /// An engine over `views`.
+    pub fn new(views: PeekClient, limits: SqlLimits) -> Result<Self, SqlError> {
+        let config = SessionConfig::new()
+            .with_information_schema(true)
+            .with_default_catalog_and_schema("reelflow", "public")
+            .with_target_partitions(2)
+            .with_batch_size(8192);
+        // No spilling: a statement past its memory limit fails rather than
+        // filling the disk.
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_limit(limits.memory_bytes, 1.0)
+            .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled))
+            .build_arc()
+            .map_err(SqlError::from)?;
+        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        for view in View::ALL {
+            ctx.register_table(view.def().name, Arc::new(ViewTable::new(view, views.clone())))
+                .map_err(SqlError::from)?;
+        }
+        Ok(Self { ctx, views, limits })
+    }
+
+    /// The latest time every view is complete at.
+    pub fn readable_at(&self) -> Option<Time> {
+        self.views.readable_at()
+    }
+
+    /// Runs one read-only statement as `principal`.
+    pub async fn query(&self, sql: &str, principal: Principal) -> Result<QueryOutput, SqlError> {
+        self.query_with_params(sql, Vec::new(), principal).await
+    }
+
+    /// Runs one read-only statement with values for its `$1`, `$2`…
+    pub async fn query_with_params(
+        &self,
+        sql: &str,
+        params: Vec<ScalarValue>,
+        principal: Principal,
+    ) -> Result<QueryOutput, SqlError> {
+        let statement = split_as_of(sql)?;
+        let as_of = match statement.as_of {
+            Some(t) => t,
+            None => self
+                .views
+                .readable_at()
+                .ok_or_else(|| SqlError::from(PeekError::NotReady))?,
+        };
+        let run = self.run(statement.sql, params, as_of, principal);
+        match tokio::time::timeout(self.limits.timeout, run).await {
+            Ok(result) => result,
+            Err(_) => Err(SqlError::timeout(self.limits.timeout)),
+        }
+    }
+
+    async fn run(
+        &self,
+        sql: &str,
+        params: Vec<ScalarValue>,
+        as_of: Time,
+        principal: Principal,
+    ) -> Result<QueryOutput, SqlError> {
+        let mut state = self.ctx.state();
+        state
+            .config_mut()
+            .set_extension(Arc::new(QueryScope { as_of, principal }));
+        let plan = state
+            .create_logical_plan(sql)
+            .await
+            .map_err(|e| SqlError::from(e).locate(sql))?;
+        read_only()
+            .verify_plan(&plan)
+            .map_err(|e| SqlError::read_only(e.to_string()))?;
+        let plan = if params.is_empty() {
+            plan
+        } else {
+            plan.with_param_values(params).map_err(SqlError::from)?
+        };
+        let physical = state.create_physical_plan(&plan).await.map_err(SqlError::from)?;
+        let schema = physical.schema();
+        let batches = datafusion::physical_plan::collect(physical, state.task_ctx())
+            .await
+            .map_err(SqlError::from)?;
+        Ok(QueryOutput { as_of, schema, batches })
+    }
+
+    /// Plans `sql` and returns the schema of its answer, without running it
+    /// (for the extended protocol's Describe).
+    pub async fn describe(&self, sql: &str, principal: Principal) -> Result<SchemaRef, SqlError> {
+        let statement = split_as_of(sql)?;
+        let as_of = statement.as_of.or_else(|| self.views.readable_at()).unwrap_or(0);
+        let mut state = self.ctx.state();
+        state
+            .config_mut()
+            .set_extension(Arc::new(QueryScope { as_of, principal }));
+        let plan = state
+            .create_logical_plan(statement.sql)
+            .await
+            .map_err(|e| SqlError::from(e).locate(statement.sql))?;
+        read_only()
+            .verify_plan(&plan)
+            .map_err(|e| SqlError::read_only(e.to_string()))?;
+        Ok(Arc::new(plan.schema().as_arrow().clone()))
+    }
+
+    /// The types DataFusion infers for the statement's `$1`, `$2`… (`None`
+    /// where it cannot tell).
+    pub async fn parameter_types(&self, sql: &str, principal: Principal) -> Result<Vec<Option<DataType>>, SqlError> {
+        let statement = split_as_of(sql)?;
+        let as_of = statement.as_of.or_else(|| self.views.readable_at()).unwrap_or(0);
+        let mut state = self.ctx.state();
+        state
+            .config_mut()
+            .set_extension(Arc::new(QueryScope { as_of, principal }));
+        let plan = state
+            .create_logical_plan(statement.sql)
+            .await
+            .map_err(|e| SqlError::from(e).locate(statement.sql))?;
+        let types = plan.get_parameter_types().map_err(SqlError::from)?;
+        let mut numbered: Vec<(usize, Option<DataType>)> = types
+            .into_iter()
+            .filter_map(|(name, ty)| Some((name.trim_start_matches('$').parse::<usize>().ok()?, ty)))
+            .collect();
+        numbered.sort_by_key(|(n, _)| *n);
+        let n = numbered.last().map_or(0, |(n, _)| *n);
+        let mut out = vec![None; n];
+        for (i, ty) in numbered {
+            if i >= 1 {
+                out[i - 1] = ty;
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn read_only() -> SQLOptions {
+    SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
+}
+
+impl From<DataFusionError> for SqlError {
+    fn from(e: DataFusionError) -> Self {
+        crate::error::from_datafusion(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn as_of_is_a_suffix_in_milliseconds() {
+        assert_eq!(
+            split_as_of("SELECT * FROM video_stats AS OF 1700000000000;").expect("ok"),
+            Statement {
+                sql: "SELECT * FROM video_stats",
+                as_of: Some(1_700_000_000_000)
+            }
+        );
+        assert_eq!(split_as_of("select 1 as of").expect("ok").as_of, None);
+        assert_eq!(split_as_of("SELECT 'as of 5'").expect("ok").as_of, None);
+        assert_eq!(split_as_of("SELECT x AS of_col FROM t").expect("ok").as_of, None);
+        assert_eq!(split_as_of("SELECT 1 AS OF yesterday").expect("ok").as_of, None);
+        let bad = split_as_of("SELECT 1 AS OF 99999999999999999999999").expect_err("too large");
+        assert!(bad.hint.is_some());
+    }
+}

@@ -1,0 +1,585 @@
+//! The PostgreSQL wire protocol (the `pgwire` crate): psql, drivers and
+//! dashboards connect to the live views as to a read-only PostgreSQL.
+//!
+//! - Simple and extended query protocols; parameters (`$1`) are bound as
+//!   typed values by DataFusion, never spliced into the text.
+//! - Column types: `bool`, `int8`, `float8`, `text`, `timestamptz`,
+//!   `text[]` (and the other Arrow types a query may produce), in text or
+//!   binary as the client asks.
+//! - Password authentication with Reelflow accounts (email and password,
+//!   verified by an [`Authenticator`] over the accounts database); the
+//!   account's role decides which rows it reads ([`crate::access`]).
+//! - Cancel requests stop the running statement.
+//! - Session chatter clients send (`SET`, `BEGIN`, `COMMIT`, `SHOW
+//!   server_version`…) is answered; psql's catalog queries (`\d`, `\dt`,
+//!   `\d video_stats`) are answered by [`crate::pg_catalog`].
+
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDateTime, Utc};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray};
+use datafusion::arrow::datatypes::{DataType, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use datafusion::common::ScalarValue;
+use futures::stream;
+use pgwire::api::auth::cleartext::CleartextPasswordAuthStartupHandler;
+use pgwire::api::auth::{AuthSource, DefaultServerParameterProvider, LoginInfo, Password};
+use pgwire::api::cancel::DefaultCancelHandler;
+use pgwire::api::portal::{Format, Portal};
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::results::{
+    DataRowEncoder, DescribePortalResponse, DescribeResponse, DescribeStatementResponse, FieldFormat, FieldInfo,
+    QueryResponse, Response, Tag,
+};
+use pgwire::api::stmt::{NoopQueryParser, StoredStatement};
+use pgwire::api::{ClientInfo, ConnectionManager, METADATA_USER, PgWireServerHandlers, Type};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::data::DataRow;
+
+use crate::access::Principal;
+use crate::engine::SqlEngine;
+use crate::error::{SqlError, sqlstate};
+use crate::pg_catalog;
+
+/// Checks Reelflow accounts for the wire protocol.
+#[async_trait]
+pub trait Authenticator: Send + Sync + Debug + 'static {
+    /// Whether `password` is the password of the account `user` (an email).
+    async fn verify(&self, user: &str, password: &str) -> bool;
+    /// What `user` may read, as of now.
+    async fn principal(&self, user: &str) -> Result<Principal, String>;
+}
+
+/// The version announced to clients: psql adapts its catalog queries to it.
+pub const SERVER_VERSION: &str = "15.0 (Reelflow)";
+
+#[derive(Debug)]
+struct Accounts(Arc<dyn Authenticator>);
+
+#[async_trait]
+impl AuthSource for Accounts {
+    async fn get_password(&self, _login: &LoginInfo) -> PgWireResult<Password> {
+        Err(PgWireError::ApiError("passwords are verified, never read".into()))
+    }
+
+    async fn verify_password(&self, login: &LoginInfo, presented: &[u8]) -> PgWireResult<Option<()>> {
+        let user = login.user().unwrap_or_default().to_string();
+        let password = String::from_utf8_lossy(presented);
+        let password = password.trim_end_matches('\0');
+        if self.0.verify(&user, password).await {
+            Ok(None)
+        } else {
+            Err(PgWireError::InvalidPassword(user))
+        }
+    }
+}
+
+/// A caller's principal, refreshed now and then (a creator's new videos
+/// show up within [`PRINCIPAL_TTL`]).
+struct CachedPrincipal {
+    principal: Principal,
+    at: Instant,
+}
+
+const PRINCIPAL_TTL: Duration = Duration::from_secs(10);
+
+/// The query handlers of every connection.
+#[derive(Debug)]
+pub struct Backend {
+    engine: SqlEngine,
+    auth: Arc<dyn Authenticator>,
+    parser: Arc<NoopQueryParser>,
+}
+
+/// Everything `process_socket` needs.
+pub struct PgServer {
+    backend: Arc<Backend>,
+    startup: Arc<CleartextPasswordAuthStartupHandler<Accounts, DefaultServerParameterProvider>>,
+    cancel: Arc<DefaultCancelHandler>,
+}
+
+impl Debug for PgServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgServer").field("backend", &self.backend).finish()
+    }
+}
+
+impl PgServer {
+    /// A server answering from `engine`, with accounts from `auth`.
+    pub fn new(engine: SqlEngine, auth: Arc<dyn Authenticator>) -> Arc<Self> {
+        let manager = Arc::new(ConnectionManager::new());
+        let mut parameters = DefaultServerParameterProvider::default();
+        parameters.server_version = SERVER_VERSION.into();
+        let startup = CleartextPasswordAuthStartupHandler::new(Accounts(Arc::clone(&auth)), parameters)
+            .with_connection_manager(Arc::clone(&manager));
+        Arc::new(Self {
+            backend: Arc::new(Backend {
+                engine,
+                auth,
+                parser: Arc::new(NoopQueryParser::new()),
+            }),
+            startup: Arc::new(startup),
+            cancel: Arc::new(DefaultCancelHandler::new(manager)),
+        })
+    }
+
+    /// Serves connections from `listener` until the task is dropped.
+    pub async fn serve(self: Arc<Self>, listener: tokio::net::TcpListener) {
+        loop {
+            match listener.accept().await {
+                Ok((socket, _)) => {
+                    let server = Arc::clone(&self);
+                    tokio::spawn(async move {
+                        if let Err(e) = pgwire::tokio::process_socket(socket, None, server).await {
+                            tracing::debug!(error = %e, "a pgwire connection ended with an error");
+                        }
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accepting a pgwire connection failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+}
+
+impl PgWireServerHandlers for PgServer {
+    fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
+        Arc::clone(&self.backend)
+    }
+
+    fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
+        Arc::clone(&self.backend)
+    }
+
+    fn startup_handler(&self) -> Arc<impl pgwire::api::auth::StartupHandler> {
+        Arc::clone(&self.startup)
+    }
+
+    fn cancel_handler(&self) -> Arc<impl pgwire::api::cancel::CancelHandler> {
+        Arc::clone(&self.cancel)
+    }
+}
+
+/// A wire error for `e`, with its SQLSTATE, position and hint.
+pub fn wire_error(e: &SqlError) -> PgWireError {
+    let mut info = ErrorInfo::new("ERROR".to_owned(), e.code.to_owned(), e.message.clone());
+    info.hint = e.hint.clone();
+    info.position = e.position.map(|p| p.to_string());
+    PgWireError::UserError(Box::new(info))
+}
+
+/// The PostgreSQL type of an Arrow type.
+pub fn pg_type(ty: &DataType) -> Type {
+    match ty {
+        DataType::Boolean => Type::BOOL,
+        DataType::Int8 | DataType::Int16 | DataType::UInt8 => Type::INT2,
+        DataType::Int32 | DataType::UInt16 => Type::INT4,
+        DataType::Int64 | DataType::UInt32 | DataType::UInt64 => Type::INT8,
+        DataType::Float16 | DataType::Float32 => Type::FLOAT4,
+        DataType::Float64 => Type::FLOAT8,
+        DataType::Timestamp(_, Some(_)) => Type::TIMESTAMPTZ,
+        DataType::Timestamp(_, None) => Type::TIMESTAMP,
+        DataType::List(f) | DataType::LargeList(f) => match f.data_type() {
+            DataType::Int64 => Type::INT8_ARRAY,
+            DataType::Float64 => Type::FLOAT8_ARRAY,
+            DataType::Boolean => Type::BOOL_ARRAY,
+            _ => Type::TEXT_ARRAY,
+        },
+        _ => Type::TEXT,
+    }
+}
+
+/// The Arrow type a parameter of PostgreSQL type `ty` binds as.
+fn arrow_of(ty: &Type) -> DataType {
+    match *ty {
+        Type::BOOL => DataType::Boolean,
+        Type::INT2 | Type::INT4 | Type::INT8 => DataType::Int64,
+        Type::FLOAT4 | Type::FLOAT8 | Type::NUMERIC => DataType::Float64,
+        _ => DataType::Utf8,
+    }
+}
+
+fn fields(schema: &SchemaRef, format: &Format) -> Vec<FieldInfo> {
+    schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            FieldInfo::new(
+                f.name().clone(),
+                None,
+                None,
+                pg_type(f.data_type()),
+                format.format_for(i),
+            )
+        })
+        .collect()
+}
+
+fn encode_cell(enc: &mut DataRowEncoder, array: &ArrayRef, row: usize, ty: &Type) -> PgWireResult<()> {
+    let null = array.is_null(row);
+    macro_rules! opt {
+        ($v:expr) => {
+            if null { None } else { Some($v) }
+        };
+    }
+    match (array.data_type(), ty) {
+        (DataType::Boolean, _) => enc.encode_field(&opt!(array.as_boolean().value(row))),
+        (DataType::Int64, _) => enc.encode_field(&opt!(array.as_primitive::<Int64Type>().value(row))),
+        (DataType::Int32, _) => enc.encode_field(&opt!(array.as_primitive::<Int32Type>().value(row))),
+        (DataType::Int16, _) => enc.encode_field(&opt!(array.as_primitive::<Int16Type>().value(row))),
+        (DataType::Float64, _) => enc.encode_field(&opt!(array.as_primitive::<Float64Type>().value(row))),
+        (DataType::Float32, _) => enc.encode_field(&opt!(array.as_primitive::<Float32Type>().value(row))),
+        (DataType::Timestamp(unit, tz), _) => {
+            let ms = opt!(crate::http::timestamp_ms(array, row, *unit));
+            let at = ms.and_then(DateTime::<Utc>::from_timestamp_millis);
+            if tz.is_some() {
+                enc.encode_field(&at)
+            } else {
+                enc.encode_field(&at.map(|t| t.naive_utc()) as &Option<NaiveDateTime>)
+            }
+        }
+        (DataType::List(_), t) if *t == Type::TEXT_ARRAY => {
+            let items: Option<Vec<Option<String>>> = opt!({
+                let list = array.as_list::<i32>().value(row);
+                (0..list.len()).map(|i| text_of(&list, i)).collect()
+            });
+            enc.encode_field(&items)
+        }
+        _ => enc.encode_field(&text_of(array, row)),
+    }
+}
+
+/// A cell as text, as PostgreSQL would print it.
+fn text_of(array: &ArrayRef, row: usize) -> Option<String> {
+    if array.is_null(row) {
+        return None;
+    }
+    match array.data_type() {
+        DataType::Utf8 => Some(array.as_string::<i32>().value(row).to_string()),
+        DataType::LargeUtf8 => Some(array.as_string::<i64>().value(row).to_string()),
+        DataType::Utf8View => Some(array.as_string_view().value(row).to_string()),
+        _ => ArrayFormatter::try_new(array.as_ref(), &FormatOptions::default())
+            .ok()
+            .map(|f| f.value(row).to_string()),
+    }
+}
+
+fn rows(batches: Vec<RecordBatch>, fields: Arc<Vec<FieldInfo>>) -> Vec<PgWireResult<DataRow>> {
+    let mut out = Vec::new();
+    let mut enc = DataRowEncoder::new(Arc::clone(&fields));
+    for b in &batches {
+        for r in 0..b.num_rows() {
+            let mut result = Ok(());
+            for (c, f) in b.columns().iter().zip(fields.iter()) {
+                result = encode_cell(&mut enc, c, r, f.datatype());
+                if result.is_err() {
+                    break;
+                }
+            }
+            out.push(result.map(|()| enc.take_row()));
+        }
+    }
+    out
+}
+
+/// What kind of statement `sql` is, for the ones answered without the
+/// engine.
+enum Chatter {
+    Set,
+    Begin,
+    Commit,
+    Rollback,
+    Show(&'static str, String),
+}
+
+fn chatter(sql: &str) -> Option<Chatter> {
+    let lower = sql.trim().trim_end_matches(';').trim().to_ascii_lowercase();
+    let first = lower.split_whitespace().next().unwrap_or("");
+    match first {
+        "set" | "reset" | "discard" | "deallocate" => Some(Chatter::Set),
+        "begin" | "start" => Some(Chatter::Begin),
+        "commit" | "end" => Some(Chatter::Commit),
+        "rollback" | "abort" => Some(Chatter::Rollback),
+        "show" => {
+            let name = lower.trim_start_matches("show").trim();
+            let value = match name {
+                "server_version" => SERVER_VERSION.to_string(),
+                "server_version_num" => "150000".into(),
+                "timezone" | "time zone" => "UTC".into(),
+                "standard_conforming_strings" => "on".into(),
+                "client_encoding" | "server_encoding" => "UTF8".into(),
+                "search_path" => "public".into(),
+                "transaction_isolation" | "transaction isolation level" => "serializable".into(),
+                "transaction_read_only" => "on".into(),
+                "datestyle" => "ISO, MDY".into(),
+                "max_identifier_length" => "63".into(),
+                _ => return None,
+            };
+            let column: &'static str = match name {
+                "server_version" => "server_version",
+                "server_version_num" => "server_version_num",
+                "timezone" | "time zone" => "TimeZone",
+                "standard_conforming_strings" => "standard_conforming_strings",
+                "client_encoding" => "client_encoding",
+                "server_encoding" => "server_encoding",
+                "search_path" => "search_path",
+                "transaction_read_only" => "transaction_read_only",
+                "datestyle" => "DateStyle",
+                "max_identifier_length" => "max_identifier_length",
+                _ => "transaction_isolation",
+            };
+            Some(Chatter::Show(column, value))
+        }
+        _ => None,
+    }
+}
+
+/// A result of text columns.
+pub fn text_response(columns: &[&str], values: Vec<Vec<Option<String>>>) -> Response {
+    let fields: Arc<Vec<FieldInfo>> = Arc::new(
+        columns
+            .iter()
+            .map(|c| FieldInfo::new((*c).to_string(), None, None, Type::TEXT, FieldFormat::Text))
+            .collect(),
+    );
+    let mut enc = DataRowEncoder::new(Arc::clone(&fields));
+    let rows: Vec<PgWireResult<DataRow>> = values
+        .into_iter()
+        .map(|row| {
+            for v in &row {
+                enc.encode_field(v)?;
+            }
+            Ok(enc.take_row())
+        })
+        .collect();
+    Response::Query(QueryResponse::new(fields, stream::iter(rows)))
+}
+
+impl Backend {
+    async fn principal<C: ClientInfo>(&self, client: &C) -> PgWireResult<Principal> {
+        let ext = client.session_extensions();
+        if let Some(cached) = ext.get::<CachedPrincipal>()
+            && cached.at.elapsed() < PRINCIPAL_TTL
+        {
+            return Ok(cached.principal.clone());
+        }
+        let user = client.metadata().get(METADATA_USER).cloned().unwrap_or_default();
+        let principal = self
+            .auth
+            .principal(&user)
+            .await
+            .map_err(|e| wire_error(&SqlError::new(sqlstate::INVALID_PASSWORD, e)))?;
+        ext.insert(CachedPrincipal {
+            principal: principal.clone(),
+            at: Instant::now(),
+        });
+        Ok(principal)
+    }
+
+    /// Runs one statement.
+    async fn run<C: ClientInfo>(
+        &self,
+        client: &C,
+        sql: &str,
+        params: Vec<ScalarValue>,
+        format: &Format,
+    ) -> PgWireResult<Response> {
+        if sql.trim().trim_end_matches(';').trim().is_empty() {
+            return Ok(Response::EmptyQuery);
+        }
+        match chatter(sql) {
+            Some(Chatter::Set) => return Ok(Response::Execution(Tag::new("SET"))),
+            Some(Chatter::Begin) => return Ok(Response::TransactionStart(Tag::new("BEGIN"))),
+            Some(Chatter::Commit) => return Ok(Response::TransactionEnd(Tag::new("COMMIT"))),
+            Some(Chatter::Rollback) => return Ok(Response::TransactionEnd(Tag::new("ROLLBACK"))),
+            Some(Chatter::Show(column, value)) => return Ok(text_response(&[column], vec![vec![Some(value)]])),
+            None => {}
+        }
+        let principal = self.principal(client).await?;
+        if let Some(answer) = pg_catalog::answer(sql, &principal) {
+            let columns: Vec<&str> = answer.columns.iter().map(String::as_str).collect();
+            return Ok(text_response(&columns, answer.rows));
+        }
+        let out = self
+            .engine
+            .query_with_params(sql, params, principal)
+            .await
+            .map_err(|e| wire_error(&e))?;
+        let fields = Arc::new(fields(&out.schema, format));
+        let rows = rows(out.batches, Arc::clone(&fields));
+        Ok(Response::Query(QueryResponse::new(fields, stream::iter(rows))))
+    }
+}
+
+#[async_trait]
+impl SimpleQueryHandler for Backend {
+    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let mut out = Vec::new();
+        for statement in crate::split::statements(query) {
+            out.push(self.run(client, &statement, Vec::new(), &Format::UnifiedText).await?);
+        }
+        if out.is_empty() {
+            out.push(Response::EmptyQuery);
+        }
+        Ok(out)
+    }
+}
+
+/// Reads parameter `i` of `portal` as the Arrow type it binds as.
+fn parameter(portal: &Portal<String>, i: usize, ty: &Type) -> PgWireResult<ScalarValue> {
+    Ok(match arrow_of(ty) {
+        DataType::Boolean => ScalarValue::Boolean(portal.parameter::<bool>(i, &Type::BOOL)?),
+        DataType::Int64 => match *ty {
+            Type::INT2 => ScalarValue::Int64(portal.parameter::<i16>(i, ty)?.map(i64::from)),
+            Type::INT4 => ScalarValue::Int64(portal.parameter::<i32>(i, ty)?.map(i64::from)),
+            _ => ScalarValue::Int64(portal.parameter::<i64>(i, &Type::INT8)?),
+        },
+        DataType::Float64 => match *ty {
+            Type::FLOAT4 => ScalarValue::Float64(portal.parameter::<f32>(i, ty)?.map(f64::from)),
+            _ => ScalarValue::Float64(portal.parameter::<f64>(i, &Type::FLOAT8)?),
+        },
+        _ => ScalarValue::Utf8(portal.parameter::<String>(i, &Type::TEXT)?),
+    })
+}
+
+#[async_trait]
+impl ExtendedQueryHandler for Backend {
+    type Statement = String;
+    type QueryParser = NoopQueryParser;
+
+    fn query_parser(&self) -> Arc<Self::QueryParser> {
+        Arc::clone(&self.parser)
+    }
+
+    async fn do_query<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<Self::Statement>,
+        _max_rows: usize,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let sql = &portal.statement.statement;
+        let types = self.parameter_types(client, &portal.statement).await?;
+        let mut params = Vec::with_capacity(portal.parameter_len());
+        for i in 0..portal.parameter_len() {
+            let ty = types.get(i).cloned().unwrap_or(Type::TEXT);
+            params.push(parameter(portal, i, &ty)?);
+        }
+        self.run(client, sql, params, &portal.result_column_format).await
+    }
+
+    async fn do_describe_statement<C>(
+        &self,
+        client: &mut C,
+        target: &StoredStatement<Self::Statement>,
+    ) -> PgWireResult<DescribeStatementResponse>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let types = self.parameter_types(client, target).await?;
+        let fields = self
+            .result_fields(client, &target.statement, &Format::UnifiedText)
+            .await?;
+        Ok(DescribeStatementResponse::new(types, fields))
+    }
+
+    async fn do_describe_portal<C>(
+        &self,
+        client: &mut C,
+        target: &Portal<Self::Statement>,
+    ) -> PgWireResult<DescribePortalResponse>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let fields = self
+            .result_fields(client, &target.statement.statement, &target.result_column_format)
+            .await?;
+        if fields.is_empty() {
+            return Ok(DescribePortalResponse::no_data());
+        }
+        Ok(DescribePortalResponse::new(fields))
+    }
+}
+
+impl Backend {
+    /// The types of a statement's parameters: what the client declared,
+    /// else what DataFusion infers, else text.
+    async fn parameter_types<C: ClientInfo>(
+        &self,
+        client: &C,
+        statement: &StoredStatement<String>,
+    ) -> PgWireResult<Vec<Type>> {
+        let principal = self.principal(client).await?;
+        let inferred = if chatter(&statement.statement).is_some()
+            || pg_catalog::answer(&statement.statement, &principal).is_some()
+        {
+            Vec::new()
+        } else {
+            self.engine
+                .parameter_types(&statement.statement, principal)
+                .await
+                .map_err(|e| wire_error(&e))?
+        };
+        let n = inferred.len().max(statement.parameter_types.len());
+        Ok((0..n)
+            .map(|i| {
+                statement
+                    .parameter_types
+                    .get(i)
+                    .cloned()
+                    .flatten()
+                    .filter(|t| *t != Type::UNKNOWN)
+                    .or_else(|| inferred.get(i).cloned().flatten().map(|t| pg_type(&t)))
+                    .unwrap_or(Type::TEXT)
+            })
+            .collect())
+    }
+
+    /// The columns a statement answers with.
+    async fn result_fields<C: ClientInfo>(
+        &self,
+        client: &C,
+        sql: &str,
+        format: &Format,
+    ) -> PgWireResult<Vec<FieldInfo>> {
+        match chatter(sql) {
+            Some(Chatter::Show(column, _)) => {
+                return Ok(vec![FieldInfo::new(
+                    column.into(),
+                    None,
+                    None,
+                    Type::TEXT,
+                    format.format_for(0),
+                )]);
+            }
+            Some(_) => return Ok(Vec::new()),
+            None => {}
+        }
+        let principal = self.principal(client).await?;
+        if let Some(answer) = pg_catalog::answer(sql, &principal) {
+            return Ok(answer
+                .columns
+                .iter()
+                .enumerate()
+                .map(|(i, c)| FieldInfo::new((*c).to_string(), None, None, Type::TEXT, format.format_for(i)))
+                .collect());
+        }
+        if sql.trim().is_empty() {
+            return Ok(Vec::new());
+        }
+        let schema = self.engine.describe(sql, principal).await.map_err(|e| wire_error(&e))?;
+        Ok(fields(&schema, format))
+    }
+}
