@@ -75,7 +75,7 @@ fn select_list(sql: &str) -> Vec<String> {
                 _ => {}
             }
             let rest: String = lower_chars[i..lower_chars.len().min(i + 6)].iter().collect();
-            if depth == 0 && rest == "\nfrom " || depth == 0 && rest == " from " {
+            if depth == 0 && (rest == "\nfrom " || rest == " from ") {
                 break;
             }
         }
