@@ -90,6 +90,7 @@
 //! timeout_s = 30                   # per statement
 //! memory_mib = 256                 # per statement (sorts, joins, aggregates)
 //! http_row_limit = 10000           # rows per POST /v1/sql answer
+//! upstream = "http://reelflow-dataflow:8081"   # `reelflow serve`: where /v1/sql goes
 //! ```
 
 use std::net::SocketAddr;
@@ -146,6 +147,9 @@ pub struct SqlConfig {
     pub memory_mib: usize,
     /// Most rows an HTTP answer carries.
     pub http_row_limit: usize,
+    /// Where `reelflow serve` forwards `/v1/sql`: the dataflow service's
+    /// listener, such as `http://reelflow-dataflow:8081`.
+    pub upstream: Option<String>,
 }
 
 impl Default for SqlConfig {
@@ -155,6 +159,7 @@ impl Default for SqlConfig {
             timeout_s: 30,
             memory_mib: 256,
             http_row_limit: 10_000,
+            upstream: None,
         }
     }
 }
@@ -491,6 +496,9 @@ pub struct ConfigArgs {
     /// Address the PostgreSQL wire protocol listens on [default: 127.0.0.1:6875].
     #[arg(long, env = "REELFLOW_SQL_PGWIRE_LISTEN", global = true, value_name = "ADDR")]
     pub sql_pgwire_listen: Option<SocketAddr>,
+    /// `reelflow serve`: the dataflow service `/v1/sql` is forwarded to.
+    #[arg(long, env = "REELFLOW_SQL_UPSTREAM", global = true, value_name = "URL")]
+    pub sql_upstream: Option<String>,
     /// TOML configuration file.
     #[arg(long = "config", env = "REELFLOW_CONFIG", global = true, value_name = "FILE")]
     pub file: Option<PathBuf>,
@@ -607,6 +615,9 @@ impl Config {
         set(&mut self.dataflow.replicas, &a.dataflow_replicas);
         set(&mut self.dataflow.listen, &a.dataflow_listen);
         set(&mut self.sql.pgwire_listen, &a.sql_pgwire_listen);
+        if a.sql_upstream.is_some() {
+            self.sql.upstream.clone_from(&a.sql_upstream);
+        }
         if a.dataflow_hostfile.is_some() {
             self.dataflow.hostfile = a.dataflow_hostfile.clone();
         }

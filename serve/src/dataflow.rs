@@ -5,8 +5,10 @@
 //! the log (their frontier is within a few seconds of the clock), so a
 //! rolling restart waits for a rebuilt process before taking the next.
 //!
-//! The listener is cluster-internal: it has no accounts. The public API
-//! (`reelflow serve`/`up`) is where callers are authenticated.
+//! The listener is cluster-internal. Its views have no accounts; its
+//! `POST /v1/sql` ([`crate::sql`]) checks the caller's access token with
+//! the same keys as the public API, which forwards `/v1/sql` here. The
+//! process also serves the PostgreSQL wire protocol on `sql.pgwire_listen`.
 
 use std::time::Duration;
 

@@ -300,13 +300,34 @@ async fn dataflow(config: Config) -> anyhow::Result<()> {
     let cluster = config.dataflow_cluster()?;
     let dataflows = reelflow_serve::dataflow::start(&config, log).await?;
     let client = dataflows.client();
+    // SQL for Reelflow's accounts: the accounts database and the token keys
+    // are the ones `reelflow serve` uses.
+    let db = reelflow_serve::db::Db::open(&config.database_url()).await?;
+    let keys_file = config.keys_file();
+    let keys = tokio::task::spawn_blocking(move || reelflow_serve::auth::Keyring::load_or_create(&keys_file)).await??;
+    let engine = reelflow_sql::SqlEngine::new(client.clone(), config.sql.limits())?;
+    let pg_listener = tokio::net::TcpListener::bind(config.sql.pgwire_listen)
+        .await
+        .with_context(|| format!("listening for the PostgreSQL protocol on {}", config.sql.pgwire_listen))?;
+    let pg_addr = pg_listener.local_addr()?;
+    let accounts = std::sync::Arc::new(reelflow_serve::sql::Accounts { db: db.clone() });
+    let _pgwire = tokio::spawn(reelflow_sql::PgServer::new(engine.clone(), accounts).serve(pg_listener));
+    let sql = reelflow_serve::sql::SqlService {
+        engine,
+        db,
+        keys: std::sync::Arc::new(keys),
+        row_limit: config.sql.http_row_limit,
+    };
     println!(
-        "dataflow process {} of {} ({} workers each) serving views at http://{addr}/v1/views",
+        "dataflow process {} of {} ({} workers each) serving views at http://{addr}/v1/views; SQL: psql -h {} -p {}",
         cluster.process,
         cluster.processes(),
-        cluster.workers
+        cluster.workers,
+        pg_addr.ip(),
+        pg_addr.port()
     );
-    axum::serve(listener, reelflow_serve::dataflow::router(client))
+    let router = reelflow_serve::dataflow::router(client).merge(reelflow_serve::sql::router(sql));
+    axum::serve(listener, router)
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("serving HTTP")?;

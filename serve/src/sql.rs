@@ -2,6 +2,10 @@
 //! signed-in account; what it reads depends on its role), and the
 //! accounts behind the PostgreSQL wire protocol (sign in with your email
 //! and password). The engine and the wire server live in `reelflow-sql`.
+//!
+//! Where the dataflows run (`reelflow up`, `reelflow dataflow`) the engine
+//! answers here; `reelflow serve` forwards `/v1/sql` to the dataflow
+//! service named by `sql.upstream`, which checks the token again.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -86,10 +90,105 @@ pub async fn post_sql(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let Some(engine) = &state.sql else {
-        return Err(ApiError::Unavailable(
-            "SQL runs where the dataflows run: use `reelflow up`, or the dataflow service".into(),
-        ));
+        return match &state.config.sql.upstream {
+            Some(upstream) => forward(upstream, &headers, body).await,
+            None => Err(ApiError::Unavailable(
+                "SQL runs where the dataflows run: use `reelflow up`, or set sql.upstream to the dataflow service"
+                    .into(),
+            )),
+        };
     };
     let principal = principal_of(&state.db, &caller.user).await?;
     Ok(reelflow_sql::http::answer(engine, principal, &headers, &body, state.config.sql.http_row_limit).await)
+}
+
+/// What `reelflow dataflow` needs to answer `POST /v1/sql` for Reelflow's
+/// accounts on its own listener: the engine, the accounts database and the
+/// token keys (the same keys file as `reelflow serve`).
+#[derive(Clone)]
+pub struct SqlService {
+    /// The engine over this cluster's views.
+    pub engine: reelflow_sql::SqlEngine,
+    /// The accounts database.
+    pub db: Db,
+    /// Verifies access tokens.
+    pub keys: Arc<crate::auth::Keyring>,
+    /// Most rows an answer carries.
+    pub row_limit: usize,
+}
+
+/// `POST /v1/sql` of the dataflow listener.
+pub fn router(service: SqlService) -> axum::Router {
+    axum::Router::new()
+        .route("/v1/sql", axum::routing::post(dataflow_sql))
+        .with_state(service)
+}
+
+/// The account a bearer token names, checked as the public API checks it.
+async fn account(service: &SqlService, headers: &HeaderMap) -> Result<User, ApiError> {
+    let token = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .ok_or_else(|| ApiError::Unauthorized("use Authorization: Bearer <access token>".into()))?;
+    let claims: crate::auth::AccessClaims = service
+        .keys
+        .verify(token.trim(), crate::auth::API_AUDIENCE)
+        .map_err(|e| ApiError::Unauthorized(e.to_string()))?;
+    let user = users::find_by_id(&service.db, claims.sub)
+        .await?
+        .ok_or_else(|| ApiError::Unauthorized("the account of this token no longer exists".into()))?;
+    if claims.iat * 1000 < user.password_changed_at - 999 {
+        return Err(ApiError::Unauthorized(
+            "the password changed after this token was issued; sign in again".into(),
+        ));
+    }
+    Ok(user)
+}
+
+async fn dataflow_sql(
+    State(service): State<SqlService>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let user = account(&service, &headers).await?;
+    let principal = principal_of(&service.db, &user).await?;
+    Ok(reelflow_sql::http::answer(&service.engine, principal, &headers, &body, service.row_limit).await)
+}
+
+/// Forwards a `POST /v1/sql` the caller is signed in for to the dataflow
+/// service (`sql.upstream`), which checks the token again and answers.
+async fn forward(upstream: &str, headers: &HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+    use axum::http::header;
+    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    let client = CLIENT.get_or_init(reqwest::Client::new);
+    let mut request = client
+        .post(format!("{}/v1/sql", upstream.trim_end_matches('/')))
+        .body(body);
+    for name in [header::AUTHORIZATION, header::ACCEPT, header::CONTENT_TYPE] {
+        if let Some(v) = headers.get(&name) {
+            request = request.header(name.as_str(), v.as_bytes());
+        }
+    }
+    let answer = request.send().await.map_err(|e| {
+        tracing::warn!(error = %e, %upstream, "the dataflow service did not answer");
+        ApiError::Unavailable("the SQL service is unavailable; try again shortly".into())
+    })?;
+    let status =
+        axum::http::StatusCode::from_u16(answer.status().as_u16()).unwrap_or(axum::http::StatusCode::BAD_GATEWAY);
+    let mut relayed = axum::http::HeaderMap::new();
+    for name in ["content-type", "reelflow-as-of", "reelflow-truncated", "retry-after"] {
+        if let Some(v) = answer.headers().get(name)
+            && let Ok(v) = axum::http::HeaderValue::from_bytes(v.as_bytes())
+        {
+            relayed.insert(axum::http::HeaderName::from_static(name), v);
+        }
+    }
+    let bytes = answer
+        .bytes()
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("reading the SQL service's answer: {e}")))?;
+    let mut response = axum::response::IntoResponse::into_response((status, bytes));
+    response.headers_mut().extend(relayed);
+    Ok(response)
 }

@@ -25,6 +25,8 @@ fn env(name: &str) -> String {
 struct Process {
     child: Child,
     addr: String,
+    /// Port of its PostgreSQL wire protocol.
+    pg_port: u16,
 }
 
 impl Drop for Process {
@@ -44,7 +46,7 @@ fn free_port() -> u16 {
 
 /// Starts pod `ordinal` of a two-pod set whose peers talk on `port`; its
 /// address arrives on the receiver once the cluster has formed.
-fn start(ordinal: usize, port: u16, data: &std::path::Path) -> (Child, std::sync::mpsc::Receiver<String>) {
+fn start(ordinal: usize, port: u16, data: &std::path::Path) -> (Child, std::sync::mpsc::Receiver<(String, u16)>) {
     let mut child = common::reelflow()
         .arg("dataflow")
         .env("HOSTNAME", format!("reelflow-dataflow-{ordinal}"))
@@ -57,6 +59,7 @@ fn start(ordinal: usize, port: u16, data: &std::path::Path) -> (Child, std::sync
         .env("REELFLOW_KAFKA_BROKERS", env("REELFLOW_TEST_KAFKA"))
         .env("REELFLOW_LOG_PARTITIONS", "3")
         .env("REELFLOW_DATA_DIR", data.join(ordinal.to_string()))
+        .env("REELFLOW_SQL_PGWIRE_LISTEN", "127.0.0.1:0")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -66,8 +69,15 @@ fn start(ordinal: usize, port: u16, data: &std::path::Path) -> (Child, std::sync
     std::thread::spawn(move || {
         // Timely reports on connecting first; the banner names the address.
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(addr) = line.split("http://").nth(1).and_then(|s| s.split('/').next()) {
-                let _ = tx.send(addr.to_string());
+            // "… serving views at http://ADDR/v1/views; SQL: psql -h HOST -p PORT"
+            let addr = line.split("http://").nth(1).and_then(|s| s.split('/').next());
+            let pg = line
+                .split(" -p ")
+                .nth(1)
+                .and_then(|s| s.split_whitespace().next())
+                .and_then(|p| p.parse().ok());
+            if let (Some(addr), Some(pg)) = (addr, pg) {
+                let _ = tx.send((addr.to_string(), pg));
             }
         }
     });
@@ -80,12 +90,44 @@ fn start_pods(port: u16, data: &std::path::Path) -> Vec<Process> {
     started
         .into_iter()
         .map(|(child, rx)| {
-            let addr = rx
+            let (addr, pg_port) = rx
                 .recv_timeout(Duration::from_secs(60))
                 .expect("the process prints where it serves");
-            Process { child, addr }
+            Process { child, addr, pg_port }
         })
         .collect()
+}
+
+const ADMIN: &str = "ops@example.org";
+const ADMIN_PASSWORD: &str = "a long admin password";
+
+/// Creates the admin in the database under `data_dir`; returns its id.
+fn create_admin(data_dir: &std::path::Path) -> uuid::Uuid {
+    use std::io::Write;
+    std::fs::create_dir_all(data_dir).expect("data dir");
+    let mut child = common::reelflow()
+        .args(["user", "create", "--data-dir"])
+        .arg(data_dir)
+        .args(["--email", ADMIN, "--admin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("user create");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(format!("{ADMIN_PASSWORD}\n").as_bytes())
+        .expect("password");
+    let out = child.wait_with_output().expect("wait");
+    assert!(out.status.success());
+    // "created admin account ops@example.org (<uuid>)"
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    stdout
+        .rsplit('(')
+        .next()
+        .and_then(|s| s.trim().trim_end_matches(')').parse().ok())
+        .unwrap_or_else(|| panic!("an id in {stdout}"))
 }
 
 fn get(http: &reqwest::blocking::Client, addr: &str, path: &str) -> (u16, Value) {
@@ -187,6 +229,16 @@ fn two_statefulset_pods_over_kafka_match_the_reference_and_replay_after_a_kill()
         .build()
         .expect("client");
     let port = free_port();
+    // The accounts SQL is answered for: an admin in each pod's database.
+    let admin_ids: Vec<uuid::Uuid> = (0..2).map(|i| create_admin(&data.path().join(i.to_string()))).collect();
+    let (last, last_rows) = expected.last().expect("times");
+    let stats = &last_rows
+        .iter()
+        .find(|(v, _)| *v == View::VideoStats)
+        .expect("video_stats")
+        .1;
+    let total: i64 = stats.iter().map(|r| r["views"].as_i64().expect("views")).sum();
+    let want_sql = format!("{}|{total}", stats.len());
     let mut runs = Vec::new();
     for run in 0..2 {
         let pods = start_pods(port, data.path());
@@ -224,9 +276,143 @@ fn two_statefulset_pods_over_kafka_match_the_reference_and_replay_after_a_kill()
             metrics.contains("reelflow_dataflow_arrangement_updates{view=\"video_stats\"}"),
             "{metrics}"
         );
+        // SQL: every pod answers for the whole cluster, over the wire
+        // protocol and over HTTP with a token.
+        let query = format!("SELECT count(*), coalesce(sum(views), 0) FROM video_stats AS OF {last}");
+        for (i, p) in pods.iter().enumerate() {
+            let out = std::process::Command::new("psql")
+                .env("PGPASSWORD", ADMIN_PASSWORD)
+                .args([
+                    "-X",
+                    "-A",
+                    "-t",
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &p.pg_port.to_string(),
+                    "-U",
+                    ADMIN,
+                    "-d",
+                    "reelflow",
+                    "-c",
+                    &query,
+                ])
+                .output()
+                .expect("psql");
+            assert!(
+                out.status.success(),
+                "psql on pod {i}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), want_sql, "pod {i}");
+            let keys =
+                reelflow_serve::auth::Keyring::load_or_create(&data.path().join(i.to_string()).join("auth-keys.json"))
+                    .expect("the pod's keys");
+            let now = chrono::Utc::now().timestamp();
+            let token = keys.sign(&reelflow_serve::auth::AccessClaims {
+                sub: admin_ids[i],
+                aud: reelflow_serve::auth::API_AUDIENCE.into(),
+                iat: now,
+                exp: now + 600,
+                jti: uuid::Uuid::new_v4(),
+            });
+            let r = http
+                .post(format!("http://{}/v1/sql", p.addr))
+                .bearer_auth(&token)
+                .json(&serde_json::json!({"query": query}))
+                .send()
+                .expect("POST /v1/sql");
+            assert_eq!(r.status(), 200);
+            let body: Value = r.json().expect("json");
+            assert_eq!(
+                body["rows"],
+                serde_json::json!([[stats.len(), total]]),
+                "pod {i}: {body}"
+            );
+            let anonymous = http
+                .post(format!("http://{}/v1/sql", p.addr))
+                .json(&serde_json::json!({"query": "SELECT 1"}))
+                .send()
+                .expect("POST /v1/sql");
+            assert_eq!(anonymous.status(), 401);
+        }
         runs.push(seen);
         // SIGKILL both; the next run replays the log from the start.
         drop(pods);
     }
     assert_eq!(runs[0], runs[1], "a replay after a kill gives identical contents");
+}
+
+/// The public API forwards `/v1/sql` to the dataflow service named by
+/// `sql.upstream`, which checks the same token against the same accounts
+/// and answers for the cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_forwards_sql_to_the_dataflow_service() {
+    let port = free_port();
+    let app = common::TestApp::with(common::Database::Sqlite, |c| {
+        c.sql.upstream = Some(format!("http://127.0.0.1:{port}"));
+    })
+    .await;
+    let admin = app.admin("ops@example.org").await;
+    // One dataflow process over Kafka, sharing the API's accounts database
+    // and keys file (as they share a database and a Secret in production).
+    let mut child = common::reelflow()
+        .arg("dataflow")
+        .env("REELFLOW_DATAFLOW_WORKERS", "1")
+        .env("REELFLOW_DATAFLOW_LISTEN", format!("127.0.0.1:{port}"))
+        .env("REELFLOW_SQL_PGWIRE_LISTEN", "127.0.0.1:0")
+        .env("REELFLOW_LOG_BACKEND", "kafka")
+        .env("REELFLOW_KAFKA_BROKERS", env("REELFLOW_TEST_KAFKA"))
+        .env("REELFLOW_LOG_PARTITIONS", "3")
+        .env("REELFLOW_DATA_DIR", app.dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start reelflow dataflow");
+    let http = reqwest::Client::new();
+    let direct = format!("http://127.0.0.1:{port}/v1/sql");
+    let query = "SELECT count(*) AS partitions FROM source_progress";
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let answer: Value = loop {
+        let r = http
+            .post(&direct)
+            .bearer_auth(&admin.access)
+            .json(&serde_json::json!({"query": query}))
+            .send()
+            .await;
+        if let Ok(r) = r
+            && r.status() == 200
+        {
+            break r.json().await.expect("json");
+        }
+        assert!(Instant::now() < deadline, "the dataflow service never answered SQL");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let as_of = answer["as_of"].as_u64().expect("as_of");
+    let forwarded = app
+        .post(
+            "/v1/sql",
+            Some(&admin.access),
+            serde_json::json!({"query": format!("{query} AS OF {as_of}")}),
+        )
+        .await;
+    assert_eq!(forwarded.status, axum::http::StatusCode::OK, "{}", forwarded.body);
+    assert_eq!(forwarded.body["rows"], answer["rows"]);
+    assert_eq!(forwarded.body["as_of"], as_of);
+    assert!(forwarded.headers.contains_key("reelflow-as-of"));
+    assert!(answer["rows"][0][0].as_i64().is_some_and(|n| n >= 4), "{answer}");
+    // Errors come back as they are; anonymous callers never get through.
+    let bad = app
+        .post(
+            "/v1/sql",
+            Some(&admin.access),
+            serde_json::json!({"query": "DROP TABLE qoe"}),
+        )
+        .await;
+    assert_eq!(bad.status, axum::http::StatusCode::FORBIDDEN, "{}", bad.body);
+    assert_eq!(bad.body["sqlstate"], "25006");
+    let anonymous = app.post("/v1/sql", None, serde_json::json!({"query": query})).await;
+    assert_eq!(anonymous.status, axum::http::StatusCode::UNAUTHORIZED);
+    let _ = child.kill();
+    let _ = child.wait();
 }
