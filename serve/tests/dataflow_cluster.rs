@@ -101,35 +101,6 @@ fn start_pods(port: u16, data: &std::path::Path) -> Vec<Process> {
 const ADMIN: &str = "ops@example.org";
 const ADMIN_PASSWORD: &str = "a long admin password";
 
-/// Creates the admin in the database under `data_dir`; returns its id.
-fn create_admin(data_dir: &std::path::Path) -> uuid::Uuid {
-    use std::io::Write;
-    std::fs::create_dir_all(data_dir).expect("data dir");
-    let mut child = common::reelflow()
-        .args(["user", "create", "--data-dir"])
-        .arg(data_dir)
-        .args(["--email", ADMIN, "--admin"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("user create");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(format!("{ADMIN_PASSWORD}\n").as_bytes())
-        .expect("password");
-    let out = child.wait_with_output().expect("wait");
-    assert!(out.status.success());
-    // "created admin account ops@example.org (<uuid>)"
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    stdout
-        .rsplit('(')
-        .next()
-        .and_then(|s| s.trim().trim_end_matches(')').parse().ok())
-        .unwrap_or_else(|| panic!("an id in {stdout}"))
-}
-
 fn get(http: &reqwest::blocking::Client, addr: &str, path: &str) -> (u16, Value) {
     let r = http.get(format!("http://{addr}{path}")).send().expect("request");
     let status = r.status().as_u16();
@@ -230,7 +201,9 @@ fn two_statefulset_pods_over_kafka_match_the_reference_and_replay_after_a_kill()
         .expect("client");
     let port = free_port();
     // The accounts SQL is answered for: an admin in each pod's database.
-    let admin_ids: Vec<uuid::Uuid> = (0..2).map(|i| create_admin(&data.path().join(i.to_string()))).collect();
+    let admin_ids: Vec<uuid::Uuid> = (0..2)
+        .map(|i| common::create_admin(&data.path().join(i.to_string()), ADMIN, ADMIN_PASSWORD))
+        .collect();
     let (last, last_rows) = expected.last().expect("times");
     let stats = &last_rows
         .iter()

@@ -5,8 +5,7 @@
 //! writes, file reads, sleeps and runaway queries get errors and the server
 //! stays up; a reader never sees two views disagree while a writer appends.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod common;
@@ -30,22 +29,7 @@ impl Platform {
     fn start(config: &str) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let data = dir.path().join("data");
-        std::fs::create_dir_all(&data).expect("data dir");
-        let mut child = common::reelflow()
-            .args(["user", "create", "--data-dir"])
-            .arg(&data)
-            .args(["--email", ADMIN, "--admin"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("user create");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(format!("{PASSWORD}\n").as_bytes())
-            .expect("password");
-        assert!(child.wait().expect("wait").success());
+        common::create_admin(&data, ADMIN, PASSWORD);
         let config_file = dir.path().join("reelflow.toml");
         std::fs::write(&config_file, config).expect("config");
         let up = common::Up::start_with(&data, &["--config", config_file.to_str().expect("path")]);

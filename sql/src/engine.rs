@@ -22,6 +22,7 @@ use datafusion::common::{DataFusionError, ScalarValue};
 use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::logical_expr::LogicalPlan;
 use reelflow_dataflows::{PeekClient, PeekError, Time, View};
 
 use crate::access::Principal;
@@ -204,9 +205,9 @@ impl SqlEngine {
         Ok(QueryOutput { as_of, schema, batches })
     }
 
-    /// Plans `sql` and returns the schema of its answer, without running it
-    /// (for the extended protocol's Describe).
-    pub async fn describe(&self, sql: &str, principal: Principal) -> Result<SchemaRef, SqlError> {
+    /// Plans `sql` (without running it) as `principal`: a read-only logical
+    /// plan.
+    async fn plan_only(&self, sql: &str, principal: Principal) -> Result<LogicalPlan, SqlError> {
         let statement = split_as_of(sql)?;
         let as_of = statement.as_of.or_else(|| self.views.readable_at()).unwrap_or(0);
         let mut state = self.ctx.state();
@@ -220,22 +221,20 @@ impl SqlEngine {
         read_only()
             .verify_plan(&plan)
             .map_err(|e| SqlError::read_only(e.to_string()))?;
+        Ok(plan)
+    }
+
+    /// The schema of `sql`'s answer, without running it (for the extended
+    /// protocol's Describe).
+    pub async fn describe(&self, sql: &str, principal: Principal) -> Result<SchemaRef, SqlError> {
+        let plan = self.plan_only(sql, principal).await?;
         Ok(Arc::new(plan.schema().as_arrow().clone()))
     }
 
     /// The types DataFusion infers for the statement's `$1`, `$2`… (`None`
     /// where it cannot tell).
     pub async fn parameter_types(&self, sql: &str, principal: Principal) -> Result<Vec<Option<DataType>>, SqlError> {
-        let statement = split_as_of(sql)?;
-        let as_of = statement.as_of.or_else(|| self.views.readable_at()).unwrap_or(0);
-        let mut state = self.ctx.state();
-        state
-            .config_mut()
-            .set_extension(Arc::new(QueryScope { as_of, principal }));
-        let plan = state
-            .create_logical_plan(statement.sql)
-            .await
-            .map_err(|e| SqlError::from(e).locate(statement.sql))?;
+        let plan = self.plan_only(sql, principal).await?;
         let types = plan.get_parameter_types().map_err(SqlError::from)?;
         let mut numbered: Vec<(usize, Option<DataType>)> = types
             .into_iter()

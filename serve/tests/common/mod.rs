@@ -325,3 +325,33 @@ impl Drop for Up {
         let _ = self.child.wait();
     }
 }
+
+/// Creates an admin in the database under `data_dir` with `reelflow user
+/// create` (the password on standard input); returns its id.
+pub fn create_admin(data_dir: &std::path::Path, email: &str, password: &str) -> uuid::Uuid {
+    use std::io::Write;
+    std::fs::create_dir_all(data_dir).expect("data dir");
+    let mut child = reelflow()
+        .args(["user", "create", "--data-dir"])
+        .arg(data_dir)
+        .args(["--email", email, "--admin"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("user create");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(format!("{password}\n").as_bytes())
+        .expect("password");
+    let out = child.wait_with_output().expect("wait");
+    assert!(out.status.success(), "user create failed");
+    // "created admin account EMAIL (ID)"
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    stdout
+        .rsplit('(')
+        .next()
+        .and_then(|s| s.trim().trim_end_matches(')').parse().ok())
+        .unwrap_or_else(|| panic!("an id in {stdout}"))
+}
