@@ -90,7 +90,7 @@
 //! timeout_s = 30                   # per statement
 //! memory_mib = 256                 # per statement (sorts, joins, aggregates)
 //! http_row_limit = 10000           # rows per POST /v1/sql answer
-//! upstream = "http://reelflow-dataflow:8081"   # `reelflow serve`: where /v1/sql goes
+//! upstream = "http://reelflow-dataflow:8081"   # API without dataflows: where /v1/sql goes
 //! ```
 
 use std::net::SocketAddr;
@@ -147,7 +147,7 @@ pub struct SqlConfig {
     pub memory_mib: usize,
     /// Most rows an HTTP answer carries.
     pub http_row_limit: usize,
-    /// Where `reelflow serve` forwards `/v1/sql`: the dataflow service's
+    /// Where an API process without dataflows forwards `/v1/sql`: the dataflow service's
     /// listener, such as `http://reelflow-dataflow:8081`.
     pub upstream: Option<String>,
 }
@@ -496,7 +496,7 @@ pub struct ConfigArgs {
     /// Address the PostgreSQL wire protocol listens on [default: 127.0.0.1:6875].
     #[arg(long, env = "REELFLOW_SQL_PGWIRE_LISTEN", global = true, value_name = "ADDR")]
     pub sql_pgwire_listen: Option<SocketAddr>,
-    /// `reelflow serve`: the dataflow service `/v1/sql` is forwarded to.
+    /// The dataflow service an API process without dataflows forwards `/v1/sql` to.
     #[arg(long, env = "REELFLOW_SQL_UPSTREAM", global = true, value_name = "URL")]
     pub sql_upstream: Option<String>,
     /// TOML configuration file.

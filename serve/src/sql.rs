@@ -4,8 +4,9 @@
 //! and password). The engine and the wire server live in `reelflow-sql`.
 //!
 //! Where the dataflows run (`reelflow up`, `reelflow dataflow`) the engine
-//! answers here; `reelflow serve` forwards `/v1/sql` to the dataflow
-//! service named by `sql.upstream`, which checks the token again.
+//! answers here; an API process without dataflows of its own forwards
+//! `/v1/sql` to the dataflow service named by `sql.upstream`, which checks
+//! the token again.
 
 use std::collections::HashSet;
 use std::sync::Arc;
