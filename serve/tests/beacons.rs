@@ -2,35 +2,17 @@
 //! with the caller attached by the server; malformed batches get a 400 that
 //! says what is wrong, and nothing of them reaches the log; limits hold.
 
-use std::time::Duration;
-
 mod common;
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use common::{Database, TestApp, assert_problem};
-use reelflow_ingest::events::{PlaybackEvent, PlaybackKind, TopicEvent, decode};
-use reelflow_ingest::{EventLog, PartitionReader};
+use reelflow_ingest::events::{PlaybackEvent, PlaybackKind};
 use serde_json::{Value, json};
 
 /// Every `reelflow.playback` event in the app's log.
 async fn logged(app: &TestApp) -> Vec<PlaybackEvent> {
-    let log = &app.state.platform.log;
-    let topic = PlaybackEvent::TOPIC;
-    let n = log.partition_count(topic).await.expect("partitions");
-    let mut total = 0;
-    for p in 0..n {
-        total += log.high_watermark(topic, p).await.expect("hw");
-    }
-    let assignment: Vec<(u32, u64)> = (0..n).map(|p| (p, 0)).collect();
-    let mut reader = log.reader(topic, &assignment).await.expect("reader");
-    let mut out = Vec::new();
-    while (out.len() as u64) < total {
-        for r in reader.poll(1000, Duration::from_secs(5)).await.expect("poll") {
-            out.push(decode::<PlaybackEvent>(&r.value).expect("valid event").event);
-        }
-    }
-    out
+    common::topic_events(&app.state.platform.log).await
 }
 
 async fn video(app: &TestApp, token: &str, visibility: &str) -> String {

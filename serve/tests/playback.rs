@@ -138,30 +138,13 @@ impl Fixture {
 }
 
 async fn playback_events(log_dir: &std::path::Path, video_id: &str) -> Vec<PlaybackEvent> {
-    use reelflow_ingest::events::TopicEvent;
     use reelflow_ingest::log::{EmbeddedLog, EmbeddedOptions};
-    use reelflow_ingest::{EventLog, PartitionReader};
     let log = EmbeddedLog::open(log_dir, EmbeddedOptions::default()).expect("open the log");
-    let topic = PlaybackEvent::TOPIC;
-    let n = log.partition_count(topic).await.expect("partitions");
-    let mut total = 0;
-    for p in 0..n {
-        total += log.high_watermark(topic, p).await.expect("hw");
-    }
-    let assignment: Vec<(u32, u64)> = (0..n).map(|p| (p, 0)).collect();
-    let mut reader = log.reader(topic, &assignment).await.expect("reader");
-    let mut seen = 0u64;
-    let mut out = Vec::new();
-    while seen < total {
-        for r in reader.poll(1000, Duration::from_secs(5)).await.expect("poll") {
-            seen += 1;
-            let e = reelflow_ingest::events::decode::<PlaybackEvent>(&r.value).expect("valid playback event");
-            if e.event.video_id.to_string() == video_id {
-                out.push(e.event);
-            }
-        }
-    }
-    out
+    common::topic_events::<PlaybackEvent, _>(&log)
+        .await
+        .into_iter()
+        .filter(|e| e.video_id.to_string() == video_id)
+        .collect()
 }
 
 fn header<'a>(r: &'a reqwest::blocking::Response, name: &str) -> &'a str {

@@ -35,7 +35,7 @@ use pgwire::api::results::{
     DataRowEncoder, DescribePortalResponse, DescribeResponse, DescribeStatementResponse, FieldFormat, FieldInfo,
     QueryResponse, Response, Tag,
 };
-use pgwire::api::stmt::{NoopQueryParser, StoredStatement};
+use pgwire::api::stmt::{QueryParser, StoredStatement};
 use pgwire::api::{ClientInfo, ConnectionManager, METADATA_USER, PgWireServerHandlers, Type};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::data::DataRow;
@@ -92,7 +92,7 @@ const PRINCIPAL_TTL: Duration = Duration::from_secs(10);
 pub struct Backend {
     engine: SqlEngine,
     auth: Arc<dyn Authenticator>,
-    parser: Arc<NoopQueryParser>,
+    parser: Arc<Parser>,
 }
 
 /// Everything `process_socket` needs.
@@ -118,9 +118,9 @@ impl PgServer {
             .with_connection_manager(Arc::clone(&manager));
         Arc::new(Self {
             backend: Arc::new(Backend {
+                parser: Arc::new(Parser { engine: engine.clone() }),
                 engine,
                 auth,
-                parser: Arc::new(NoopQueryParser::new()),
             }),
             startup: Arc::new(startup),
             cancel: Arc::new(DefaultCancelHandler::new(manager)),
@@ -436,7 +436,7 @@ impl SimpleQueryHandler for Backend {
 }
 
 /// Reads parameter `i` of `portal` as the Arrow type it binds as.
-fn parameter(portal: &Portal<String>, i: usize, ty: &Type) -> PgWireResult<ScalarValue> {
+fn parameter(portal: &Portal<Prepared>, i: usize, ty: &Type) -> PgWireResult<ScalarValue> {
     Ok(match arrow_of(ty) {
         DataType::Boolean => ScalarValue::Boolean(portal.parameter::<bool>(i, &Type::BOOL)?),
         DataType::Int64 => match *ty {
@@ -452,10 +452,74 @@ fn parameter(portal: &Portal<String>, i: usize, ty: &Type) -> PgWireResult<Scala
     })
 }
 
+/// A prepared statement: its text and its parameters' types, worked out
+/// once when the client prepares it rather than on every execution.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    sql: String,
+    params: Vec<Type>,
+}
+
+/// Prepares statements for the extended protocol.
+#[derive(Debug)]
+pub struct Parser {
+    engine: SqlEngine,
+}
+
+#[async_trait]
+impl QueryParser for Parser {
+    type Statement = Prepared;
+
+    async fn parse_sql<C>(&self, _client: &C, sql: &str, declared: &[Option<Type>]) -> PgWireResult<Option<Prepared>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        if sql.trim().is_empty() {
+            return Ok(None);
+        }
+        // Inference only plans the statement, reading no table, so the
+        // caller's rights do not matter here; they apply when it runs.
+        let inferred = if chatter(sql).is_some() || pg_catalog::answer(sql, &Principal::Admin).is_some() {
+            Vec::new()
+        } else {
+            self.engine
+                .parameter_types(sql, Principal::Admin)
+                .await
+                .map_err(|e| wire_error(&e))?
+        };
+        // What the client declared, else what DataFusion infers, else text.
+        let n = inferred.len().max(declared.len());
+        let params = (0..n)
+            .map(|i| {
+                declared
+                    .get(i)
+                    .cloned()
+                    .flatten()
+                    .filter(|t| *t != Type::UNKNOWN)
+                    .or_else(|| inferred.get(i).cloned().flatten().map(|t| pg_type(&t)))
+                    .unwrap_or(Type::TEXT)
+            })
+            .collect();
+        Ok(Some(Prepared {
+            sql: sql.to_string(),
+            params,
+        }))
+    }
+
+    fn get_parameter_types(&self, statement: &Prepared) -> PgWireResult<Vec<Type>> {
+        Ok(statement.params.clone())
+    }
+
+    fn get_result_schema(&self, _statement: &Prepared, _format: Option<&Format>) -> PgWireResult<Vec<FieldInfo>> {
+        // Answered by the describe handlers, which plan the statement.
+        Ok(Vec::new())
+    }
+}
+
 #[async_trait]
 impl ExtendedQueryHandler for Backend {
-    type Statement = String;
-    type QueryParser = NoopQueryParser;
+    type Statement = Prepared;
+    type QueryParser = Parser;
 
     fn query_parser(&self) -> Arc<Self::QueryParser> {
         Arc::clone(&self.parser)
@@ -470,14 +534,14 @@ impl ExtendedQueryHandler for Backend {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
-        let sql = &portal.statement.statement;
-        let types = self.parameter_types(client, &portal.statement).await?;
+        let prepared = &portal.statement.statement;
         let mut params = Vec::with_capacity(portal.parameter_len());
         for i in 0..portal.parameter_len() {
-            let ty = types.get(i).cloned().unwrap_or(Type::TEXT);
+            let ty = prepared.params.get(i).cloned().unwrap_or(Type::TEXT);
             params.push(parameter(portal, i, &ty)?);
         }
-        self.run(client, sql, params, &portal.result_column_format).await
+        self.run(client, &prepared.sql, params, &portal.result_column_format)
+            .await
     }
 
     async fn do_describe_statement<C>(
@@ -488,11 +552,10 @@ impl ExtendedQueryHandler for Backend {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
-        let types = self.parameter_types(client, target).await?;
         let fields = self
-            .result_fields(client, &target.statement, &Format::UnifiedText)
+            .result_fields(client, &target.statement.sql, &Format::UnifiedText)
             .await?;
-        Ok(DescribeStatementResponse::new(types, fields))
+        Ok(DescribeStatementResponse::new(target.statement.params.clone(), fields))
     }
 
     async fn do_describe_portal<C>(
@@ -504,7 +567,7 @@ impl ExtendedQueryHandler for Backend {
         C: ClientInfo + Unpin + Send + Sync,
     {
         let fields = self
-            .result_fields(client, &target.statement.statement, &target.result_column_format)
+            .result_fields(client, &target.statement.statement.sql, &target.result_column_format)
             .await?;
         if fields.is_empty() {
             return Ok(DescribePortalResponse::no_data());
@@ -514,39 +577,6 @@ impl ExtendedQueryHandler for Backend {
 }
 
 impl Backend {
-    /// The types of a statement's parameters: what the client declared,
-    /// else what DataFusion infers, else text.
-    async fn parameter_types<C: ClientInfo>(
-        &self,
-        client: &C,
-        statement: &StoredStatement<String>,
-    ) -> PgWireResult<Vec<Type>> {
-        let principal = self.principal(client).await?;
-        let inferred = if chatter(&statement.statement).is_some()
-            || pg_catalog::answer(&statement.statement, &principal).is_some()
-        {
-            Vec::new()
-        } else {
-            self.engine
-                .parameter_types(&statement.statement, principal)
-                .await
-                .map_err(|e| wire_error(&e))?
-        };
-        let n = inferred.len().max(statement.parameter_types.len());
-        Ok((0..n)
-            .map(|i| {
-                statement
-                    .parameter_types
-                    .get(i)
-                    .cloned()
-                    .flatten()
-                    .filter(|t| *t != Type::UNKNOWN)
-                    .or_else(|| inferred.get(i).cloned().flatten().map(|t| pg_type(&t)))
-                    .unwrap_or(Type::TEXT)
-            })
-            .collect())
-    }
-
     /// The columns a statement answers with.
     async fn result_fields<C: ClientInfo>(
         &self,

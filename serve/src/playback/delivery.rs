@@ -291,15 +291,7 @@ pub async fn poster(
     Query(query): Query<TokenQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let granted = authorize(&state, id, query, &caller).await?;
-    serve(
-        &state,
-        &format!("videos/{id}/poster.jpg"),
-        Kind::Jpeg,
-        &granted,
-        &headers,
-    )
-    .await
+    picture(&state, &caller, id, query, &headers, "poster.jpg").await
 }
 
 /// The storyboard: a 10x10 sprite of thumbnails over the whole video.
@@ -313,15 +305,20 @@ pub async fn storyboard(
     Query(query): Query<TokenQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let granted = authorize(&state, id, query, &caller).await?;
-    serve(
-        &state,
-        &format!("videos/{id}/storyboard.jpg"),
-        Kind::Jpeg,
-        &granted,
-        &headers,
-    )
-    .await
+    picture(&state, &caller, id, query, &headers, "storyboard.jpg").await
+}
+
+/// A picture of the video, `name` under its prefix.
+async fn picture(
+    state: &AppState,
+    caller: &MaybeCaller,
+    id: Uuid,
+    query: TokenQuery,
+    headers: &HeaderMap,
+    name: &str,
+) -> ApiResult<Response> {
+    let granted = authorize(state, id, query, caller).await?;
+    serve(state, &format!("videos/{id}/{name}"), Kind::Jpeg, &granted, headers).await
 }
 
 fn storage_error(path: &str, e: StorageError) -> ApiError {

@@ -355,3 +355,30 @@ pub fn create_admin(data_dir: &std::path::Path, email: &str, password: &str) -> 
         .and_then(|s| s.trim().trim_end_matches(')').parse().ok())
         .unwrap_or_else(|| panic!("an id in {stdout}"))
 }
+
+/// Every event on `T`'s topic of `log`, each partition in order.
+pub async fn topic_events<T: reelflow_ingest::events::TopicEvent, L: reelflow_ingest::EventLog>(log: &L) -> Vec<T> {
+    use reelflow_ingest::PartitionReader;
+    let n = log.partition_count(T::TOPIC).await.expect("partitions");
+    let mut total = 0;
+    for p in 0..n {
+        total += log.high_watermark(T::TOPIC, p).await.expect("hw");
+    }
+    let assignment: Vec<(u32, u64)> = (0..n).map(|p| (p, 0)).collect();
+    let mut reader = log.reader(T::TOPIC, &assignment).await.expect("reader");
+    let mut out = Vec::new();
+    while (out.len() as u64) < total {
+        for r in reader
+            .poll(1000, std::time::Duration::from_secs(5))
+            .await
+            .expect("poll")
+        {
+            out.push(
+                reelflow_ingest::events::decode::<T>(&r.value)
+                    .expect("a valid event")
+                    .event,
+            );
+        }
+    }
+    out
+}
