@@ -245,3 +245,18 @@ async fn private_videos_need_a_token_and_limits_hold() {
     assert!(r.headers.contains_key(header::RETRY_AFTER));
     assert_eq!(logged(&app).await.len(), 3);
 }
+
+#[tokio::test]
+async fn batches_are_limited_per_client_ip() {
+    let app = TestApp::with(Database::Sqlite, |c| c.limits.beacons_per_ip_per_minute = 2).await;
+    let owner = app.register("owner@example.org", None).await;
+    let id = video(&app, &owner.access, "public").await;
+    let batch = json!({"video_id": id, "events": [{"type": "session_start"}]});
+    for _ in 0..2 {
+        assert_eq!(post(&app, None, batch.clone()).await.status, StatusCode::ACCEPTED);
+    }
+    // A new session from the same address is still over the address's limit.
+    let r = post(&app, None, batch).await;
+    assert_problem(&r, StatusCode::TOO_MANY_REQUESTS, "rate-limited");
+    assert_eq!(logged(&app).await.len(), 2);
+}

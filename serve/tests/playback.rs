@@ -312,6 +312,17 @@ fn the_ladder_is_served_the_way_players_and_cdns_expect() {
     // Private: nothing without a token; forged, expired, misused or foreign
     // tokens get 403; a valid one opens every URI the playlists list.
     let grant_public = f.playback_token();
+    // Unlisted: playable by anyone with the link, no token needed.
+    let r = f
+        .http
+        .patch(format!("{}/v1/videos/{}", f.base, f.video_id))
+        .bearer_auth(&f.access)
+        .json(&json!({"visibility": "unlisted"}))
+        .send()
+        .expect("patch");
+    assert_eq!(r.status(), 200);
+    assert_eq!(f.get(&f.url("hls/master.m3u8"), &[]).status(), 200);
+    assert_eq!(f.get(&segment_url, &[]).status(), 200);
     let r = f
         .http
         .patch(format!("{}/v1/videos/{}", f.base, f.video_id))
