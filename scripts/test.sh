@@ -20,6 +20,9 @@ command -v node >/dev/null || apt_install nodejs npm
 apt_install chromium postgresql-client
 say "installing the JavaScript clients the tests drive (npm ci)"
 npm ci --prefix serve/tests/js --no-audit --no-fund --loglevel=error
+# kustomize and kubernetes-validate check the Kubernetes manifests.
+"$HERE/k8s.sh" install
+eval "$("$HERE/k8s.sh" env)"
 
 say "checking formatting"
 cargo fmt --all -- --check

@@ -57,6 +57,7 @@
 //! max_dimension = 7680             # larger frames fail before decoding
 //! timeout_s = 10800                # a job running longer is stopped
 //! work_dir = "…"                   # default: <data_dir>/transcode
+//! listen = "0.0.0.0:8082"          # `reelflow transcode`: /healthz, /readyz, /metrics; unset = none
 //!
 //! [dataflow]                       # `reelflow dataflow` and `reelflow up`
 //! workers = 0                      # timely workers per process; 0 = one per core
@@ -257,6 +258,9 @@ pub struct TranscodeConfig {
     pub timeout_s: u64,
     /// Where jobs keep their files; unset means `<data_dir>/transcode`.
     pub work_dir: Option<PathBuf>,
+    /// Where `reelflow transcode` serves `/healthz`, `/readyz` and
+    /// `/metrics`; unset means no listener.
+    pub listen: Option<SocketAddr>,
 }
 
 impl Default for TranscodeConfig {
@@ -267,6 +271,7 @@ impl Default for TranscodeConfig {
             max_dimension: 7680,
             timeout_s: 3 * 3600,
             work_dir: None,
+            listen: None,
         }
     }
 }
@@ -499,6 +504,9 @@ pub struct ConfigArgs {
     /// The dataflow service an API process without dataflows forwards `/v1/sql` to.
     #[arg(long, env = "REELFLOW_SQL_UPSTREAM", global = true, value_name = "URL")]
     pub sql_upstream: Option<String>,
+    /// Address `reelflow transcode` serves health and metrics on [default: none].
+    #[arg(long, env = "REELFLOW_TRANSCODE_LISTEN", global = true, value_name = "ADDR")]
+    pub transcode_listen: Option<SocketAddr>,
     /// TOML configuration file.
     #[arg(long = "config", env = "REELFLOW_CONFIG", global = true, value_name = "FILE")]
     pub file: Option<PathBuf>,
@@ -615,6 +623,9 @@ impl Config {
         set(&mut self.dataflow.replicas, &a.dataflow_replicas);
         set(&mut self.dataflow.listen, &a.dataflow_listen);
         set(&mut self.sql.pgwire_listen, &a.sql_pgwire_listen);
+        if a.transcode_listen.is_some() {
+            self.transcode.listen = a.transcode_listen;
+        }
         if a.sql_upstream.is_some() {
             self.sql.upstream.clone_from(&a.sql_upstream);
         }
@@ -637,6 +648,9 @@ impl Config {
             d.workers
         };
         let cluster = if let Some(template) = &d.statefulset_peers {
+            if d.replicas == 0 {
+                bail!("dataflow.replicas is 0: set it (REELFLOW_DATAFLOW_REPLICAS) to the StatefulSet's replica count");
+            }
             let pod = std::env::var("HOSTNAME")
                 .context("dataflow.statefulset_peers is set but $HOSTNAME (the pod name) is not")?;
             ClusterConfig::statefulset(workers, &pod, d.replicas, template)?

@@ -23,6 +23,7 @@ pub mod playback;
 pub mod problem;
 pub mod ratelimit;
 pub mod sql;
+pub mod transcoders;
 pub mod uploads;
 pub mod users;
 pub mod validate;

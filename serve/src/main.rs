@@ -33,6 +33,10 @@ struct Cli {
 enum Command {
     /// Run the whole platform in one process on the embedded default.
     Up,
+    /// Run the HTTP API only (stateless: run as many as you like); the
+    /// transcoders and the dataflows run elsewhere, and `/v1/sql` is
+    /// forwarded to `sql.upstream`.
+    Serve,
     /// Print the effective configuration (secrets masked).
     Config,
     /// Run transcoders: members of the consumer group on reelflow.uploads.
@@ -131,21 +135,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Up => up(Config::load(&cli.config)?).await,
+        Command::Serve => serve(Config::load(&cli.config)?).await,
         Command::Dataflow => dataflow(Config::load(&cli.config)?).await,
-        Command::Transcode => {
-            let config = Config::load(&cli.config)?;
-            let platform = reelflow_serve::platform::Platform::open(&config).await?;
-            println!(
-                "transcoding with {} worker(s); Ctrl-C stops them; an unfinished job is done again by the next transcoder",
-                config.transcode.workers
-            );
-            let workers = spawn_transcoders(&config, &platform);
-            shutdown_signal().await;
-            for w in workers {
-                w.abort();
-            }
-            Ok(())
-        }
+        Command::Transcode => transcode(Config::load(&cli.config)?).await,
         Command::User(UserCommand::Create {
             email,
             admin,
@@ -258,28 +250,35 @@ async fn create_user(config: &Config, email: &str, role: Role, display_name: Opt
     Ok(())
 }
 
-/// Starts `transcode.workers` transcoders on the platform's log and store.
-fn spawn_transcoders(
-    config: &Config,
-    platform: &reelflow_serve::platform::Platform,
-) -> Vec<tokio::task::JoinHandle<()>> {
-    let stats = std::sync::Arc::new(reelflow_ingest::transcode::WorkerStats::default());
-    (0..config.transcode.workers)
-        .map(|_| {
-            let (log, store, settings, stats) = (
-                platform.log.clone(),
-                platform.store.clone(),
-                config.transcoder(),
-                std::sync::Arc::clone(&stats),
+async fn transcode(config: Config) -> anyhow::Result<()> {
+    use reelflow_serve::transcoders::{self, Transcoders};
+    let platform = reelflow_serve::platform::Platform::open(&config).await?;
+    let workers = Transcoders::start(&config, &platform);
+    let ops = match config.transcode.listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("listening on {addr} (transcode.listen)"))?;
+            let addr = listener.local_addr()?;
+            let router = transcoders::router(&config, platform.clone(), workers.stats());
+            println!(
+                "transcoding with {} worker(s); health and metrics at http://{addr}/metrics",
+                config.transcode.workers
             );
-            tokio::spawn(async move {
-                let stop = std::future::pending::<()>();
-                if let Err(e) = reelflow_ingest::transcode::run_worker(log, store, settings, stats, stop).await {
-                    tracing::error!(error = %e, "a transcoder stopped");
-                }
-            })
-        })
-        .collect()
+            Some(tokio::spawn(async move { axum::serve(listener, router).await }))
+        }
+        None => {
+            println!("transcoding with {} worker(s)", config.transcode.workers);
+            None
+        }
+    };
+    shutdown_signal().await;
+    tracing::info!("stopping: the running jobs finish first (a job cut short is done again by another transcoder)");
+    workers.stop().await;
+    if let Some(ops) = ops {
+        ops.abort();
+    }
+    Ok(())
 }
 
 async fn dataflow(config: Config) -> anyhow::Result<()> {
@@ -350,9 +349,31 @@ async fn up(config: Config) -> anyhow::Result<()> {
     let pg_addr = pg_listener.local_addr()?;
     let accounts = std::sync::Arc::new(reelflow_serve::sql::Accounts { db: state.db.clone() });
     let _pgwire = tokio::spawn(reelflow_sql::PgServer::new(engine, accounts).serve(pg_listener));
-    let _publisher = reelflow_serve::app::spawn_background(&state);
-    let _transcoders = spawn_transcoders(&config, &state.platform);
-    let platform = state.platform.clone();
+    let transcoders = reelflow_serve::transcoders::Transcoders::start(&config, &state.platform);
+    let sql = format!("SQL: psql -h {} -p {} -U <email>", pg_addr.ip(), pg_addr.port());
+    serve_http(state, "Reelflow is up", &sql).await?;
+    drop(transcoders);
+    dataflows.shutdown();
+    tracing::info!("reelflow stopped");
+    Ok(())
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let state = reelflow_serve::app::open(config.clone()).await?;
+    let sql = match &config.sql.upstream {
+        Some(upstream) => format!("/v1/sql is answered by {upstream}"),
+        None => "no sql.upstream: /v1/sql answers 503".to_string(),
+    };
+    serve_http(state, "Reelflow API is up", &sql).await?;
+    tracing::info!("reelflow serve stopped");
+    Ok(())
+}
+
+/// Runs the API with its background tasks (the outbox publisher, the
+/// status follower, the upload sweeper) until Ctrl-C or SIGTERM.
+async fn serve_http(state: reelflow_serve::AppState, banner: &str, sql: &str) -> anyhow::Result<()> {
+    let config = state.config.clone();
+    let _background = reelflow_serve::app::spawn_background(&state);
     let listener = tokio::net::TcpListener::bind(config.http.listen)
         .await
         .with_context(|| format!("listening on {}", config.http.listen))?;
@@ -360,24 +381,19 @@ async fn up(config: Config) -> anyhow::Result<()> {
     tracing::info!(
         %addr,
         data_dir = %config.data_dir.display(),
-        log = platform.log.backend(),
-        storage = platform.store.backend(),
-        "reelflow is up"
+        log = state.platform.log.backend(),
+        storage = state.platform.store.backend(),
+        "{banner}"
     );
     println!(
-        "Reelflow is up at http://{addr} (data in {}; SQL: psql -h {} -p {} -U <email>)",
-        config.data_dir.display(),
-        pg_addr.ip(),
-        pg_addr.port()
+        "{banner} at http://{addr} (data in {}; {sql})",
+        config.data_dir.display()
     );
     let service = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, service)
         .with_graceful_shutdown(shutdown_signal())
         .await
-        .context("serving HTTP")?;
-    dataflows.shutdown();
-    tracing::info!("reelflow stopped");
-    Ok(())
+        .context("serving HTTP")
 }
 
 /// Resolves on Ctrl-C or SIGTERM (what Kubernetes sends).

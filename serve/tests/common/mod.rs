@@ -329,11 +329,23 @@ impl Drop for Up {
 /// Creates an admin in the database under `data_dir` with `reelflow user
 /// create` (the password on standard input); returns its id.
 pub fn create_admin(data_dir: &std::path::Path, email: &str, password: &str) -> uuid::Uuid {
-    use std::io::Write;
     std::fs::create_dir_all(data_dir).expect("data dir");
-    let mut child = reelflow()
-        .args(["user", "create", "--data-dir"])
-        .arg(data_dir)
+    let mut cmd = reelflow();
+    cmd.args(["user", "create", "--data-dir"]).arg(data_dir);
+    create_admin_with(cmd, email, password)
+}
+
+/// Creates an admin account in the database at `database_url` with
+/// `reelflow user create`; returns its id.
+pub fn create_admin_at(database_url: &str, email: &str, password: &str) -> uuid::Uuid {
+    let mut cmd = reelflow();
+    cmd.args(["user", "create", "--database-url", database_url]);
+    create_admin_with(cmd, email, password)
+}
+
+fn create_admin_with(mut cmd: std::process::Command, email: &str, password: &str) -> uuid::Uuid {
+    use std::io::Write;
+    let mut child = cmd
         .args(["--email", email, "--admin"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())

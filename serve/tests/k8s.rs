@@ -1,0 +1,552 @@
+//! The Kubernetes manifests (`k8s/`): every overlay renders with kustomize
+//! and validates strictly against the Kubernetes schemas; every workload is
+//! probed, sized, locked down and scraped; and the dataflow, started from
+//! the rendered StatefulSet — its entrypoint, its configuration and its
+//! environment, with only the pods' names resolved to loopback addresses —
+//! gives the same SQL answers as a cluster of 1, 2 and 3 processes over the
+//! same events in the real Kafka broker.
+//!
+//! kustomize and kubernetes-validate come from `scripts/k8s.sh install`
+//! (the test command runs it), named by `REELFLOW_TEST_KUSTOMIZE` and
+//! `REELFLOW_TEST_KUBERNETES_VALIDATE`.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reelflow_dataflows::views::Windows;
+use reelflow_dataflows::{Time, View, reference, workload};
+use reelflow_ingest::log::{AnyLog, KafkaConfig, KafkaLog};
+use serde_json::Value;
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run scripts/test.sh (it installs the tools)"))
+}
+
+fn k8s_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../k8s")
+}
+
+/// Every overlay, by name.
+fn overlays() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(k8s_dir().join("overlays"))
+        .expect("k8s/overlays")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// `kustomize build k8s/overlays/<overlay>`, as text.
+fn render(overlay: &str) -> String {
+    let out = Command::new(env("REELFLOW_TEST_KUSTOMIZE"))
+        .arg("build")
+        .arg(k8s_dir().join("overlays").join(overlay))
+        .output()
+        .expect("run kustomize");
+    assert!(
+        out.status.success(),
+        "kustomize build {overlay}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8")
+}
+
+/// The rendered resources of an overlay.
+fn resources(yaml: &str) -> Vec<Value> {
+    use serde::Deserialize;
+    serde_yaml_ng::Deserializer::from_str(yaml)
+        .map(|doc| {
+            let v = serde_yaml_ng::Value::deserialize(doc).expect("YAML");
+            serde_json::to_value(v).expect("as JSON")
+        })
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+fn find<'a>(all: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    all.iter()
+        .find(|r| r["kind"] == kind && r["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name}"))
+}
+
+/// A generated ConfigMap or Secret, by the name before kustomize's hash.
+fn generated<'a>(all: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    all.iter()
+        .find(|r| {
+            r["kind"] == kind
+                && r["metadata"]["name"]
+                    .as_str()
+                    .and_then(|n| n.strip_prefix(name))
+                    .is_some_and(|rest| rest.len() == 11 && rest.starts_with('-'))
+        })
+        .unwrap_or_else(|| panic!("no generated {kind} {name}"))
+}
+
+/// Runs kubernetes-validate --strict on `yaml`; its success and output.
+fn validate(yaml: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("rendered.yaml");
+    std::fs::write(&file, yaml).expect("write");
+    let out = Command::new(env("REELFLOW_TEST_KUBERNETES_VALIDATE"))
+        .arg("--strict")
+        .arg(&file)
+        .output()
+        .expect("run kubernetes-validate");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn every_overlay_renders_and_validates_strictly_against_the_kubernetes_schemas() {
+    let names = overlays();
+    for overlay in ["dev", "prod", "prod-scale-on-lag"] {
+        assert!(names.iter().any(|n| n == overlay), "k8s/overlays/{overlay} exists");
+    }
+    for overlay in &names {
+        let yaml = render(overlay);
+        let count = resources(&yaml).len();
+        let (ok, report) = validate(&yaml);
+        assert!(ok, "{overlay} does not validate:\n{report}");
+        assert_eq!(
+            report.matches(" passed for resource ").count(),
+            count,
+            "{overlay}: every one of its {count} resources was checked:\n{report}"
+        );
+    }
+}
+
+#[test]
+fn the_validator_refuses_what_kubernetes_would_refuse() {
+    let yaml = render("dev");
+    // A misspelt field, a string where a number goes, a missing required
+    // field: each alone makes the manifests invalid.
+    let breakages = [
+        ("containerPort: 8080", "containerport: 8080"),
+        ("  serviceName: reelflow-dataflow", "  serviceName: 7"),
+        (
+            "    matchLabels:\n      app.kubernetes.io/component: serve",
+            "    matchLabel:\n      app.kubernetes.io/component: serve",
+        ),
+    ];
+    for (from, to) in breakages {
+        assert!(yaml.contains(from), "the rendered dev overlay contains {from:?}");
+        let (ok, report) = validate(&yaml.replacen(from, to, 1));
+        assert!(!ok, "changing {from:?} to {to:?} passed validation:\n{report}");
+    }
+}
+
+fn workloads(all: &[Value]) -> impl Iterator<Item = &Value> {
+    all.iter()
+        .filter(|r| r["kind"] == "Deployment" || r["kind"] == "StatefulSet")
+}
+
+#[test]
+fn every_workload_is_probed_sized_locked_down_and_scraped() {
+    for overlay in overlays() {
+        let all = resources(&render(&overlay));
+        assert!(workloads(&all).count() >= 3, "{overlay} has workloads");
+        for w in workloads(&all) {
+            let name = format!("{overlay}: {} {}", w["kind"], w["metadata"]["name"]);
+            let pod = &w["spec"]["template"];
+            assert_eq!(pod["spec"]["securityContext"]["runAsNonRoot"], true, "{name}");
+            assert_eq!(pod["spec"]["automountServiceAccountToken"], false, "{name}");
+            let containers = pod["spec"]["containers"].as_array().expect("containers");
+            for c in containers {
+                let image = c["image"].as_str().expect("image");
+                let tag = image.rsplit_once(':').map(|(_, t)| t).unwrap_or("");
+                assert!(
+                    !tag.is_empty() && tag != "latest",
+                    "{name}: image {image} has a fixed tag"
+                );
+                for probe in ["livenessProbe", "readinessProbe"] {
+                    assert!(c[probe].is_object(), "{name}: {probe}");
+                }
+                for kind in ["requests", "limits"] {
+                    for resource in ["cpu", "memory"] {
+                        assert!(c["resources"][kind][resource].is_string(), "{name}: {kind}.{resource}");
+                    }
+                }
+                let sc = &c["securityContext"];
+                assert_eq!(sc["allowPrivilegeEscalation"], false, "{name}");
+                assert_eq!(sc["readOnlyRootFilesystem"], true, "{name}");
+                assert_eq!(sc["capabilities"]["drop"], serde_json::json!(["ALL"]), "{name}");
+            }
+            if w["metadata"]["labels"]["app.kubernetes.io/name"] == "reelflow" {
+                let a = &pod["metadata"]["annotations"];
+                assert_eq!(a["prometheus.io/scrape"], "true", "{name}");
+                let port: u64 = a["prometheus.io/port"].as_str().expect("port").parse().expect("number");
+                assert!(
+                    containers[0]["ports"]
+                        .as_array()
+                        .expect("ports")
+                        .iter()
+                        .any(|p| p["containerPort"] == port),
+                    "{name}: the scraped port is a container port"
+                );
+                let hpa = all.iter().find(|r| {
+                    r["kind"] == "HorizontalPodAutoscaler"
+                        && r["spec"]["scaleTargetRef"]["name"] == w["metadata"]["name"]
+                });
+                if w["kind"] == "Deployment" {
+                    assert!(hpa.is_some(), "{name} has an autoscaler");
+                    assert!(
+                        w["spec"]["replicas"].is_null(),
+                        "{name}: the autoscaler owns the replica count"
+                    );
+                }
+            }
+        }
+        // The dataflow: one cluster, started together, replaced together,
+        // told its size, behind a headless Service and a disruption budget.
+        let set = find(&all, "StatefulSet", "reelflow-dataflow");
+        let spec = &set["spec"];
+        assert_eq!(spec["podManagementPolicy"], "Parallel", "{overlay}");
+        assert_eq!(spec["updateStrategy"]["type"], "OnDelete", "{overlay}");
+        let replicas = spec["replicas"].as_u64().expect("replicas");
+        assert_eq!(
+            spec["template"]["metadata"]["annotations"]["reelflow.io/cluster-size"],
+            replicas.to_string(),
+            "{overlay}: the pods are told the replica count"
+        );
+        let headless = find(&all, "Service", spec["serviceName"].as_str().expect("serviceName"));
+        assert_eq!(headless["spec"]["clusterIP"], "None", "{overlay}");
+        assert_eq!(headless["spec"]["publishNotReadyAddresses"], true, "{overlay}");
+        assert!(
+            all.iter().any(|r| r["kind"] == "PodDisruptionBudget"
+                && r["spec"]["selector"]["matchLabels"] == spec["selector"]["matchLabels"]),
+            "{overlay}: the dataflow has a disruption budget"
+        );
+        assert!(
+            all.iter()
+                .any(|r| r["kind"] == "NetworkPolicy" && r["spec"]["podSelector"] == serde_json::json!({})),
+            "{overlay}: traffic is denied unless a policy lets it through"
+        );
+        find(&all, "Ingress", "reelflow");
+        // Kafka in KRaft mode, with a volume per broker and a budget.
+        let kafka = find(&all, "StatefulSet", "kafka");
+        assert!(kafka["spec"]["volumeClaimTemplates"].is_array(), "{overlay}");
+        let kafka_env = &kafka["spec"]["template"]["spec"]["containers"][0]["env"];
+        let told = kafka_env
+            .as_array()
+            .expect("env")
+            .iter()
+            .find(|e| e["name"] == "KAFKA_REPLICAS")
+            .expect("KAFKA_REPLICAS");
+        assert_eq!(told["value"], kafka["spec"]["replicas"].to_string(), "{overlay}");
+        find(&all, "PodDisruptionBudget", "kafka");
+    }
+    // prod: three brokers; PostgreSQL and S3 are outside, from Secrets the
+    // operator creates; dev carries its own.
+    let prod = resources(&render("prod"));
+    assert_eq!(find(&prod, "StatefulSet", "kafka")["spec"]["replicas"], 3);
+    assert!(
+        !prod.iter().any(|r| r["kind"] == "Secret"),
+        "prod takes its secrets by reference"
+    );
+    assert!(
+        !prod
+            .iter()
+            .any(|r| r["metadata"]["name"] == "postgres" || r["metadata"]["name"] == "s3")
+    );
+    let dev = resources(&render("dev"));
+    assert_eq!(find(&dev, "StatefulSet", "kafka")["spec"]["replicas"], 1);
+    for name in ["postgres", "s3"] {
+        find(&dev, "StatefulSet", name);
+    }
+    generated(&dev, "Secret", "reelflow");
+    generated(&dev, "Secret", "reelflow-auth-keys");
+}
+
+/// How a container of the rendered StatefulSet is started: its arguments,
+/// and its environment with every reference resolved the way the kubelet
+/// resolves it, from the rendered ConfigMaps and the pod's annotations;
+/// Secrets from `secrets`.
+struct Entrypoint {
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    config: toml::Table,
+}
+
+fn dataflow_entrypoint(all: &[Value], secrets: &[(&str, &str)]) -> Entrypoint {
+    let set = find(all, "StatefulSet", "reelflow-dataflow");
+    let pod = &set["spec"]["template"];
+    let c = &pod["spec"]["containers"][0];
+    let args = c["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .map(|a| a.as_str().expect("arg").to_string())
+        .collect();
+    let config_map = |name: &str| {
+        all.iter()
+            .find(|r| r["kind"] == "ConfigMap" && r["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("ConfigMap {name}"))["data"]
+            .clone()
+    };
+    let mut env = Vec::new();
+    for from in c["envFrom"].as_array().into_iter().flatten() {
+        let name = from["configMapRef"]["name"].as_str().expect("configMapRef");
+        for (k, v) in config_map(name).as_object().expect("data") {
+            env.push((k.clone(), v.as_str().expect("value").to_string()));
+        }
+    }
+    for e in c["env"].as_array().expect("env") {
+        let name = e["name"].as_str().expect("name").to_string();
+        let value = if let Some(v) = e["value"].as_str() {
+            v.to_string()
+        } else if let Some(path) = e["valueFrom"]["fieldRef"]["fieldPath"].as_str() {
+            let key = path
+                .strip_prefix("metadata.annotations['")
+                .and_then(|k| k.strip_suffix("']"))
+                .unwrap_or_else(|| panic!("a fieldRef to an annotation, not {path}"));
+            pod["metadata"]["annotations"][key]
+                .as_str()
+                .expect("annotation")
+                .to_string()
+        } else if let Some(key) = e["valueFrom"]["secretKeyRef"]["key"].as_str() {
+            secrets
+                .iter()
+                .find(|(k, _)| *k == key)
+                .unwrap_or_else(|| panic!("the test provides secret {key}"))
+                .1
+                .to_string()
+        } else {
+            panic!("unexpected env entry {e}")
+        };
+        env.push((name, value));
+    }
+    // The configuration file, from the ConfigMap the pod mounts.
+    let volume = pod["spec"]["volumes"]
+        .as_array()
+        .expect("volumes")
+        .iter()
+        .find(|v| v["configMap"].is_object())
+        .expect("a ConfigMap volume");
+    let file = config_map(volume["configMap"]["name"].as_str().expect("name"))["reelflow.toml"]
+        .as_str()
+        .expect("reelflow.toml")
+        .to_string();
+    Entrypoint {
+        args,
+        env,
+        config: file.parse().expect("the ConfigMap holds valid TOML"),
+    }
+}
+
+struct Pod {
+    child: Child,
+    http: String,
+    pg_port: u16,
+}
+
+impl Drop for Pod {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Pod `i` of `n` on this machine: the rendered entrypoint and environment;
+/// the pod's own address is 127.0.1<i>.1, so every pod listens on the
+/// manifests' ports as pods do, and the peer names of the headless Service
+/// resolve to those addresses. Scratch paths point into `dir`.
+fn start_pod(e: &Entrypoint, i: usize, n: usize, dir: &Path) -> (Child, std::sync::mpsc::Receiver<(String, u16)>) {
+    let mut config = e.config.clone();
+    let table = |c: &mut toml::Table, name: &str| -> toml::Table { c[name].as_table().expect(name).clone() };
+    let ip = |i: usize| format!("127.0.1{i}.1");
+    let rebind = |addr: &str, i: usize| {
+        let port = addr.rsplit_once(':').expect("host:port").1;
+        format!("{}:{port}", ip(i))
+    };
+    let mut dataflow = table(&mut config, "dataflow");
+    let peers = dataflow["statefulset_peers"].as_str().expect("statefulset_peers");
+    let port = peers.rsplit_once(':').expect("host:port").1;
+    assert!(peers.starts_with("reelflow-dataflow-{i}.reelflow-dataflow:"), "{peers}");
+    dataflow.insert("statefulset_peers".into(), format!("127.0.1{{i}}.1:{port}").into());
+    let listen = rebind(dataflow["listen"].as_str().expect("listen"), i);
+    dataflow.insert("listen".into(), listen.into());
+    config.insert("dataflow".into(), dataflow.into());
+    let mut sql = table(&mut config, "sql");
+    let pgwire = rebind(sql["pgwire_listen"].as_str().expect("pgwire_listen"), i);
+    sql.insert("pgwire_listen".into(), pgwire.into());
+    config.insert("sql".into(), sql.into());
+    // The mounted Secret with the signing keys, and the pod's emptyDir.
+    let mut auth = table(&mut config, "auth");
+    auth.insert(
+        "keys_file".into(),
+        dir.join("auth-keys.json").display().to_string().into(),
+    );
+    config.insert("auth".into(), auth.into());
+    config.insert(
+        "data_dir".into(),
+        dir.join(format!("pod-{i}")).display().to_string().into(),
+    );
+    let file = dir.join(format!("reelflow-{i}.toml"));
+    std::fs::write(&file, toml::to_string(&config).expect("TOML")).expect("write config");
+
+    let mut cmd = common::reelflow();
+    cmd.args(&e.args);
+    for (k, v) in &e.env {
+        let v = match k.as_str() {
+            "REELFLOW_CONFIG" => file.display().to_string(),
+            "REELFLOW_KAFKA_BROKERS" => env("REELFLOW_TEST_KAFKA"),
+            "REELFLOW_DATAFLOW_REPLICAS" => n.to_string(),
+            _ => v.clone(),
+        };
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .env("HOSTNAME", format!("reelflow-dataflow-{i}"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start reelflow dataflow");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        // "… serving views at http://ADDR/v1/views; SQL: psql -h HOST -p PORT"
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let addr = line.split("http://").nth(1).and_then(|s| s.split('/').next());
+            let pg = line
+                .split(" -p ")
+                .nth(1)
+                .and_then(|s| s.split_whitespace().next())
+                .and_then(|p| p.parse().ok());
+            if let (Some(addr), Some(pg)) = (addr, pg) {
+                let _ = tx.send((addr.to_string(), pg));
+            }
+        }
+    });
+    (child, rx)
+}
+
+fn start_cluster(e: &Entrypoint, n: usize, dir: &Path) -> Vec<Pod> {
+    let started: Vec<_> = (0..n).map(|i| start_pod(e, i, n, dir)).collect();
+    started
+        .into_iter()
+        .map(|(child, rx)| {
+            let (http, pg_port) = rx
+                .recv_timeout(Duration::from_secs(90))
+                .expect("the pod prints where it serves once the cluster has formed");
+            Pod { child, http, pg_port }
+        })
+        .collect()
+}
+
+fn wait_ready(http: &reqwest::blocking::Client, pod: &Pod) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        if let Ok(r) = http.get(format!("http://{}/readyz", pod.http)).send()
+            && r.status() == 200
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "pod at {} never became ready", pod.http);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+const ADMIN_PASSWORD: &str = "a long admin password";
+
+fn psql(pod: &Pod, admin: &str, query: &str) -> String {
+    let host = pod.http.rsplit_once(':').expect("host:port").0;
+    let out = Command::new("psql")
+        .env("PGPASSWORD", ADMIN_PASSWORD)
+        .args(["-X", "-A", "-t", "-h", host, "-p", &pod.pg_port.to_string()])
+        .args(["-U", admin, "-d", "reelflow", "-c", query])
+        .output()
+        .expect("psql");
+    assert!(
+        out.status.success(),
+        "psql {query}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut lines: Vec<&str> = std::str::from_utf8(&out.stdout).expect("UTF-8").lines().collect();
+    lines.sort_unstable();
+    lines.join("\n")
+}
+
+#[test]
+fn the_rendered_statefulset_answers_sql_identically_as_1_2_and_3_processes() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let _context = runtime.enter();
+    let log = AnyLog::Kafka(
+        KafkaLog::connect(KafkaConfig {
+            brokers: env("REELFLOW_TEST_KAFKA"),
+            ..KafkaConfig::default()
+        })
+        .expect("kafka"),
+    );
+    // Other tests share the topics; the reference reads back all of them.
+    let w = workload::workload(53, 3);
+    let (facts, _, times) = runtime.block_on(async {
+        workload::create_topics(&log, 3).await;
+        workload::append_all(&log, &w, Duration::from_millis(100)).await;
+        workload::stamped(
+            &log,
+            reelflow_dataflows::source::SourceOptions::default().tick.as_millis() as Time,
+        )
+        .await
+    });
+    let at = *times.last().expect("times");
+    let views = reference::views_at(&facts, at, &Windows::default());
+    let stats = &views[&View::VideoStats];
+    assert!(!stats.is_empty(), "the workload fills video_stats");
+
+    // The production-like pieces: the accounts in the real PostgreSQL (the
+    // Secret's database-url), one signing-key file for every pod.
+    let database_url = runtime.block_on(common::fresh_postgres_url());
+    let admin = format!("k8s-{}@example.org", uuid::Uuid::new_v4().simple());
+    common::create_admin_at(&database_url, &admin, ADMIN_PASSWORD);
+    let entrypoint = dataflow_entrypoint(&resources(&render("dev")), &[("database-url", &database_url)]);
+    assert_eq!(entrypoint.args, ["dataflow"]);
+
+    let queries: Vec<String> = View::ALL
+        .into_iter()
+        .filter(|v| *v != View::SourceProgress)
+        .map(|v| format!("SELECT * FROM {} AS OF {at}", v.def().name))
+        .chain([format!(
+            "SELECT count(*), sum(views), sum(watch_time_s) FROM video_stats AS OF {at}"
+        )])
+        .collect();
+    let http = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client");
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The Secret with the signing keys, mounted into every pod.
+    reelflow_serve::auth::Keyring::load_or_create(&dir.path().join("auth-keys.json")).expect("keys");
+    let mut answers = Vec::new();
+    for n in 1..=3 {
+        let pods = start_cluster(&entrypoint, n, dir.path());
+        for pod in &pods {
+            wait_ready(&http, pod);
+        }
+        // Any pod answers for the whole cluster; ask the first and the last.
+        let first: Vec<String> = queries.iter().map(|q| psql(&pods[0], &admin, q)).collect();
+        let last: Vec<String> = queries.iter().map(|q| psql(&pods[n - 1], &admin, q)).collect();
+        assert_eq!(first, last, "{n} processes: the first and the last pod agree");
+        let summary = first.last().expect("summary");
+        let views: i64 = stats.iter().map(|(_, v)| v[0].to_json().as_i64().expect("views")).sum();
+        assert!(
+            summary.starts_with(&format!("{}|{views}|", stats.len())),
+            "{n} processes: video_stats holds {} videos with {views} views, not {summary}",
+            stats.len()
+        );
+        answers.push((n, first));
+        drop(pods);
+    }
+    for (n, got) in &answers[1..] {
+        for (q, (a, b)) in queries.iter().zip(got.iter().zip(&answers[0].1)) {
+            assert_eq!(a, b, "{q}: {n} processes answer differently from 1");
+        }
+    }
+}
