@@ -91,7 +91,7 @@
 //! timeout_s = 30                   # per statement
 //! memory_mib = 256                 # per statement (sorts, joins, aggregates)
 //! http_row_limit = 10000           # rows per POST /v1/sql answer
-//! upstream = "http://reelflow-dataflow:8081"   # API without dataflows: where /v1/sql goes
+//! upstream = "http://reelflow-dataflow:8081"   # API without dataflows: where /v1/sql and /v1/views go
 //! ```
 
 use std::net::SocketAddr;

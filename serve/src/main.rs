@@ -102,6 +102,9 @@ enum Bench {
     /// Hot HLS segments under wrk, beside nginx serving the same files, and
     /// beacon batches accepted per second (acknowledged by the log).
     Hls(reelflow_serve::bench::hls::HlsBenchArgs),
+    /// The dataflow cluster as 1, 2 and 3 processes started the StatefulSet
+    /// way: the time to rebuild the views from a log in Kafka, and records/s.
+    Scale(reelflow_serve::bench::scale::ScaleBenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -170,6 +173,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string(&report)?);
             } else {
                 print!("{}", reelflow_serve::bench::hls::render(&report));
+            }
+            Ok(())
+        }
+        Command::Bench(Bench::Scale(args)) => {
+            let json = args.json;
+            let report = reelflow_serve::bench::scale::run(args).await?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                print!("{}", reelflow_serve::bench::scale::render(&report));
             }
             Ok(())
         }
@@ -291,6 +304,9 @@ async fn dataflow(config: Config) -> anyhow::Result<()> {
         eprintln!("error: a dataflow thread panicked; exiting so the cluster can re-form");
         std::process::exit(70);
     }));
+    // The SQLite accounts database lives there unless database.url says otherwise.
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
     let log = reelflow_serve::platform::open_log(&config).await?;
     let listener = tokio::net::TcpListener::bind(config.dataflow.listen)
         .await

@@ -7,14 +7,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use reelflow_dataflows::views::Windows;
-use reelflow_dataflows::workload;
 use reelflow_dataflows::{Row, Time, VIEWS, View, reference};
-use reelflow_ingest::log::{AnyLog, KafkaConfig, KafkaLog};
 use serde_json::Value;
 
 fn env(name: &str) -> String {
@@ -64,23 +61,7 @@ fn start(ordinal: usize, port: u16, data: &std::path::Path) -> (Child, std::sync
         .stderr(Stdio::inherit())
         .spawn()
         .expect("start reelflow dataflow");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        // Timely reports on connecting first; the banner names the address.
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            // "… serving views at http://ADDR/v1/views; SQL: psql -h HOST -p PORT"
-            let addr = line.split("http://").nth(1).and_then(|s| s.split('/').next());
-            let pg = line
-                .split(" -p ")
-                .nth(1)
-                .and_then(|s| s.split_whitespace().next())
-                .and_then(|p| p.parse().ok());
-            if let (Some(addr), Some(pg)) = (addr, pg) {
-                let _ = tx.send((addr.to_string(), pg));
-            }
-        }
-    });
+    let rx = common::watch_banner(&mut child);
     (child, rx)
 }
 
@@ -156,24 +137,8 @@ fn read_all(http: &reqwest::blocking::Client, p: &Process, at: Time) -> Vec<(Vie
 fn two_statefulset_pods_over_kafka_match_the_reference_and_replay_after_a_kill() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let _context = runtime.enter();
-    let log = AnyLog::Kafka(
-        KafkaLog::connect(KafkaConfig {
-            brokers: env("REELFLOW_TEST_KAFKA"),
-            ..KafkaConfig::default()
-        })
-        .expect("kafka"),
-    );
-    // Other tests share these topics; the reference reads back all of them.
-    let w = workload::workload(31, 4);
-    let (facts, _, times) = runtime.block_on(async {
-        workload::create_topics(&log, 3).await;
-        workload::append_all(&log, &w, Duration::from_millis(150)).await;
-        workload::stamped(
-            &log,
-            reelflow_dataflows::source::SourceOptions::default().tick.as_millis() as Time,
-        )
-        .await
-    });
+    let log = common::test_kafka();
+    let (facts, times) = runtime.block_on(common::append_workload(&log, 31, 4, Duration::from_millis(150)));
     let windows = Windows::default();
     let expected: Vec<_> = times
         .iter()
@@ -316,9 +281,9 @@ fn two_statefulset_pods_over_kafka_match_the_reference_and_replay_after_a_kill()
     assert_eq!(runs[0], runs[1], "a replay after a kill gives identical contents");
 }
 
-/// The public API forwards `/v1/sql` to the dataflow service named by
-/// `sql.upstream`, which checks the same token against the same accounts
-/// and answers for the cluster.
+/// The public API forwards `/v1/sql` and `/v1/views` to the dataflow
+/// service named by `sql.upstream`, which checks the same token against the
+/// same accounts and answers for the cluster.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_forwards_sql_to_the_dataflow_service() {
     let port = free_port();
@@ -386,6 +351,28 @@ async fn the_api_forwards_sql_to_the_dataflow_service() {
     assert_eq!(bad.body["sqlstate"], "25006");
     let anonymous = app.post("/v1/sql", None, serde_json::json!({"query": query})).await;
     assert_eq!(anonymous.status, axum::http::StatusCode::UNAUTHORIZED);
+    // The views' HTTP reads, for admins only.
+    let path = format!("/v1/views/source_progress?as_of={as_of}&limit=100");
+    let direct: Value = http
+        .get(format!("http://127.0.0.1:{port}{path}"))
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("json");
+    let forwarded = app.get(&path, Some(&admin.access)).await;
+    assert_eq!(forwarded.status, axum::http::StatusCode::OK, "{}", forwarded.body);
+    assert_eq!(forwarded.body, direct);
+    assert_eq!(
+        forwarded.body["rows"].as_array().map(Vec::len),
+        answer["rows"][0][0].as_u64().map(|n| n as usize)
+    );
+    let missing = app.get("/v1/views/no_such_view", Some(&admin.access)).await;
+    assert_eq!(missing.status, axum::http::StatusCode::NOT_FOUND, "{}", missing.body);
+    let creator = app.register("creator@example.org", Some("creator")).await;
+    let refused = app.get(&path, Some(&creator.access)).await;
+    assert_eq!(refused.status, axum::http::StatusCode::FORBIDDEN);
     let _ = child.kill();
     let _ = child.wait();
 }

@@ -12,14 +12,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use reelflow_dataflows::views::Windows;
-use reelflow_dataflows::{Time, View, reference, workload};
-use reelflow_ingest::log::{AnyLog, KafkaConfig, KafkaLog};
+use reelflow_dataflows::{View, reference};
 use serde_json::Value;
 
 fn env(name: &str) -> String {
@@ -265,19 +263,21 @@ fn every_workload_is_probed_sized_locked_down_and_scraped() {
     generated(&dev, "Secret", "reelflow-auth-keys");
 }
 
-/// How a container of the rendered StatefulSet is started: its arguments,
-/// and its environment with every reference resolved the way the kubelet
+/// How the container of a rendered workload is started: its arguments, and
+/// its environment with every reference resolved the way the kubelet
 /// resolves it, from the rendered ConfigMaps and the pod's annotations;
-/// Secrets from `secrets`.
+/// Secrets from `secrets`. Also its probes and scrape path.
 struct Entrypoint {
     args: Vec<String>,
     env: Vec<(String, String)>,
     config: toml::Table,
+    container: Value,
+    annotations: Value,
 }
 
-fn dataflow_entrypoint(all: &[Value], secrets: &[(&str, &str)]) -> Entrypoint {
-    let set = find(all, "StatefulSet", "reelflow-dataflow");
-    let pod = &set["spec"]["template"];
+fn entrypoint(all: &[Value], kind: &str, name: &str, secrets: &[(&str, &str)]) -> Entrypoint {
+    let workload = find(all, kind, name);
+    let pod = &workload["spec"]["template"];
     let c = &pod["spec"]["containers"][0];
     let args = c["args"]
         .as_array()
@@ -312,12 +312,11 @@ fn dataflow_entrypoint(all: &[Value], secrets: &[(&str, &str)]) -> Entrypoint {
                 .expect("annotation")
                 .to_string()
         } else if let Some(key) = e["valueFrom"]["secretKeyRef"]["key"].as_str() {
-            secrets
-                .iter()
-                .find(|(k, _)| *k == key)
-                .unwrap_or_else(|| panic!("the test provides secret {key}"))
-                .1
-                .to_string()
+            match secrets.iter().find(|(k, _)| *k == key) {
+                Some((_, v)) => v.to_string(),
+                None if e["valueFrom"]["secretKeyRef"]["optional"] == true => continue,
+                None => panic!("the test provides secret {key}"),
+            }
         } else {
             panic!("unexpected env entry {e}")
         };
@@ -338,7 +337,67 @@ fn dataflow_entrypoint(all: &[Value], secrets: &[(&str, &str)]) -> Entrypoint {
         args,
         env,
         config: file.parse().expect("the ConfigMap holds valid TOML"),
+        container: c.clone(),
+        annotations: pod["metadata"]["annotations"].clone(),
     }
+}
+
+/// Sets `section.key` of a configuration table.
+fn set(config: &mut toml::Table, section: &str, key: &str, value: impl Into<toml::Value>) {
+    config
+        .entry(section)
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+        .as_table_mut()
+        .expect("a table")
+        .insert(key.into(), value.into());
+}
+
+/// The pod's address `host:port` in place of the manifest's `0.0.0.0:port`.
+fn rebind(config: &toml::Table, section: &str, key: &str, ip: &str) -> String {
+    let addr = config[section][key]
+        .as_str()
+        .unwrap_or_else(|| panic!("{section}.{key}"));
+    let (host, port) = addr.rsplit_once(':').expect("host:port");
+    assert_eq!(host, "0.0.0.0", "{section}.{key} listens on every address of the pod");
+    format!("{ip}:{port}")
+}
+
+/// Starts the entrypoint as pod `hostname`: the configuration edited by
+/// `edit` (paths and addresses), `env` overriding the manifest's values.
+fn spawn(
+    e: &Entrypoint,
+    hostname: &str,
+    dir: &Path,
+    edit: impl FnOnce(&mut toml::Table),
+    env: &[(&str, String)],
+) -> Child {
+    let mut config = e.config.clone();
+    // The mounted Secret with the signing keys, and the pod's emptyDir.
+    set(
+        &mut config,
+        "auth",
+        "keys_file",
+        dir.join("auth-keys.json").display().to_string(),
+    );
+    config.insert("data_dir".into(), dir.join(hostname).display().to_string().into());
+    edit(&mut config);
+    let file = dir.join(format!("{hostname}.toml"));
+    std::fs::write(&file, toml::to_string(&config).expect("TOML")).expect("write config");
+    let mut cmd = common::reelflow();
+    cmd.args(&e.args);
+    for (k, v) in &e.env {
+        let v = match env.iter().find(|(name, _)| name == k) {
+            Some((_, v)) => v.clone(),
+            None if k == "REELFLOW_CONFIG" => file.display().to_string(),
+            None => v.clone(),
+        };
+        cmd.env(k, v);
+    }
+    cmd.env("HOSTNAME", hostname)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start the container's command")
 }
 
 struct Pod {
@@ -359,72 +418,32 @@ impl Drop for Pod {
 /// manifests' ports as pods do, and the peer names of the headless Service
 /// resolve to those addresses. Scratch paths point into `dir`.
 fn start_pod(e: &Entrypoint, i: usize, n: usize, dir: &Path) -> (Child, std::sync::mpsc::Receiver<(String, u16)>) {
-    let mut config = e.config.clone();
-    let table = |c: &mut toml::Table, name: &str| -> toml::Table { c[name].as_table().expect(name).clone() };
-    let ip = |i: usize| format!("127.0.1{i}.1");
-    let rebind = |addr: &str, i: usize| {
-        let port = addr.rsplit_once(':').expect("host:port").1;
-        format!("{}:{port}", ip(i))
+    let ip = format!("127.0.1{i}.1");
+    let edit = |config: &mut toml::Table| {
+        let peers = config["dataflow"]["statefulset_peers"]
+            .as_str()
+            .expect("statefulset_peers");
+        let port = peers
+            .strip_prefix("reelflow-dataflow-{i}.reelflow-dataflow:")
+            .unwrap_or_else(|| panic!("peers are the headless Service's names, not {peers}"))
+            .to_string();
+        set(
+            config,
+            "dataflow",
+            "statefulset_peers",
+            format!("127.0.1{{i}}.1:{port}"),
+        );
+        let listen = rebind(config, "dataflow", "listen", &ip);
+        set(config, "dataflow", "listen", listen);
+        let pgwire = rebind(config, "sql", "pgwire_listen", &ip);
+        set(config, "sql", "pgwire_listen", pgwire);
     };
-    let mut dataflow = table(&mut config, "dataflow");
-    let peers = dataflow["statefulset_peers"].as_str().expect("statefulset_peers");
-    let port = peers.rsplit_once(':').expect("host:port").1;
-    assert!(peers.starts_with("reelflow-dataflow-{i}.reelflow-dataflow:"), "{peers}");
-    dataflow.insert("statefulset_peers".into(), format!("127.0.1{{i}}.1:{port}").into());
-    let listen = rebind(dataflow["listen"].as_str().expect("listen"), i);
-    dataflow.insert("listen".into(), listen.into());
-    config.insert("dataflow".into(), dataflow.into());
-    let mut sql = table(&mut config, "sql");
-    let pgwire = rebind(sql["pgwire_listen"].as_str().expect("pgwire_listen"), i);
-    sql.insert("pgwire_listen".into(), pgwire.into());
-    config.insert("sql".into(), sql.into());
-    // The mounted Secret with the signing keys, and the pod's emptyDir.
-    let mut auth = table(&mut config, "auth");
-    auth.insert(
-        "keys_file".into(),
-        dir.join("auth-keys.json").display().to_string().into(),
-    );
-    config.insert("auth".into(), auth.into());
-    config.insert(
-        "data_dir".into(),
-        dir.join(format!("pod-{i}")).display().to_string().into(),
-    );
-    let file = dir.join(format!("reelflow-{i}.toml"));
-    std::fs::write(&file, toml::to_string(&config).expect("TOML")).expect("write config");
-
-    let mut cmd = common::reelflow();
-    cmd.args(&e.args);
-    for (k, v) in &e.env {
-        let v = match k.as_str() {
-            "REELFLOW_CONFIG" => file.display().to_string(),
-            "REELFLOW_KAFKA_BROKERS" => env("REELFLOW_TEST_KAFKA"),
-            "REELFLOW_DATAFLOW_REPLICAS" => n.to_string(),
-            _ => v.clone(),
-        };
-        cmd.env(k, v);
-    }
-    let mut child = cmd
-        .env("HOSTNAME", format!("reelflow-dataflow-{i}"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start reelflow dataflow");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        // "… serving views at http://ADDR/v1/views; SQL: psql -h HOST -p PORT"
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let addr = line.split("http://").nth(1).and_then(|s| s.split('/').next());
-            let pg = line
-                .split(" -p ")
-                .nth(1)
-                .and_then(|s| s.split_whitespace().next())
-                .and_then(|p| p.parse().ok());
-            if let (Some(addr), Some(pg)) = (addr, pg) {
-                let _ = tx.send((addr.to_string(), pg));
-            }
-        }
-    });
+    let env = [
+        ("REELFLOW_KAFKA_BROKERS", env("REELFLOW_TEST_KAFKA")),
+        ("REELFLOW_DATAFLOW_REPLICAS", n.to_string()),
+    ];
+    let mut child = spawn(e, &format!("reelflow-dataflow-{i}"), dir, edit, &env);
+    let rx = common::watch_banner(&mut child);
     (child, rx)
 }
 
@@ -478,24 +497,8 @@ fn psql(pod: &Pod, admin: &str, query: &str) -> String {
 fn the_rendered_statefulset_answers_sql_identically_as_1_2_and_3_processes() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let _context = runtime.enter();
-    let log = AnyLog::Kafka(
-        KafkaLog::connect(KafkaConfig {
-            brokers: env("REELFLOW_TEST_KAFKA"),
-            ..KafkaConfig::default()
-        })
-        .expect("kafka"),
-    );
-    // Other tests share the topics; the reference reads back all of them.
-    let w = workload::workload(53, 3);
-    let (facts, _, times) = runtime.block_on(async {
-        workload::create_topics(&log, 3).await;
-        workload::append_all(&log, &w, Duration::from_millis(100)).await;
-        workload::stamped(
-            &log,
-            reelflow_dataflows::source::SourceOptions::default().tick.as_millis() as Time,
-        )
-        .await
-    });
+    let log = common::test_kafka();
+    let (facts, times) = runtime.block_on(common::append_workload(&log, 53, 3, Duration::from_millis(100)));
     let at = *times.last().expect("times");
     let views = reference::views_at(&facts, at, &Windows::default());
     let stats = &views[&View::VideoStats];
@@ -506,7 +509,12 @@ fn the_rendered_statefulset_answers_sql_identically_as_1_2_and_3_processes() {
     let database_url = runtime.block_on(common::fresh_postgres_url());
     let admin = format!("k8s-{}@example.org", uuid::Uuid::new_v4().simple());
     common::create_admin_at(&database_url, &admin, ADMIN_PASSWORD);
-    let entrypoint = dataflow_entrypoint(&resources(&render("dev")), &[("database-url", &database_url)]);
+    let entrypoint = entrypoint(
+        &resources(&render("dev")),
+        "StatefulSet",
+        "reelflow-dataflow",
+        &[("database-url", &database_url)],
+    );
     assert_eq!(entrypoint.args, ["dataflow"]);
 
     let queries: Vec<String> = View::ALL
@@ -548,5 +556,112 @@ fn the_rendered_statefulset_answers_sql_identically_as_1_2_and_3_processes() {
         for (q, (a, b)) in queries.iter().zip(got.iter().zip(&answers[0].1)) {
             assert_eq!(a, b, "{q}: {n} processes answer differently from 1");
         }
+    }
+}
+
+/// Kills the process when dropped.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// GETs `url` until it answers 200; its body.
+fn get_ok(http: &reqwest::blocking::Client, url: &str, running: &mut Running) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(r) = http.get(url).send()
+            && r.status() == 200
+        {
+            return r.text().expect("body");
+        }
+        if let Ok(Some(status)) = running.0.try_wait() {
+            panic!("the process exited ({status}) before {url} answered");
+        }
+        assert!(Instant::now() < deadline, "{url} never answered 200");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn the_rendered_serve_and_transcode_deployments_answer_their_probes_and_scrapes() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    // Production's shape: Kafka, PostgreSQL and S3, from the Secret and the
+    // ConfigMaps the manifests name.
+    let database_url = runtime.block_on(common::fresh_postgres_url());
+    let s3_endpoint = env("REELFLOW_TEST_S3_ENDPOINT");
+    let s3_key = env("REELFLOW_TEST_S3_ACCESS_KEY_ID");
+    let s3_secret = env("REELFLOW_TEST_S3_SECRET_ACCESS_KEY");
+    let secrets = [
+        ("database-url", database_url.as_str()),
+        ("s3-endpoint", s3_endpoint.as_str()),
+        ("s3-access-key-id", s3_key.as_str()),
+        ("s3-secret-access-key", s3_secret.as_str()),
+    ];
+    let bucket = format!("rf-k8s-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let all = resources(&render("dev"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    reelflow_serve::auth::Keyring::load_or_create(&dir.path().join("auth-keys.json")).expect("keys");
+    let http = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+    for (name, section, key, ip) in [
+        ("reelflow-serve", "http", "listen", "127.0.20.1"),
+        ("reelflow-transcode", "transcode", "listen", "127.0.21.1"),
+    ] {
+        let e = entrypoint(&all, "Deployment", name, &secrets);
+        let addr = rebind(&e.config, section, key, ip);
+        let port: u64 = addr.rsplit_once(':').expect("port").1.parse().expect("port");
+        let edit = |c: &mut toml::Table| set(c, section, key, addr.clone());
+        let env = [
+            ("REELFLOW_KAFKA_BROKERS", env("REELFLOW_TEST_KAFKA")),
+            ("REELFLOW_S3_BUCKET", bucket.clone()),
+        ];
+        let mut running = Running(spawn(&e, &format!("{name}-0"), dir.path(), edit, &env));
+        let ports = e.container["ports"].as_array().expect("ports");
+        let port_of = |p: &Value| -> u64 {
+            match p {
+                Value::Number(n) => n.as_u64().expect("port"),
+                Value::String(named) => ports
+                    .iter()
+                    .find(|q| q["name"] == *named)
+                    .and_then(|q| q["containerPort"].as_u64())
+                    .unwrap_or_else(|| panic!("{name}: no port named {named}")),
+                other => panic!("{name}: port {other}"),
+            }
+        };
+        let mut probed = 0;
+        for probe in ["startupProbe", "livenessProbe", "readinessProbe"] {
+            let get = &e.container[probe]["httpGet"];
+            if get.is_null() {
+                continue;
+            }
+            assert_eq!(
+                port_of(&get["port"]),
+                port,
+                "{name}: {probe} asks the port it listens on"
+            );
+            let path = get["path"].as_str().expect("path");
+            get_ok(&http, &format!("http://{addr}{path}"), &mut running);
+            probed += 1;
+        }
+        assert!(probed >= 2, "{name}: liveness and readiness are HTTP checks");
+        let scraped: u64 = e.annotations["prometheus.io/port"]
+            .as_str()
+            .expect("port")
+            .parse()
+            .expect("number");
+        assert_eq!(scraped, port, "{name}: Prometheus scrapes the port it listens on");
+        let path = e.annotations["prometheus.io/path"].as_str().expect("path");
+        let metrics = get_ok(&http, &format!("http://{addr}{path}"), &mut running);
+        let family = match name {
+            "reelflow-serve" => "# TYPE reelflow_delivery_cache_hits_total counter",
+            _ => "# TYPE reelflow_transcode_jobs_total counter",
+        };
+        assert!(metrics.contains(family), "{name}: {path} has {family}:\n{metrics}");
     }
 }

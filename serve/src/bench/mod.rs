@@ -6,6 +6,7 @@ pub mod api;
 pub mod dataflow;
 pub mod hls;
 pub mod log;
+pub mod scale;
 pub mod transcode;
 pub mod upload;
 

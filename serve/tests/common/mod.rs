@@ -394,3 +394,62 @@ pub async fn topic_events<T: reelflow_ingest::events::TopicEvent, L: reelflow_in
     }
     out
 }
+
+/// The test services' Kafka broker as a log.
+pub fn test_kafka() -> reelflow_ingest::log::AnyLog {
+    let brokers = std::env::var("REELFLOW_TEST_KAFKA")
+        .expect("REELFLOW_TEST_KAFKA is not set: these tests need the real Kafka broker; run scripts/test.sh");
+    reelflow_ingest::log::AnyLog::Kafka(
+        reelflow_ingest::log::KafkaLog::connect(reelflow_ingest::log::KafkaConfig {
+            brokers,
+            ..Default::default()
+        })
+        .expect("kafka"),
+    )
+}
+
+/// Appends the seeded workload to `log` (3 partitions per topic, a pause
+/// between phases) and reads the whole topics back as the sources stamp
+/// them: the facts and their distinct times. Other tests share the topics,
+/// so the facts are everything in them.
+pub async fn append_workload(
+    log: &reelflow_ingest::log::AnyLog,
+    seed: u64,
+    phases: usize,
+    pause: std::time::Duration,
+) -> (
+    Vec<(reelflow_dataflows::Time, reelflow_dataflows::facts::Fact)>,
+    Vec<reelflow_dataflows::Time>,
+) {
+    use reelflow_dataflows::workload;
+    let w = workload::workload(seed, phases);
+    workload::create_topics(log, 3).await;
+    workload::append_all(log, &w, pause).await;
+    let tick = reelflow_dataflows::source::SourceOptions::default().tick.as_millis() as reelflow_dataflows::Time;
+    let (facts, _, times) = workload::stamped(log, tick).await;
+    (facts, times)
+}
+
+/// Watches a `reelflow dataflow` process's standard output for its banner
+/// ("… serving views at http://ADDR/v1/views; SQL: psql -h HOST -p PORT"),
+/// printed once the cluster has formed; sends its HTTP address and
+/// PostgreSQL port.
+pub fn watch_banner(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<(String, u16)> {
+    use std::io::BufRead;
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let addr = line.split("http://").nth(1).and_then(|s| s.split('/').next());
+            let pg = line
+                .split(" -p ")
+                .nth(1)
+                .and_then(|s| s.split_whitespace().next())
+                .and_then(|p| p.parse().ok());
+            if let (Some(addr), Some(pg)) = (addr, pg) {
+                let _ = tx.send((addr.to_string(), pg));
+            }
+        }
+    });
+    rx
+}
