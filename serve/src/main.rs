@@ -105,6 +105,9 @@ enum Bench {
     /// The dataflow cluster as 1, 2 and 3 processes started the StatefulSet
     /// way: the time to rebuild the views from a log in Kafka, and records/s.
     Scale(reelflow_serve::bench::scale::ScaleBenchArgs),
+    /// A point query on video_stats and a top 10 of trending over the
+    /// PostgreSQL protocol, beside PostgreSQL answering them from tables.
+    Sql(reelflow_serve::bench::sql::SqlBenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -173,6 +176,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string(&report)?);
             } else {
                 print!("{}", reelflow_serve::bench::hls::render(&report));
+            }
+            Ok(())
+        }
+        Command::Bench(Bench::Sql(args)) => {
+            let json = args.json;
+            let report = reelflow_serve::bench::sql::run(args).await?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                print!("{}", reelflow_serve::bench::sql::render(&report));
             }
             Ok(())
         }

@@ -7,6 +7,7 @@ pub mod dataflow;
 pub mod hls;
 pub mod log;
 pub mod scale;
+pub mod sql;
 pub mod transcode;
 pub mod upload;
 
