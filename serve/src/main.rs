@@ -34,7 +34,8 @@ enum Command {
     /// Run the whole platform in one process on the embedded default.
     Up,
     /// Run the HTTP API only (stateless: run as many as you like); the
-    /// transcoders and the dataflows run elsewhere, and `/v1/sql` is
+    /// transcoders and the dataflows run elsewhere, and `/v1/sql` and
+    /// `/v1/views` are
     /// forwarded to `sql.upstream`.
     Serve,
     /// Print the effective configuration (secrets masked).

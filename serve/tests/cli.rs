@@ -154,13 +154,23 @@ fn bad_values_are_refused_with_the_setting_named() {
 fn only_landed_subcommands_are_offered() {
     let out = reelflow().arg("--help").output().expect("run");
     let help = String::from_utf8_lossy(&out.stdout);
-    for present in ["up", "transcode", "dataflow", "config", "user", "auth", "bench"] {
+    for present in [
+        "up",
+        "serve",
+        "transcode",
+        "dataflow",
+        "config",
+        "user",
+        "auth",
+        "bench",
+    ] {
         assert!(
             help.lines().any(|l| l.trim_start().starts_with(present)),
             "{present} missing from:\n{help}"
         );
     }
-    for absent in ["serve", "sql"] {
+    // The `sql` and `upload` clients of the brief do not exist yet.
+    for absent in ["sql", "upload"] {
         assert!(
             !help.lines().any(|l| l.trim_start().starts_with(absent)),
             "{absent} offered before it exists:\n{help}"
