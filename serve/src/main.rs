@@ -35,8 +35,7 @@ enum Command {
     Up,
     /// Run the HTTP API only (stateless: run as many as you like); the
     /// transcoders and the dataflows run elsewhere, and `/v1/sql` and
-    /// `/v1/views` are
-    /// forwarded to `sql.upstream`.
+    /// `/v1/views` are forwarded to `sql.upstream`.
     Serve,
     /// Print the effective configuration (secrets masked).
     Config,
