@@ -172,82 +172,42 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(Bench::Hls(args)) => {
             let json = args.json;
             let report = reelflow_serve::bench::hls::run(args).await?;
-            if json {
-                println!("{}", serde_json::to_string(&report)?);
-            } else {
-                print!("{}", reelflow_serve::bench::hls::render(&report));
-            }
-            Ok(())
+            reelflow_serve::bench::print_report(json, &report, reelflow_serve::bench::hls::render)
         }
         Command::Bench(Bench::Sql(args)) => {
             let json = args.json;
             let report = reelflow_serve::bench::sql::run(args).await?;
-            if json {
-                println!("{}", serde_json::to_string(&report)?);
-            } else {
-                print!("{}", reelflow_serve::bench::sql::render(&report));
-            }
-            Ok(())
+            reelflow_serve::bench::print_report(json, &report, reelflow_serve::bench::sql::render)
         }
         Command::Bench(Bench::Scale(args)) => {
             let json = args.json;
             let report = reelflow_serve::bench::scale::run(args).await?;
-            if json {
-                println!("{}", serde_json::to_string(&report)?);
-            } else {
-                print!("{}", reelflow_serve::bench::scale::render(&report));
-            }
-            Ok(())
+            reelflow_serve::bench::print_report(json, &report, reelflow_serve::bench::scale::render)
         }
         Command::Bench(Bench::Dataflow(args)) => {
             let json = args.json;
             let report = reelflow_serve::bench::dataflow::run(args).await?;
-            if json {
-                println!("{}", serde_json::to_string(&report)?);
-            } else {
-                print!("{}", reelflow_serve::bench::dataflow::render(&report));
-            }
-            Ok(())
+            reelflow_serve::bench::print_report(json, &report, reelflow_serve::bench::dataflow::render)
         }
         Command::Bench(Bench::Upload(args)) => {
             let json = args.json;
             let report = reelflow_serve::bench::upload::run(args).await?;
-            if json {
-                println!("{}", serde_json::to_string(&report)?);
-            } else {
-                print!("{}", reelflow_serve::bench::upload::render(&report));
-            }
-            Ok(())
+            reelflow_serve::bench::print_report(json, &report, reelflow_serve::bench::upload::render)
         }
         Command::Bench(Bench::Transcode(args)) => {
             let json = args.json;
             let report = reelflow_serve::bench::transcode::run(args).await?;
-            if json {
-                println!("{}", serde_json::to_string(&report)?);
-            } else {
-                print!("{}", reelflow_serve::bench::transcode::render(&report));
-            }
-            Ok(())
+            reelflow_serve::bench::print_report(json, &report, reelflow_serve::bench::transcode::render)
         }
         Command::Bench(Bench::Api(args)) => {
             let json = args.json;
             let report = reelflow_serve::bench::api::run(args).await?;
-            if json {
-                println!("{}", serde_json::to_string(&report)?);
-            } else {
-                print!("{}", reelflow_serve::bench::api::render(&report));
-            }
-            Ok(())
+            reelflow_serve::bench::print_report(json, &report, reelflow_serve::bench::api::render)
         }
         Command::Bench(Bench::Log(args)) => {
             let json = args.json;
             let report = reelflow_serve::bench::log::run(args).await?;
-            if json {
-                println!("{}", serde_json::to_string(&report)?);
-            } else {
-                print!("{}", reelflow_serve::bench::log::render(&report));
-            }
-            Ok(())
+            reelflow_serve::bench::print_report(json, &report, reelflow_serve::bench::log::render)
         }
     }
 }

@@ -147,18 +147,7 @@ pub async fn run(args: ScaleBenchArgs) -> anyhow::Result<Report> {
         args.videos, args.events
     );
     let started = Instant::now();
-    for chunk in traffic.catalog().chunks(5000) {
-        workload::append(&log, chunk).await;
-    }
-    // Generated and appended in slices, so memory stays flat.
-    let mut left = args.events;
-    while left > 0 {
-        let batch = traffic.playback(left.min(100_000));
-        for chunk in batch.chunks(5000) {
-            workload::append(&log, chunk).await;
-        }
-        left -= batch.len();
-    }
+    super::append_traffic(&log, &mut traffic, args.events).await;
     let append_s = started.elapsed().as_secs_f64();
     let mut records = 0;
     for topic in reelflow_dataflows::TOPICS {

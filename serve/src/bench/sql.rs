@@ -228,17 +228,7 @@ pub async fn run(args: SqlBenchArgs) -> anyhow::Result<Report> {
         "{} videos and {} playback events into the views…",
         args.videos, args.events
     );
-    for chunk in traffic.catalog().chunks(5000) {
-        workload::append(&log, chunk).await;
-    }
-    let mut left = args.events;
-    while left > 0 {
-        let batch = traffic.playback(left.min(100_000));
-        for chunk in batch.chunks(5000) {
-            workload::append(&log, chunk).await;
-        }
-        left -= batch.len();
-    }
+    super::append_traffic(&log, &mut traffic, args.events).await;
     let end = reelflow_dataflows::source::now_ms();
     let options = DataflowOptions {
         cluster: ClusterConfig::single(cores),
