@@ -13,7 +13,9 @@
 //! - **Bounded**: every statement has a timeout and a memory limit (sorts,
 //!   joins and aggregates that would exceed it fail instead of growing).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
@@ -27,6 +29,7 @@ use reelflow_dataflows::{PeekClient, PeekError, Time, View};
 
 use crate::access::Principal;
 use crate::error::SqlError;
+use crate::fast::FastPlan;
 use crate::provider::{QueryScope, ViewTable};
 
 /// Limits of every statement.
@@ -71,7 +74,15 @@ pub struct SqlEngine {
     ctx: SessionContext,
     views: PeekClient,
     limits: SqlLimits,
+    /// Statements already planned, and their fast plans ([`crate::fast`]).
+    fast: Arc<Mutex<HashMap<String, Option<Arc<FastPlan>>>>>,
+    /// Statements answered by the fast path.
+    fast_answers: Arc<AtomicU64>,
 }
+
+/// Statements whose fast plans are remembered; past it, the memory starts
+/// over (a bound against clients that never reuse a statement).
+const FAST_PLANS: usize = 1024;
 
 impl std::fmt::Debug for SqlEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -139,7 +150,18 @@ impl SqlEngine {
             ctx.register_table(view.def().name, Arc::new(ViewTable::new(view, views.clone())))
                 .map_err(SqlError::from)?;
         }
-        Ok(Self { ctx, views, limits })
+        Ok(Self {
+            ctx,
+            views,
+            limits,
+            fast: Arc::default(),
+            fast_answers: Arc::default(),
+        })
+    }
+
+    /// Statements answered by the fast path so far.
+    pub fn fast_path_answers(&self) -> u64 {
+        self.fast_answers.load(Ordering::Relaxed)
     }
 
     /// The latest time every view is complete at.
@@ -181,6 +203,18 @@ impl SqlEngine {
         as_of: Time,
         principal: Principal,
     ) -> Result<QueryOutput, SqlError> {
+        let known = self.fast.lock().expect("fast plans").get(sql).cloned();
+        if let Some(Some(fast)) = &known
+            && let Some(answer) = fast.run(&self.views, &params, as_of, &principal).await
+        {
+            let batch = answer.map_err(SqlError::from)?;
+            self.fast_answers.fetch_add(1, Ordering::Relaxed);
+            return Ok(QueryOutput {
+                as_of,
+                schema: batch.schema(),
+                batches: vec![batch],
+            });
+        }
         let mut state = self.ctx.state();
         state
             .config_mut()
@@ -189,6 +223,13 @@ impl SqlEngine {
             .create_logical_plan(sql)
             .await
             .map_err(|e| SqlError::from(e).locate(sql))?;
+        if known.is_none() {
+            let mut plans = self.fast.lock().expect("fast plans");
+            if plans.len() >= FAST_PLANS {
+                plans.clear();
+            }
+            plans.insert(sql.to_string(), crate::fast::plan(&plan).map(Arc::new));
+        }
         read_only()
             .verify_plan(&plan)
             .map_err(|e| SqlError::read_only(e.to_string()))?;

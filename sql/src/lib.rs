@@ -7,6 +7,7 @@
 pub mod access;
 pub mod engine;
 pub mod error;
+pub mod fast;
 pub mod http;
 pub mod pg;
 pub mod pg_catalog;

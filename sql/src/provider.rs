@@ -53,13 +53,20 @@ impl ViewTable {
         }
     }
 
+    /// The view this table reads.
+    pub fn view(&self) -> View {
+        self.view
+    }
+
     fn first_key(&self) -> (&'static str, ColumnType) {
         let c = &self.view.def().key[0];
         (c.name, c.ty)
     }
 }
 
-fn literal_datum(ty: ColumnType, value: &ScalarValue) -> Option<Datum> {
+/// `value` as a datum of type `ty`; `None` when it cannot be one (it then
+/// matches no key).
+pub(crate) fn literal_datum(ty: ColumnType, value: &ScalarValue) -> Option<Datum> {
     let text = match value {
         ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)) | ScalarValue::LargeUtf8(Some(s)) => s.clone(),
         ScalarValue::Int64(Some(i)) => i.to_string(),

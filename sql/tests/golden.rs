@@ -313,23 +313,12 @@ fn text(v: &Value) -> String {
 }
 
 async fn rows(engine: &SqlEngine, sql: &str, principal: Principal) -> Result<Vec<String>, reelflow_sql::SqlError> {
-    let out = engine.query(sql, principal).await?;
-    let mut rows = Vec::new();
-    for b in &out.batches {
-        for r in 0..b.num_rows() {
-            let cells: Vec<String> = b
-                .columns()
-                .iter()
-                .map(|c| text(&reelflow_sql::http::cell(c, r)))
-                .collect();
-            rows.push(cells.join(" "));
-        }
-    }
-    Ok(rows)
+    Ok(table_rows(&engine.query(sql, principal).await?))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn golden_files() {
+/// The fixture's events in an embedded log, the dataflows over them caught
+/// up with the last, and an engine over the views.
+async fn fixture_engine() -> (tempfile::TempDir, Dataflows, SqlEngine) {
     let dir = tempfile::tempdir().expect("tempdir");
     let log = embedded(dir.path());
     create_topics(&log, 3).await;
@@ -353,6 +342,120 @@ async fn golden_files() {
         .await
         .expect("the views catch up with the fixture");
     let engine = SqlEngine::new(client, SqlLimits::default()).expect("engine");
+    (dir, dataflows, engine)
+}
+
+/// The fast path (a prepared `SELECT … FROM view WHERE key = $1`, and the
+/// same with a literal) answers exactly what DataFusion answers, for every
+/// view with a one-column key, every kind of caller and keys that exist,
+/// do not, and cannot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fast_path_answers_as_datafusion_does() {
+    let (_dir, dataflows, engine) = fixture_engine().await;
+    let principals = [
+        Principal::Admin,
+        Principal::Creator {
+            user_id: ALICE,
+            videos: Arc::new(HashSet::from([JAZZ])),
+        },
+        Principal::Viewer { user_id: VIEWER },
+    ];
+    let keys = [
+        JAZZ.to_string(),
+        ROCK.to_string(),
+        ALICE.to_string(),
+        VIEWER.to_string(),
+        Uuid::from_u128(7).to_string(),
+        "not a uuid".to_string(),
+    ];
+    let mut fast = 0;
+    let mut non_empty = 0;
+    for view in reelflow_dataflows::View::ALL {
+        let def = view.def();
+        if def.key.len() != 1 {
+            continue;
+        }
+        let key = def.key[0].name;
+        let columns: Vec<&str> = def.columns().map(|c| c.name).collect();
+        // A subset of the columns, in another order, and all of them.
+        let picked = format!("{}, {key}", columns[columns.len() - 1]);
+        for select in ["*".to_string(), picked] {
+            let prepared = format!("SELECT {select} FROM {} WHERE {key} = $1", def.name);
+            // Not the fast path's shape: DataFusion answers it.
+            let planned = format!("SELECT {select} FROM {} WHERE {key} = $1 AND TRUE", def.name);
+            for principal in &principals {
+                for value in &keys {
+                    let param = vec![datafusion::common::ScalarValue::Utf8(Some(value.clone()))];
+                    let want = engine
+                        .query_with_params(&planned, param.clone(), principal.clone())
+                        .await
+                        .expect("DataFusion");
+                    let want = table_rows(&want);
+                    non_empty += usize::from(!want.is_empty());
+                    // The first run plans; the next ones take the fast path.
+                    for _ in 0..3 {
+                        let got = engine
+                            .query_with_params(&prepared, param.clone(), principal.clone())
+                            .await
+                            .expect("fast path");
+                        assert_eq!(
+                            got.schema,
+                            want_schema(&engine, &planned, &param, principal).await,
+                            "{prepared}"
+                        );
+                        assert_eq!(table_rows(&got), want, "{prepared} with {value} as {principal:?}");
+                    }
+                    fast += 2;
+                    let literal = prepared.replace("$1", &format!("'{value}'"));
+                    for _ in 0..2 {
+                        let got = engine.query(&literal, principal.clone()).await.expect("fast path");
+                        assert_eq!(table_rows(&got), want, "{literal} as {principal:?}");
+                    }
+                    fast += 1;
+                }
+            }
+        }
+    }
+    assert!(non_empty >= 10, "the fixture has rows for these keys ({non_empty})");
+    assert!(
+        engine.fast_path_answers() >= fast,
+        "the fast path answered {} of the {fast} statements it should have",
+        engine.fast_path_answers()
+    );
+    dataflows.shutdown();
+}
+
+async fn want_schema(
+    engine: &SqlEngine,
+    sql: &str,
+    params: &[datafusion::common::ScalarValue],
+    principal: &Principal,
+) -> datafusion::arrow::datatypes::SchemaRef {
+    engine
+        .query_with_params(sql, params.to_vec(), principal.clone())
+        .await
+        .expect("DataFusion")
+        .schema
+}
+
+fn table_rows(out: &reelflow_sql::QueryOutput) -> Vec<String> {
+    let mut rows = Vec::new();
+    for b in &out.batches {
+        for r in 0..b.num_rows() {
+            let cells: Vec<String> = b
+                .columns()
+                .iter()
+                .map(|c| text(&reelflow_sql::http::cell(c, r)))
+                .collect();
+            rows.push(cells.join(" "));
+        }
+    }
+    rows
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn golden_files() {
+    let (_dir, dataflows, engine) = fixture_engine().await;
     let rewrite = std::env::var("REELFLOW_SLT_REWRITE").is_ok_and(|v| v == "1");
     let slt_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/slt");
     let mut files: Vec<_> = std::fs::read_dir(&slt_dir)
