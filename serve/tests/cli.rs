@@ -4,7 +4,6 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 mod common;
@@ -182,18 +181,7 @@ fn only_landed_subcommands_are_offered() {
 fn a_second_up_on_the_same_data_dir_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let _first = Up::start(dir.path());
-    let second = reelflow()
-        .args([
-            "up",
-            "--listen",
-            "127.0.0.1:0",
-            "--sql-pgwire-listen",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(dir.path())
-        .output()
-        .expect("second run");
+    let second = common::up_command(dir.path()).output().expect("second run");
     assert!(!second.status.success());
     let err = String::from_utf8_lossy(&second.stderr);
     assert!(err.contains("in use by another process"), "{err}");
@@ -201,22 +189,9 @@ fn a_second_up_on_the_same_data_dir_is_refused() {
 
 /// `reelflow user create ARGS` on `data_dir`, typing `password`.
 fn create_user(data_dir: &std::path::Path, args: &[&str], password: &str) -> std::process::Output {
-    let mut child = reelflow()
-        .args(["user", "create", "--data-dir"])
-        .arg(data_dir)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(format!("{password}\n").as_bytes())
-        .expect("password");
-    child.wait_with_output().expect("wait")
+    let mut cmd = reelflow();
+    cmd.args(["user", "create", "--data-dir"]).arg(data_dir).args(args);
+    common::run_with_password(cmd, password)
 }
 
 #[test]

@@ -278,16 +278,7 @@ impl Up {
     /// `reelflow up` with more arguments (such as `--config FILE`).
     pub fn start_with(data_dir: &std::path::Path, extra: &[&str]) -> Self {
         use std::io::{BufRead, BufReader};
-        let mut child = reelflow()
-            .args([
-                "up",
-                "--listen",
-                "127.0.0.1:0",
-                "--sql-pgwire-listen",
-                "127.0.0.1:0",
-                "--data-dir",
-            ])
-            .arg(data_dir)
+        let mut child = up_command(data_dir)
             .args(extra)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
@@ -326,6 +317,39 @@ impl Drop for Up {
     }
 }
 
+/// `reelflow up` on `data_dir`, on ports of its own choosing.
+pub fn up_command(data_dir: &std::path::Path) -> std::process::Command {
+    let mut cmd = reelflow();
+    cmd.args([
+        "up",
+        "--listen",
+        "127.0.0.1:0",
+        "--sql-pgwire-listen",
+        "127.0.0.1:0",
+        "--data-dir",
+    ])
+    .arg(data_dir);
+    cmd
+}
+
+/// Runs `cmd`, typing `password` and a newline on its standard input.
+pub fn run_with_password(mut cmd: std::process::Command, password: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(format!("{password}\n").as_bytes())
+        .expect("password");
+    child.wait_with_output().expect("wait")
+}
+
 /// Creates an admin in the database under `data_dir` with `reelflow user
 /// create` (the password on standard input); returns its id.
 pub fn create_admin(data_dir: &std::path::Path, email: &str, password: &str) -> uuid::Uuid {
@@ -344,21 +368,13 @@ pub fn create_admin_at(database_url: &str, email: &str, password: &str) -> uuid:
 }
 
 fn create_admin_with(mut cmd: std::process::Command, email: &str, password: &str) -> uuid::Uuid {
-    use std::io::Write;
-    let mut child = cmd
-        .args(["--email", email, "--admin"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("user create");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(format!("{password}\n").as_bytes())
-        .expect("password");
-    let out = child.wait_with_output().expect("wait");
-    assert!(out.status.success(), "user create failed");
+    cmd.args(["--email", email, "--admin"]);
+    let out = run_with_password(cmd, password);
+    assert!(
+        out.status.success(),
+        "user create failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // "created admin account EMAIL (ID)"
     let stdout = String::from_utf8_lossy(&out.stdout);
     stdout
