@@ -10,6 +10,7 @@
 //! - [`views`]: the dataflow that maintains every view incrementally.
 //! - [`peek`] and [`runtime`]: reading any view at a timestamp across all
 //!   workers and processes.
+//! - [`subscribe`]: a view's rows, then its changes as they happen.
 //! - [`cluster`]: workers and processes, from flags or a StatefulSet.
 //! - [`reference`]: every view recomputed from scratch, for the tests and
 //!   the benchmark to check the dataflows against.
@@ -29,6 +30,7 @@ pub mod reference;
 pub mod runtime;
 pub mod schema;
 pub mod source;
+pub mod subscribe;
 pub mod traffic;
 pub mod views;
 pub mod workload;
@@ -38,6 +40,7 @@ pub use datum::{Datum, Row};
 pub use peek::{PeekError, Selector};
 pub use runtime::{DataflowOptions, Dataflows, PeekClient, Peeked};
 pub use schema::{VIEWS, View, ViewDef};
+pub use subscribe::{SubscribeEvent, Subscription, Update};
 pub use views::Time;
 
 /// The topics the dataflows read, in the order partitions are dealt.

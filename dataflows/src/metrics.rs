@@ -38,6 +38,10 @@ pub struct Metrics {
     pub arrangement_updates: Mutex<BTreeMap<(View, usize), usize>>,
     /// Frontier of the views (ms), per local worker.
     pub frontier: Mutex<BTreeMap<usize, u64>>,
+    /// Subscriptions this process serves.
+    pub subscriptions: AtomicU64,
+    /// Subscriptions dropped because their consumer fell behind.
+    pub subscriptions_dropped: AtomicU64,
     /// Records read per second over the last measured second.
     pub records_per_second: Mutex<(Option<(std::time::Instant, u64)>, f64)>,
 }
@@ -101,6 +105,18 @@ impl Metrics {
             "gauge",
             "Time up to which the views are complete.",
         );
+        let subscriptions = metric(
+            "reelflow_dataflow_subscriptions",
+            "gauge",
+            "Subscriptions served by this process.",
+        );
+        let dropped = metric(
+            "reelflow_dataflow_subscriptions_dropped_total",
+            "counter",
+            "Subscriptions dropped because their consumer fell behind.",
+        );
+        let _ = writeln!(out, "{subscriptions} {}", self.subscriptions.load(Ordering::Relaxed));
+        let _ = writeln!(out, "{dropped} {}", self.subscriptions_dropped.load(Ordering::Relaxed));
         let _ = writeln!(out, "{records} {}", self.records.load(Ordering::Relaxed));
         let _ = writeln!(out, "{malformed} {}", self.malformed.load(Ordering::Relaxed));
         let _ = writeln!(out, "{reclocked} {}", self.reclocked.load(Ordering::Relaxed));

@@ -10,6 +10,10 @@
 //! which answers the caller once every worker has replied. Because every
 //! worker reads at the same `as_of`, and every view is complete there, a
 //! peek (or several at one `as_of`) never sees half an update.
+//!
+//! Subscriptions start the same way: the request also reads the updates
+//! after `as_of` that the shard already holds, and registers a tap for
+//! the updates still to come (see [`crate::subscribe`]).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -30,6 +34,7 @@ use tokio::sync::oneshot;
 
 use crate::datum::Row;
 use crate::schema::View;
+use crate::subscribe::{Subscribers, Tap, Taps, Update};
 use crate::views::Time;
 
 /// The arrangement of one view: key row → value row.
@@ -69,9 +74,22 @@ impl Selector {
     }
 }
 
+/// What a request to the workers asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RequestKind {
+    /// The rows at `as_of`.
+    Peek,
+    /// The rows at `as_of`, the updates after it, and a tap for the rest.
+    Subscribe,
+    /// Remove the tap of an earlier `Subscribe` with the same id and origin.
+    Unsubscribe,
+}
+
 /// A peek on its way to the workers.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PeekRequest {
+    /// What is asked.
+    pub kind: RequestKind,
     /// Unique per origin worker.
     pub id: u64,
     /// The worker that took the request and will answer.
@@ -90,6 +108,9 @@ pub struct PeekResponse {
     id: u64,
     origin: usize,
     rows: Result<Vec<(Row, Row)>, PeekError>,
+    /// For a subscription: the shard's updates after `as_of` that it held
+    /// when its tap was registered.
+    changes: Vec<Update>,
 }
 
 /// Why a peek has no answer.
@@ -118,6 +139,14 @@ pub enum PeekError {
     /// The dataflows are shutting down.
     #[error("the dataflows are shut down")]
     ShutDown,
+    /// A subscriber fell too far behind and was dropped.
+    #[error("the subscriber fell {buffered} updates behind (the limit is {limit}) and was dropped; read faster or narrow the subscription")]
+    TooSlow {
+        /// Updates waiting for it.
+        buffered: usize,
+        /// The most that may wait.
+        limit: usize,
+    },
     /// A view's arrangement broke an invariant.
     #[error("view {view} is inconsistent: {detail}")]
     Internal {
@@ -157,6 +186,8 @@ pub(crate) fn peek_dataflow(
     worker: &mut timely::worker::Worker,
     traces: Traces,
     outstanding: Outstanding,
+    taps: Taps,
+    subscribers: Subscribers,
 ) -> InputHandle<u64, CapacityContainerBuilder<Vec<PeekRequest>>> {
     let mut input = InputHandle::new();
     worker.dataflow::<u64, _, _>(|scope| {
@@ -167,12 +198,20 @@ pub(crate) fn peek_dataflow(
                 let activator = scope.activator_for(info.address);
                 let mut pending = Vec::new();
                 move |input, output| {
-                    input.for_each(|cap, data| {
+                    input.for_each(|cap, data: &mut Vec<PeekRequest>| {
                         let Some(cap) = cap.retain_least(output.output_index()) else {
                             return;
                         };
                         for request in data.drain(..) {
-                            pending.push((cap.clone(), request));
+                            if request.kind == RequestKind::Unsubscribe {
+                                // It may still be waiting to start.
+                                pending.retain(|(_, r): &(_, PeekRequest)| {
+                                    (r.id, r.origin) != (request.id, request.origin)
+                                });
+                                taps.borrow_mut().remove(&(request.origin, request.id));
+                            } else {
+                                pending.push((cap.clone(), request));
+                            }
                         }
                     });
                     let mut traces = traces.borrow_mut();
@@ -180,11 +219,28 @@ pub(crate) fn peek_dataflow(
                         let trace = &mut traces[request.view as usize];
                         match answer(trace, request) {
                             None => true,
-                            Some(rows) => {
+                            Some(answer) => {
+                                let (rows, changes) = match answer {
+                                    Ok(Answer { rows, changes, upper }) => {
+                                        if request.kind == RequestKind::Subscribe {
+                                            taps.borrow_mut().insert(
+                                                (request.origin, request.id),
+                                                Tap {
+                                                    view: request.view,
+                                                    selector: request.selector.clone(),
+                                                    from: upper,
+                                                },
+                                            );
+                                        }
+                                        (Ok(rows), changes)
+                                    }
+                                    Err(e) => (Err(e), Vec::new()),
+                                };
                                 output.session(cap).give(PeekResponse {
                                     id: request.id,
                                     origin: request.origin,
                                     rows,
+                                    changes,
                                 });
                                 false
                             }
@@ -203,6 +259,9 @@ pub(crate) fn peek_dataflow(
                         let mut outstanding = outstanding.borrow_mut();
                         for response in data.drain(..) {
                             let Some(w) = outstanding.get_mut(&response.id) else {
+                                if let Some(s) = subscribers.borrow_mut().get_mut(&response.id) {
+                                    s.started(response.rows, response.changes);
+                                }
                                 continue;
                             };
                             match response.rows {
@@ -225,9 +284,19 @@ pub(crate) fn peek_dataflow(
     input
 }
 
-/// This worker's rows for `request`, or `None` while its shard of the view
+/// What one worker read for a request.
+struct Answer {
+    /// The rows at `as_of`.
+    rows: Vec<(Row, Row)>,
+    /// For a subscription, the updates after `as_of` below `upper`.
+    changes: Vec<Update>,
+    /// How far the shard was complete when read.
+    upper: Time,
+}
+
+/// This worker's answer to `request`, or `None` while its shard of the view
 /// is not yet complete at `as_of`.
-fn answer(trace: &mut ViewTrace, request: &PeekRequest) -> Option<Result<Vec<(Row, Row)>, PeekError>> {
+fn answer(trace: &mut ViewTrace, request: &PeekRequest) -> Option<Result<Answer, PeekError>> {
     let as_of = request.as_of;
     let mut upper = Antichain::new();
     trace.read_upper(&mut upper);
@@ -241,15 +310,39 @@ fn answer(trace: &mut ViewTrace, request: &PeekRequest) -> Option<Result<Vec<(Ro
     let batches = trace.batches_through(Antichain::new().borrow()).unwrap_or_default();
     let (mut cursor, storage) = cursor_list(batches);
     let mut rows = Vec::new();
+    let mut changes = Vec::new();
     let mut broken = None;
-    let mut read_key = |cursor: &mut _, rows: &mut Vec<(Row, Row)>| {
-        read_values(cursor, &storage, as_of, rows, &mut broken);
-    };
-    match &request.selector {
+    let subscribe = request.kind == RequestKind::Subscribe;
+    walk(&mut cursor, &storage, &request.selector, |cursor, storage| {
+        read_values(cursor, storage, as_of, &mut rows, &mut broken);
+        if subscribe {
+            cursor.rewind_vals(storage);
+            read_changes(cursor, storage, as_of, &mut changes);
+        }
+    });
+    if let Some(detail) = broken {
+        return Some(Err(PeekError::Internal {
+            view: request.view.def().name.to_string(),
+            detail,
+        }));
+    }
+    Some(Ok(Answer {
+        rows,
+        changes,
+        upper: upper.first().copied().unwrap_or(Time::MAX),
+    }))
+}
+
+/// Calls `visit` with the cursor on each key `selector` picks.
+pub(crate) fn walk<C>(cursor: &mut C, storage: &C::Storage, selector: &Selector, mut visit: impl FnMut(&mut C, &C::Storage))
+where
+    C: for<'a> Cursor<Key<'a> = &'a Row>,
+{
+    match selector {
         Selector::All => {
-            while cursor.key_valid(&storage) {
-                read_key(&mut cursor, &mut rows);
-                cursor.step_key(&storage);
+            while cursor.key_valid(storage) {
+                visit(cursor, storage);
+                cursor.step_key(storage);
             }
         }
         Selector::Keys(keys) => {
@@ -257,32 +350,46 @@ fn answer(trace: &mut ViewTrace, request: &PeekRequest) -> Option<Result<Vec<(Ro
             keys.sort();
             keys.dedup();
             for key in &keys {
-                cursor.seek_key(&storage, key);
-                if cursor.get_key(&storage) == Some(key) {
-                    read_key(&mut cursor, &mut rows);
+                cursor.seek_key(storage, key);
+                if cursor.get_key(storage) == Some(key) {
+                    visit(cursor, storage);
                 }
             }
         }
         Selector::Range { from, to } => {
             if let Some(from) = from {
-                cursor.seek_key(&storage, from);
+                cursor.seek_key(storage, from);
             }
-            while let Some(key) = cursor.get_key(&storage) {
+            while let Some(key) = cursor.get_key(storage) {
                 if to.as_ref().is_some_and(|to| key >= to) {
                     break;
                 }
-                read_key(&mut cursor, &mut rows);
-                cursor.step_key(&storage);
+                visit(cursor, storage);
+                cursor.step_key(storage);
             }
         }
     }
-    if let Some(detail) = broken {
-        return Some(Err(PeekError::Internal {
-            view: request.view.def().name.to_string(),
-            detail,
-        }));
+}
+
+/// Appends the updates of the cursor's current key at times after `after`.
+pub(crate) fn read_changes<C>(cursor: &mut C, storage: &C::Storage, after: Time, changes: &mut Vec<Update>)
+where
+    C: for<'a> Cursor<Key<'a> = &'a Row, Val<'a> = &'a Row, TimeGat<'a> = &'a Time, DiffGat<'a> = &'a isize>,
+{
+    let key = cursor.key(storage);
+    while let Some(val) = cursor.get_val(storage) {
+        cursor.map_times(storage, |t, d| {
+            if *t > after {
+                changes.push(Update {
+                    time: *t,
+                    diff: *d,
+                    key: key.clone(),
+                    value: val.clone(),
+                });
+            }
+        });
+        cursor.step_val(storage);
     }
-    Some(Ok(rows))
 }
 
 /// Appends the rows of the cursor's current key as they stand at `as_of`.

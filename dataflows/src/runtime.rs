@@ -8,7 +8,7 @@
 //! readable (so reads `AS OF` a recent time work) and no more, and publish
 //! the frontier and arrangement sizes to [`Metrics`].
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -19,13 +19,15 @@ use std::time::{Duration, Instant};
 use differential_dataflow::trace::TraceReader;
 use differential_dataflow::trace::implementations::spine_fueled::SpineBatch;
 use reelflow_ingest::log::{AnyLog, EventLog, LogError};
+use timely::dataflow::operators::Concatenate;
 use timely::progress::Antichain;
 use tokio::sync::oneshot;
 
 use crate::cluster::ClusterConfig;
 use crate::datum::Row;
 use crate::metrics::Metrics;
-use crate::peek::{Outstanding, PeekError, PeekRequest, Selector, Traces, Waiting, peek_dataflow};
+use crate::peek::{Outstanding, PeekError, PeekRequest, RequestKind, Selector, Traces, Waiting, peek_dataflow};
+use crate::subscribe::{Subscriber, Subscribers, Subscription, Taps, deliver, tap};
 use crate::schema::View;
 use crate::source::{SourceOptions, log_source, now_ms};
 use crate::views::{self, Time, Windows};
@@ -77,6 +79,11 @@ enum Command {
         selector: Selector,
         as_of: Time,
         reply: oneshot::Sender<Result<Vec<(Row, Row)>, PeekError>>,
+    },
+    Subscribe {
+        view: View,
+        selector: Selector,
+        subscriber: Subscriber,
     },
 }
 
@@ -135,8 +142,8 @@ impl PeekClient {
         &self.inner.metrics
     }
 
-    /// Reads `selector` of `view` at `as_of`, or at the latest readable time.
-    pub async fn peek(&self, view: View, selector: Selector, as_of: Option<Time>) -> Result<Peeked, PeekError> {
+    /// The time a read asking for `as_of` reads at, if it may.
+    fn read_time(&self, as_of: Option<Time>) -> Result<Time, PeekError> {
         let readable = self.readable_at();
         let as_of = match as_of {
             Some(t) if t > now_ms() + 1000 => return Err(PeekError::Future { as_of: t }),
@@ -150,22 +157,55 @@ impl PeekClient {
         {
             return Err(PeekError::Compacted { as_of, since });
         }
-        let (reply, answer) = oneshot::channel();
+        Ok(as_of)
+    }
+
+    /// Hands `command` to the next local worker.
+    fn command(&self, command: Command) -> Result<(), PeekError> {
         let n = self.inner.commands.len();
         let w = self.inner.next_worker.fetch_add(1, Ordering::Relaxed) % n;
         self.inner.commands[w]
             .lock()
             .expect("command lock")
-            .send(Command::Peek {
-                view,
-                selector,
-                as_of,
-                reply,
-            })
+            .send(command)
             .map_err(|_| PeekError::ShutDown)?;
         if let Some(t) = &self.inner.threads.lock().expect("threads lock")[w] {
             t.unpark();
         }
+        Ok(())
+    }
+
+    /// Subscribes to `selector` of `view`: its rows at `as_of` (or the
+    /// latest readable time), then every change after it, with progress
+    /// markers (see [`crate::subscribe`]). At most `limit` updates may wait
+    /// for the consumer before it is dropped as too slow.
+    pub fn subscribe(
+        &self,
+        view: View,
+        selector: Selector,
+        as_of: Option<Time>,
+        limit: usize,
+    ) -> Result<Subscription, PeekError> {
+        let as_of = self.read_time(as_of)?;
+        let (subscriber, subscription) = Subscriber::new(view, as_of, self.inner.peers, limit);
+        self.command(Command::Subscribe {
+            view,
+            selector,
+            subscriber,
+        })?;
+        Ok(subscription)
+    }
+
+    /// Reads `selector` of `view` at `as_of`, or at the latest readable time.
+    pub async fn peek(&self, view: View, selector: Selector, as_of: Option<Time>) -> Result<Peeked, PeekError> {
+        let as_of = self.read_time(as_of)?;
+        let (reply, answer) = oneshot::channel();
+        self.command(Command::Peek {
+            view,
+            selector,
+            as_of,
+            reply,
+        })?;
         let timeout = self.inner.timeout;
         let mut rows = tokio::time::timeout(timeout, answer)
             .await
@@ -322,6 +362,9 @@ fn run_worker(
 ) {
     let index = worker.index();
     let peers = worker.peers();
+    let taps: Taps = Rc::default();
+    let subscribers: Subscribers = Rc::default();
+    let tapped_upper = Rc::new(Cell::new(0));
     let traces = worker.dataflow::<Time, _, _>(|scope| {
         let (facts, progress) = log_source(
             scope,
@@ -331,14 +374,29 @@ fn run_worker(
             options.source.clone(),
             Arc::clone(metrics),
         );
-        views::build(facts, progress, &options.windows)
-            .into_iter()
-            .map(|(view, rows)| rows.arrange_by_key_named(view.def().name).trace)
-            .collect::<Vec<_>>()
+        let mut traces = Vec::new();
+        let mut tapped = Vec::new();
+        for (view, rows) in views::build(facts, progress, &options.windows) {
+            let arranged = rows.arrange_by_key_named(view.def().name);
+            tapped.push(tap(arranged.stream, view, Rc::clone(&taps)));
+            traces.push(arranged.trace);
+        }
+        deliver(
+            scope.concatenate(tapped),
+            Rc::clone(&subscribers),
+            Rc::clone(&tapped_upper),
+        );
+        traces
     });
     let traces: Traces = Rc::new(RefCell::new(traces));
     let outstanding: Outstanding = Rc::new(RefCell::new(HashMap::new()));
-    let mut requests = peek_dataflow(worker, Rc::clone(&traces), Rc::clone(&outstanding));
+    let mut requests = peek_dataflow(
+        worker,
+        Rc::clone(&traces),
+        Rc::clone(&outstanding),
+        taps,
+        Rc::clone(&subscribers),
+    );
     let history = options.history.as_millis() as Time;
     let mut next_id = 0u64;
     let mut last_maintenance = Instant::now() - Duration::from_secs(1);
@@ -346,21 +404,66 @@ fn run_worker(
     while !shutdown.load(Ordering::SeqCst) {
         worker.step_or_park(Some(Duration::from_millis(10)));
         let mut sent = false;
-        while let Ok(Command::Peek {
-            view,
-            selector,
-            as_of,
-            reply,
-        }) = commands.try_recv()
-        {
+        while let Ok(command) = commands.try_recv() {
             next_id += 1;
-            outstanding.borrow_mut().insert(next_id, Waiting::new(peers, reply));
+            let (kind, view, selector, as_of) = match command {
+                Command::Peek {
+                    view,
+                    selector,
+                    as_of,
+                    reply,
+                } => {
+                    outstanding.borrow_mut().insert(next_id, Waiting::new(peers, reply));
+                    (RequestKind::Peek, view, selector, as_of)
+                }
+                Command::Subscribe {
+                    view,
+                    selector,
+                    subscriber,
+                } => {
+                    let as_of = subscriber.as_of();
+                    subscribers.borrow_mut().insert(next_id, subscriber);
+                    metrics.subscriptions.fetch_add(1, Ordering::Relaxed);
+                    (RequestKind::Subscribe, view, selector, as_of)
+                }
+            };
             requests.send(PeekRequest {
+                kind,
                 id: next_id,
                 origin: index,
                 view,
                 selector,
                 as_of,
+            });
+            sent = true;
+        }
+        // Release what the taps' frontier allows; end subscriptions that
+        // are over on every worker.
+        let ended: Vec<(u64, View, bool)> = {
+            let upper = tapped_upper.get();
+            let mut subscribers = subscribers.borrow_mut();
+            let mut ended = Vec::new();
+            subscribers.retain(|&id, s| {
+                let keep = s.release(upper);
+                if !keep {
+                    ended.push((id, s.view(), s.dropped_as_too_slow()));
+                }
+                keep
+            });
+            ended
+        };
+        for (id, view, too_slow) in ended {
+            metrics.subscriptions.fetch_sub(1, Ordering::Relaxed);
+            if too_slow {
+                metrics.subscriptions_dropped.fetch_add(1, Ordering::Relaxed);
+            }
+            requests.send(PeekRequest {
+                kind: RequestKind::Unsubscribe,
+                id,
+                origin: index,
+                view,
+                selector: Selector::All,
+                as_of: 0,
             });
             sent = true;
         }
@@ -377,6 +480,9 @@ fn run_worker(
         }
     }
     drop(requests);
+    for (_, s) in subscribers.borrow_mut().drain() {
+        s.shut_down();
+    }
     traces.borrow_mut().clear();
     for id in worker.installed_dataflows() {
         worker.drop_dataflow(id);

@@ -3,13 +3,19 @@
 //! duplicated and malformed events, with 1, 2 and 4 workers, with two
 //! timely processes, across a restart, and while events keep arriving.
 
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use reelflow_dataflows::facts::Fact;
 use reelflow_dataflows::reference;
 use reelflow_dataflows::views::Windows;
 use reelflow_dataflows::workload as common;
-use reelflow_dataflows::{ClusterConfig, DataflowOptions, Dataflows, Datum, PeekClient, Selector, Time, View};
+use reelflow_dataflows::{
+    ClusterConfig, DataflowOptions, Dataflows, Datum, PeekClient, PeekError, Row, Selector, SubscribeEvent, Subscription,
+    Time, Update, View,
+};
+use reelflow_ingest::log::AnyLog;
 
 /// Short windows, so the test sees them retract.
 fn windows() -> Windows {
@@ -172,6 +178,16 @@ async fn two_processes(seed: u64) {
         check(&cb, &facts, malformed, &times, "process 1 of 2").await;
     })
     .await;
+    let checked = match checked {
+        Ok(()) if seed == 7 => {
+            // Subscriptions over the cluster, taken on both processes, on a
+            // fresh workload appended to the same log.
+            let (ca, cb, log) = (a.client(), b.client(), log.clone());
+            tokio::spawn(async move { subscriptions_follow_the_reference(&log, &[ca, cb], 70, "2 processes").await })
+                .await
+        }
+        other => other,
+    };
     // Shut down together: each waits for its peer's workers.
     let stop = |d: Dataflows| tokio::task::spawn_blocking(move || d.shutdown());
     let (x, y) = tokio::join!(stop(a), stop(b));
@@ -242,5 +258,180 @@ async fn live_events_show_up_and_windows_retract_as_time_passes() {
             view.def().name
         );
     }
+    dataflows.shutdown();
+}
+
+/// Everything a subscription delivers until its progress passes `until`:
+/// the updates, checked to arrive in time order and never behind a
+/// progress marker already sent.
+async fn follow(sub: &mut Subscription, until: Time, label: &str) -> Vec<Update> {
+    let mut updates = Vec::new();
+    let mut progress = sub.as_of;
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(30), sub.next())
+            .await
+            .unwrap_or_else(|_| panic!("{label}: no progress past {progress} within 30 s"))
+            .unwrap_or_else(|| panic!("{label}: the subscription ended"));
+        match event {
+            SubscribeEvent::Updates(batch) => {
+                for u in &batch {
+                    assert!(
+                        u.time >= progress && updates.last().is_none_or(|l: &Update| l.time <= u.time),
+                        "{label}: update at {} arrived after progress {progress}",
+                        u.time
+                    );
+                    assert_ne!(u.diff, 0, "{label}: updates are consolidated");
+                }
+                updates.extend(batch);
+            }
+            SubscribeEvent::Progress(t) => {
+                assert!(t > progress || t == sub.as_of + 1, "{label}: progress went from {progress} to {t}");
+                progress = t;
+                if t > until {
+                    return updates;
+                }
+            }
+            SubscribeEvent::Error(e) => panic!("{label}: the subscription failed: {e}"),
+        }
+    }
+}
+
+/// The rows the updates add up to at `t`.
+fn accumulate(updates: &[Update], t: Time) -> Vec<(Row, Row)> {
+    let mut counts: BTreeMap<(Row, Row), isize> = BTreeMap::new();
+    for u in updates.iter().filter(|u| u.time <= t) {
+        *counts.entry((u.key.clone(), u.value.clone())).or_default() += u.diff;
+    }
+    let mut rows = Vec::new();
+    for (row, n) in counts {
+        assert!(n >= 0, "row {row:?} has multiplicity {n} at {t}");
+        rows.extend(std::iter::repeat_n(row, n as usize));
+    }
+    rows
+}
+
+/// Subscribes to every view before any event, appends a random workload
+/// in phases, and checks that each subscription's changes add up to the
+/// reference at every time. A subscription to one key taken half-way
+/// starts with that key's rows, then follows their changes.
+async fn subscriptions_follow_the_reference(log: &AnyLog, clients: &[PeekClient], seed: u64, label: &str) {
+    let views: Vec<View> = View::ALL.into_iter().filter(|v| *v != View::SourceProgress).collect();
+    let mut subs = Vec::new();
+    for (i, view) in views.iter().enumerate() {
+        // Spread the subscriptions over the processes.
+        let client = &clients[i % clients.len()];
+        subs.push(client.subscribe(*view, Selector::All, None, 1 << 20).expect("subscribe"));
+    }
+    let workload = common::workload(seed, 4);
+    let half = workload.phases.len() / 2;
+    let mut keyed = None;
+    for (i, phase) in workload.phases.iter().enumerate() {
+        common::append(log, phase).await;
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        if i + 1 == half {
+            let (facts, _, times) = common::stamped(log, TICK_MS).await;
+            let t = *times.last().expect("times");
+            let client = clients.last().expect("a client");
+            client.wait_until_readable(t, Duration::from_secs(30)).await.expect("readable");
+            let stats = reference::views_at(&facts, t, &windows()).remove(&View::VideoStats).unwrap();
+            let (key, _) = stats.first().expect("a video was watched in the first half").clone();
+            let sub = client
+                .subscribe(View::VideoStats, Selector::Keys(vec![key.clone()]), Some(t), 1 << 20)
+                .expect("subscribe to a key");
+            keyed = Some((key, sub));
+        }
+    }
+    let (facts, _, times) = common::stamped(log, TICK_MS).await;
+    let last = *times.last().expect("times");
+    // Subscriptions that start in the past, AS OF the first phase: the
+    // updates since come from the arrangements, the rest from the taps.
+    let first = times.iter().copied().filter(|t| *t >= subs[0].as_of).min().expect("a time");
+    for (i, view) in views.clone().into_iter().enumerate() {
+        let client = &clients[(i + 1) % clients.len()];
+        subs.push(client.subscribe(view, Selector::All, Some(first), 1 << 20).expect("subscribe AS OF"));
+    }
+    let views: Vec<View> = views.iter().chain(views.iter()).copied().collect();
+    for (view, mut sub) in views.into_iter().zip(subs) {
+        let name = view.def().name;
+        let updates = follow(&mut sub, last, &format!("{label}: {name}")).await;
+        for &t in times.iter().filter(|t| **t >= sub.as_of) {
+            let expected = reference::views_at(&facts, t, &windows()).remove(&view).unwrap();
+            assert_eq!(
+                accumulate(&updates, t),
+                expected,
+                "{label}: the changes of {name} do not add up to the reference at {t}"
+            );
+        }
+    }
+    let (key, mut sub) = keyed.expect("a key subscription");
+    let updates = follow(&mut sub, last, &format!("{label}: one key")).await;
+    assert!(updates.iter().all(|u| u.key == key), "{label}: only the key's rows");
+    for &t in times.iter().filter(|t| **t >= sub.as_of) {
+        let expected: Vec<_> = reference::views_at(&facts, t, &windows())
+            .remove(&View::VideoStats)
+            .unwrap()
+            .into_iter()
+            .filter(|(k, _)| *k == key)
+            .collect();
+        assert_eq!(accumulate(&updates, t), expected, "{label}: one key at {t}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_follow_the_reference_on_1_and_2_workers() {
+    for (seed, workers) in [(31, 1), (32, 2)] {
+        let dir = tempfile::tempdir().unwrap();
+        let log = common::embedded(dir.path());
+        common::create_topics(&log, 3).await;
+        let dataflows = Dataflows::start(log.clone(), options(ClusterConfig::single(workers)))
+            .await
+            .unwrap();
+        let client = dataflows.client();
+        client.wait_until_readable(1, Duration::from_secs(30)).await.unwrap();
+        subscriptions_follow_the_reference(&log, &[client.clone()], seed, &format!("{workers} workers")).await;
+        // Every subscription has ended with its handle.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while client.metrics().subscriptions.load(Ordering::Relaxed) > 0 {
+            assert!(std::time::Instant::now() < deadline, "subscriptions outlive their handles");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        dataflows.shutdown();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_that_falls_behind_is_dropped_and_the_rest_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = common::embedded(dir.path());
+    common::create_topics(&log, 3).await;
+    let dataflows = Dataflows::start(log.clone(), options(ClusterConfig::single(2)))
+        .await
+        .unwrap();
+    let client = dataflows.client();
+    client.wait_until_readable(1, Duration::from_secs(30)).await.unwrap();
+    // Room for 50 updates, and nobody reading.
+    let mut slow = client.subscribe(View::Retention, Selector::All, None, 50).unwrap();
+    let mut fine = client.subscribe(View::Retention, Selector::All, None, 1 << 20).unwrap();
+    let workload = common::workload(41, 2);
+    common::append_all(&log, &workload, Duration::from_millis(50)).await;
+    let (facts, _, times) = common::stamped(&log, TICK_MS).await;
+    let last = *times.last().unwrap();
+    let updates = follow(&mut fine, last, "the reader that keeps up").await;
+    assert_eq!(
+        accumulate(&updates, last),
+        reference::views_at(&facts, last, &windows()).remove(&View::Retention).unwrap()
+    );
+    let mut ended = None;
+    while let Some(event) = slow.next().await {
+        if let SubscribeEvent::Error(e) = event {
+            ended = Some(e);
+        }
+    }
+    match ended {
+        Some(PeekError::TooSlow { limit: 50, buffered }) => assert!(buffered > 50),
+        other => panic!("the slow subscriber should be dropped as too slow, got {other:?}"),
+    }
+    assert_eq!(client.metrics().subscriptions_dropped.load(Ordering::Relaxed), 1);
+    assert_eq!(client.metrics().subscriptions.load(Ordering::Relaxed), 1);
     dataflows.shutdown();
 }
