@@ -140,7 +140,9 @@ pub enum PeekError {
     #[error("the dataflows are shut down")]
     ShutDown,
     /// A subscriber fell too far behind and was dropped.
-    #[error("the subscriber fell {buffered} updates behind (the limit is {limit}) and was dropped; read faster or narrow the subscription")]
+    #[error(
+        "the subscriber fell {buffered} updates behind (the limit is {limit}) and was dropped; read faster or narrow the subscription"
+    )]
     TooSlow {
         /// Updates waiting for it.
         buffered: usize,
@@ -334,8 +336,12 @@ fn answer(trace: &mut ViewTrace, request: &PeekRequest) -> Option<Result<Answer,
 }
 
 /// Calls `visit` with the cursor on each key `selector` picks.
-pub(crate) fn walk<C>(cursor: &mut C, storage: &C::Storage, selector: &Selector, mut visit: impl FnMut(&mut C, &C::Storage))
-where
+pub(crate) fn walk<C>(
+    cursor: &mut C,
+    storage: &C::Storage,
+    selector: &Selector,
+    mut visit: impl FnMut(&mut C, &C::Storage),
+) where
     C: for<'a> Cursor<Key<'a> = &'a Row>,
 {
     match selector {

@@ -27,9 +27,9 @@ use crate::cluster::ClusterConfig;
 use crate::datum::Row;
 use crate::metrics::Metrics;
 use crate::peek::{Outstanding, PeekError, PeekRequest, RequestKind, Selector, Traces, Waiting, peek_dataflow};
-use crate::subscribe::{Subscriber, Subscribers, Subscription, Taps, deliver, tap};
 use crate::schema::View;
 use crate::source::{SourceOptions, log_source, now_ms};
+use crate::subscribe::{Subscriber, Subscribers, Subscription, Taps, deliver, tap};
 use crate::views::{self, Time, Windows};
 
 /// How to run the dataflows.

@@ -260,17 +260,14 @@ impl Subscriber {
 
 /// Sorts updates by time and row and adds up the diffs of equal ones.
 fn consolidate(updates: &mut Vec<Update>) {
-    let mut triples: Vec<((Row, Row), Time, isize)> = updates
-        .drain(..)
-        .map(|u| ((u.key, u.value), u.time, u.diff))
-        .collect();
+    let mut triples: Vec<((Row, Row), Time, isize)> =
+        updates.drain(..).map(|u| ((u.key, u.value), u.time, u.diff)).collect();
     consolidate_updates(&mut triples);
-    updates.extend(triples.into_iter().map(|((key, value), time, diff)| Update {
-        time,
-        diff,
-        key,
-        value,
-    }));
+    updates.extend(
+        triples
+            .into_iter()
+            .map(|((key, value), time, diff)| Update { time, diff, key, value }),
+    );
     updates.sort_by(|a, b| (a.time, &a.key, &a.value).cmp(&(b.time, &b.key, &b.value)));
 }
 

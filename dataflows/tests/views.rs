@@ -12,8 +12,8 @@ use reelflow_dataflows::reference;
 use reelflow_dataflows::views::Windows;
 use reelflow_dataflows::workload as common;
 use reelflow_dataflows::{
-    ClusterConfig, DataflowOptions, Dataflows, Datum, PeekClient, PeekError, Row, Selector, SubscribeEvent, Subscription,
-    Time, Update, View,
+    ClusterConfig, DataflowOptions, Dataflows, Datum, PeekClient, PeekError, Row, Selector, SubscribeEvent,
+    Subscription, Time, Update, View,
 };
 use reelflow_ingest::log::AnyLog;
 
@@ -285,7 +285,10 @@ async fn follow(sub: &mut Subscription, until: Time, label: &str) -> Vec<Update>
                 updates.extend(batch);
             }
             SubscribeEvent::Progress(t) => {
-                assert!(t > progress || t == sub.as_of + 1, "{label}: progress went from {progress} to {t}");
+                assert!(
+                    t > progress || t == sub.as_of + 1,
+                    "{label}: progress went from {progress} to {t}"
+                );
                 progress = t;
                 if t > until {
                     return updates;
@@ -320,7 +323,11 @@ async fn subscriptions_follow_the_reference(log: &AnyLog, clients: &[PeekClient]
     for (i, view) in views.iter().enumerate() {
         // Spread the subscriptions over the processes.
         let client = &clients[i % clients.len()];
-        subs.push(client.subscribe(*view, Selector::All, None, 1 << 20).expect("subscribe"));
+        subs.push(
+            client
+                .subscribe(*view, Selector::All, None, 1 << 20)
+                .expect("subscribe"),
+        );
     }
     let workload = common::workload(seed, 4);
     let half = workload.phases.len() / 2;
@@ -332,8 +339,13 @@ async fn subscriptions_follow_the_reference(log: &AnyLog, clients: &[PeekClient]
             let (facts, _, times) = common::stamped(log, TICK_MS).await;
             let t = *times.last().expect("times");
             let client = clients.last().expect("a client");
-            client.wait_until_readable(t, Duration::from_secs(30)).await.expect("readable");
-            let stats = reference::views_at(&facts, t, &windows()).remove(&View::VideoStats).unwrap();
+            client
+                .wait_until_readable(t, Duration::from_secs(30))
+                .await
+                .expect("readable");
+            let stats = reference::views_at(&facts, t, &windows())
+                .remove(&View::VideoStats)
+                .unwrap();
             let (key, _) = stats.first().expect("a video was watched in the first half").clone();
             let sub = client
                 .subscribe(View::VideoStats, Selector::Keys(vec![key.clone()]), Some(t), 1 << 20)
@@ -345,10 +357,19 @@ async fn subscriptions_follow_the_reference(log: &AnyLog, clients: &[PeekClient]
     let last = *times.last().expect("times");
     // Subscriptions that start in the past, AS OF the first phase: the
     // updates since come from the arrangements, the rest from the taps.
-    let first = times.iter().copied().filter(|t| *t >= subs[0].as_of).min().expect("a time");
+    let first = times
+        .iter()
+        .copied()
+        .filter(|t| *t >= subs[0].as_of)
+        .min()
+        .expect("a time");
     for (i, view) in views.clone().into_iter().enumerate() {
         let client = &clients[(i + 1) % clients.len()];
-        subs.push(client.subscribe(view, Selector::All, Some(first), 1 << 20).expect("subscribe AS OF"));
+        subs.push(
+            client
+                .subscribe(view, Selector::All, Some(first), 1 << 20)
+                .expect("subscribe AS OF"),
+        );
     }
     let views: Vec<View> = views.iter().chain(views.iter()).copied().collect();
     for (view, mut sub) in views.into_iter().zip(subs) {
@@ -392,7 +413,10 @@ async fn subscriptions_follow_the_reference_on_1_and_2_workers() {
         // Every subscription has ended with its handle.
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while client.metrics().subscriptions.load(Ordering::Relaxed) > 0 {
-            assert!(std::time::Instant::now() < deadline, "subscriptions outlive their handles");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "subscriptions outlive their handles"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         dataflows.shutdown();
@@ -419,7 +443,9 @@ async fn a_subscriber_that_falls_behind_is_dropped_and_the_rest_go_on() {
     let updates = follow(&mut fine, last, "the reader that keeps up").await;
     assert_eq!(
         accumulate(&updates, last),
-        reference::views_at(&facts, last, &windows()).remove(&View::Retention).unwrap()
+        reference::views_at(&facts, last, &windows())
+            .remove(&View::Retention)
+            .unwrap()
     );
     let mut ended = None;
     while let Some(event) = slow.next().await {

@@ -148,6 +148,8 @@ pub struct SqlConfig {
     pub memory_mib: usize,
     /// Most rows an HTTP answer carries.
     pub http_row_limit: usize,
+    /// Changes a `SUBSCRIBE` may have waiting for its client before it is dropped as too slow.
+    pub subscribe_buffer: usize,
     /// Where an API process without dataflows forwards `/v1/sql`: the dataflow service's
     /// listener, such as `http://reelflow-dataflow:8081`.
     pub upstream: Option<String>,
@@ -160,6 +162,7 @@ impl Default for SqlConfig {
             timeout_s: 30,
             memory_mib: 256,
             http_row_limit: 10_000,
+            subscribe_buffer: 100_000,
             upstream: None,
         }
     }
@@ -171,6 +174,7 @@ impl SqlConfig {
         reelflow_sql::SqlLimits {
             timeout: std::time::Duration::from_secs(self.timeout_s),
             memory_bytes: self.memory_mib << 20,
+            subscribe_buffer: self.subscribe_buffer,
         }
     }
 }

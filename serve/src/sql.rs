@@ -100,7 +100,34 @@ pub async fn post_sql(
         };
     };
     let principal = principal_of(&state.db, &caller.user).await?;
-    Ok(reelflow_sql::http::answer(engine, principal, &headers, &body, state.config.sql.http_row_limit).await)
+    let refresh = refresher(&state.db, caller.user.id);
+    Ok(reelflow_sql::http::answer(
+        engine,
+        principal,
+        Some(refresh),
+        &headers,
+        &body,
+        state.config.sql.http_row_limit,
+    )
+    .await)
+}
+
+/// Re-reads what the account `user_id` may read, for a running
+/// subscription (a creator's new videos join it).
+fn refresher(db: &Db, user_id: Uuid) -> reelflow_sql::RefreshPrincipal {
+    let db = db.clone();
+    Arc::new(move || {
+        let db = db.clone();
+        Box::pin(async move {
+            let user = users::find_by_id(&db, user_id)
+                .await
+                .map_err(|e| format!("reading the account: {e}"))?
+                .ok_or_else(|| "the account no longer exists".to_string())?;
+            principal_of(&db, &user)
+                .await
+                .map_err(|e| format!("reading the account's videos: {e}"))
+        })
+    })
 }
 
 /// What `reelflow dataflow` needs to answer `POST /v1/sql` for Reelflow's
@@ -154,11 +181,22 @@ async fn dataflow_sql(
 ) -> Result<Response, ApiError> {
     let user = account(&service, &headers).await?;
     let principal = principal_of(&service.db, &user).await?;
-    Ok(reelflow_sql::http::answer(&service.engine, principal, &headers, &body, service.row_limit).await)
+    let refresh = refresher(&service.db, user.id);
+    Ok(reelflow_sql::http::answer(
+        &service.engine,
+        principal,
+        Some(refresh),
+        &headers,
+        &body,
+        service.row_limit,
+    )
+    .await)
 }
 
 /// Forwards a `POST /v1/sql` the caller is signed in for to the dataflow
-/// service (`sql.upstream`), which checks the token again and answers.
+/// service (`sql.upstream`), which checks the token again and answers. The
+/// answer is relayed as it comes, so a subscription's events stream
+/// through.
 async fn forward(upstream: &str, headers: &HeaderMap, body: Bytes) -> Result<Response, ApiError> {
     use axum::http::header;
     static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
@@ -178,18 +216,21 @@ async fn forward(upstream: &str, headers: &HeaderMap, body: Bytes) -> Result<Res
     let status =
         axum::http::StatusCode::from_u16(answer.status().as_u16()).unwrap_or(axum::http::StatusCode::BAD_GATEWAY);
     let mut relayed = axum::http::HeaderMap::new();
-    for name in ["content-type", "reelflow-as-of", "reelflow-truncated", "retry-after"] {
+    for name in [
+        "content-type",
+        "cache-control",
+        "reelflow-as-of",
+        "reelflow-truncated",
+        "retry-after",
+    ] {
         if let Some(v) = answer.headers().get(name)
             && let Ok(v) = axum::http::HeaderValue::from_bytes(v.as_bytes())
         {
             relayed.insert(axum::http::HeaderName::from_static(name), v);
         }
     }
-    let bytes = answer
-        .bytes()
-        .await
-        .map_err(|e| ApiError::Unavailable(format!("reading the SQL service's answer: {e}")))?;
-    let mut response = axum::response::IntoResponse::into_response((status, bytes));
+    let body = axum::body::Body::from_stream(answer.bytes_stream());
+    let mut response = axum::response::IntoResponse::into_response((status, body));
     response.headers_mut().extend(relayed);
     Ok(response)
 }

@@ -123,7 +123,7 @@ pub async fn read(client: &PeekClient, name: &str, query: ViewQuery) -> ApiResul
             ApiError::Validation(vec![FieldError::new("as_of", e.to_string())])
         }
         PeekError::NotReady | PeekError::Timeout(_) | PeekError::ShutDown => ApiError::Unavailable(e.to_string()),
-        PeekError::Internal { .. } => ApiError::Internal(anyhow::anyhow!(e)),
+        PeekError::Internal { .. } | PeekError::TooSlow { .. } => ApiError::Internal(anyhow::anyhow!(e)),
     })?;
     let total = peeked.rows.len();
     let rows: Vec<Value> = peeked

@@ -28,9 +28,10 @@ use datafusion::logical_expr::LogicalPlan;
 use reelflow_dataflows::{PeekClient, PeekError, Time, View};
 
 use crate::access::Principal;
-use crate::error::SqlError;
+use crate::error::{SqlError, sqlstate};
 use crate::fast::FastPlan;
 use crate::provider::{QueryScope, ViewTable};
+use crate::subscribe::{self, RefreshPrincipal, Subscribed};
 
 /// Limits of every statement.
 #[derive(Debug, Clone, Copy)]
@@ -39,6 +40,9 @@ pub struct SqlLimits {
     pub timeout: Duration,
     /// Memory the operators of one statement may hold, bytes.
     pub memory_bytes: usize,
+    /// Changes a subscription may have waiting for its client before it is
+    /// dropped as too slow.
+    pub subscribe_buffer: usize,
 }
 
 impl Default for SqlLimits {
@@ -46,6 +50,7 @@ impl Default for SqlLimits {
         Self {
             timeout: Duration::from_secs(30),
             memory_bytes: 256 << 20,
+            subscribe_buffer: 100_000,
         }
     }
 }
@@ -182,6 +187,13 @@ impl SqlEngine {
         principal: Principal,
     ) -> Result<QueryOutput, SqlError> {
         let statement = split_as_of(sql)?;
+        if subscribe::target(statement.sql).is_some() {
+            return Err(SqlError::new(
+                sqlstate::NOT_SUPPORTED,
+                "SUBSCRIBE streams its changes, so it has no single answer to return here",
+            )
+            .with_hint("over HTTP, send it with Accept: text/event-stream; over pgwire, run it as a query or as COPY (SUBSCRIBE …) TO STDOUT"));
+        }
         let as_of = match statement.as_of {
             Some(t) => t,
             None => self
@@ -246,6 +258,50 @@ impl SqlEngine {
         Ok(QueryOutput { as_of, schema, batches })
     }
 
+    /// Starts a `SUBSCRIBE` statement as `principal`; `refresh` re-reads
+    /// the caller's rights as the subscription runs (see
+    /// [`crate::subscribe`]).
+    pub async fn subscribe(
+        &self,
+        sql: &str,
+        principal: Principal,
+        refresh: Option<RefreshPrincipal>,
+    ) -> Result<Subscribed, SqlError> {
+        let statement = split_as_of(sql)?;
+        let target =
+            subscribe::target(statement.sql).ok_or_else(|| SqlError::syntax("not a SUBSCRIBE statement", Some(1)))?;
+        let (state, plan) = self.plan_subscription(target, principal.clone()).await?;
+        let plan = subscribe::plan(&state, &plan)?;
+        let (view, selector) = plan.source();
+        let inner = self
+            .views
+            .subscribe(view, selector, statement.as_of, self.limits.subscribe_buffer)
+            .map_err(SqlError::from)?;
+        Ok(Subscribed::new(plan, inner, self.views.clone(), principal, refresh))
+    }
+
+    /// The logical plan of a subscription's `SELECT`.
+    async fn plan_subscription(
+        &self,
+        target: &str,
+        principal: Principal,
+    ) -> Result<(datafusion::execution::context::SessionState, LogicalPlan), SqlError> {
+        let inner = subscribe::inner_query(target)?;
+        let mut state = self.ctx.state();
+        let as_of = self.views.readable_at().unwrap_or(0);
+        state
+            .config_mut()
+            .set_extension(Arc::new(QueryScope { as_of, principal }));
+        let plan = state
+            .create_logical_plan(&inner)
+            .await
+            .map_err(|e| SqlError::from(e).locate(&inner))?;
+        read_only()
+            .verify_plan(&plan)
+            .map_err(|e| SqlError::read_only(e.to_string()))?;
+        Ok((state, plan))
+    }
+
     /// Plans `sql` (without running it) as `principal`: a read-only logical
     /// plan.
     async fn plan_only(&self, sql: &str, principal: Principal) -> Result<LogicalPlan, SqlError> {
@@ -268,6 +324,11 @@ impl SqlEngine {
     /// The schema of `sql`'s answer, without running it (for the extended
     /// protocol's Describe).
     pub async fn describe(&self, sql: &str, principal: Principal) -> Result<SchemaRef, SqlError> {
+        let statement = split_as_of(sql)?;
+        if let Some(target) = subscribe::target(statement.sql) {
+            let (state, plan) = self.plan_subscription(target, principal).await?;
+            return Ok(subscribe::plan(&state, &plan)?.output_schema());
+        }
         let plan = self.plan_only(sql, principal).await?;
         Ok(Arc::new(plan.schema().as_arrow().clone()))
     }

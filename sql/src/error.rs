@@ -125,6 +125,9 @@ impl From<PeekError> for SqlError {
             PeekError::NotReady => Self::new(sqlstate::NOT_READY, e.to_string()).with_hint("try again in a moment"),
             PeekError::Timeout(_) | PeekError::ShutDown => Self::new(sqlstate::CANCELED, e.to_string()),
             PeekError::Internal { .. } => Self::new(sqlstate::INTERNAL, e.to_string()),
+            PeekError::TooSlow { .. } => Self::new(sqlstate::LIMIT, e.to_string()).with_hint(
+                "read the changes as they come, subscribe to fewer rows (a WHERE on the view's key), or raise sql.subscribe_buffer",
+            ),
         }
     }
 }

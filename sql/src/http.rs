@@ -3,7 +3,8 @@
 //! application/vnd.apache.arrow.stream`). Every answer says the time it was
 //! read at: `as_of` in JSON, the `Reelflow-As-Of` header in all three.
 //! Results are cut at a row limit (`truncated` in JSON,
-//! `Reelflow-Truncated: true` otherwise).
+//! `Reelflow-Truncated: true` otherwise). A `SUBSCRIBE` asked for with
+//! `Accept: text/event-stream` streams its changes as server-sent events.
 //!
 //! The body is `{"query": "SELECT …"}` or the bare statement as
 //! `text/plain`. Errors are problem documents carrying the SQLSTATE, the
@@ -19,8 +20,10 @@ use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use serde_json::{Value, json};
 
 use crate::access::Principal;
-use crate::engine::{QueryOutput, SqlEngine};
+use crate::engine::{QueryOutput, SqlEngine, split_as_of};
 use crate::error::{SqlError, sqlstate};
+use crate::subscribe::{Chunk, RefreshPrincipal, Subscribed};
+use futures::StreamExt;
 
 /// How the answer is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +34,8 @@ pub enum Format {
     Csv,
     /// `application/vnd.apache.arrow.stream`.
     Arrow,
+    /// `text/event-stream`: server-sent events, for `SUBSCRIBE`.
+    EventStream,
 }
 
 /// The format `Accept` asks for; `None` if it asks for none we write.
@@ -44,6 +49,7 @@ pub fn negotiate(accept: Option<&str>) -> Option<Format> {
             "application/json" | "*/*" | "application/*" => return Some(Format::Json),
             "text/csv" | "text/*" => return Some(Format::Csv),
             "application/vnd.apache.arrow.stream" => return Some(Format::Arrow),
+            "text/event-stream" => return Some(Format::EventStream),
             _ => {}
         }
     }
@@ -87,8 +93,8 @@ fn status_of(e: &SqlError) -> StatusCode {
     }
 }
 
-/// A problem document (RFC 9457) for `e`.
-pub fn problem(e: &SqlError) -> Response {
+/// The body of the problem document for `e`.
+fn problem_body(e: &SqlError) -> Value {
     let status = status_of(e);
     let mut body = json!({
         "type": "https://reelflow.dev/problems/sql",
@@ -103,7 +109,12 @@ pub fn problem(e: &SqlError) -> Response {
     if let Some(h) = &e.hint {
         body["hint"] = json!(h);
     }
-    let mut response = (status, body.to_string()).into_response();
+    body
+}
+
+/// A problem document (RFC 9457) for `e`.
+pub fn problem(e: &SqlError) -> Response {
+    let mut response = (status_of(e), problem_body(e).to_string()).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/problem+json"),
@@ -111,27 +122,43 @@ pub fn problem(e: &SqlError) -> Response {
     response
 }
 
-/// Runs the statement of a request and writes its answer.
+/// Runs the statement of a request and writes its answer. `refresh`
+/// re-reads the caller's rights while a subscription runs.
 pub async fn answer(
     engine: &SqlEngine,
     principal: Principal,
+    refresh: Option<RefreshPrincipal>,
     headers: &HeaderMap,
     body: &Bytes,
     row_limit: usize,
 ) -> Response {
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
-    let Some(format) = negotiate(accept) else {
-        let mut r = problem(&SqlError::new(
-            sqlstate::DATA,
-            "Accept names no format this endpoint writes: application/json, text/csv or application/vnd.apache.arrow.stream",
-        ));
+    let not_acceptable = |message: &str| {
+        let mut r = problem(&SqlError::new(sqlstate::DATA, message));
         *r.status_mut() = StatusCode::NOT_ACCEPTABLE;
-        return r;
+        r
+    };
+    let Some(format) = negotiate(accept) else {
+        return not_acceptable(
+            "Accept names no format this endpoint writes: application/json, text/csv, application/vnd.apache.arrow.stream, or text/event-stream for SUBSCRIBE",
+        );
     };
     let sql = match statement(headers, body) {
         Ok(s) => s,
         Err(e) => return problem(&e),
     };
+    let subscription = split_as_of(&sql)
+        .ok()
+        .is_some_and(|s| crate::subscribe::target(s.sql).is_some());
+    if format == Format::EventStream {
+        if !subscription {
+            return not_acceptable("text/event-stream answers SUBSCRIBE statements; ask for application/json");
+        }
+        return match engine.subscribe(&sql, principal, refresh).await {
+            Ok(sub) => events(sub),
+            Err(e) => problem(&e),
+        };
+    }
     match engine.query(&sql, principal).await {
         Ok(out) => write(out, format, row_limit),
         Err(e) => problem(&e),
@@ -177,6 +204,7 @@ fn write(out: QueryOutput, format: Format, row_limit: usize) -> Response {
                 .map(|()| (w.into_inner(), "text/csv; charset=utf-8"))
                 .map_err(|e| e.to_string())
         }
+        Format::EventStream => Err("an event stream answers only SUBSCRIBE".into()),
         Format::Arrow => {
             let result = (|| {
                 let mut w = datafusion::arrow::ipc::writer::StreamWriter::try_new(Vec::new(), &out.schema)?;
@@ -202,6 +230,89 @@ fn write(out: QueryOutput, format: Format, row_limit: usize) -> Response {
     if truncated {
         h.insert("reelflow-truncated", HeaderValue::from_static("true"));
     }
+    response
+}
+
+/// Progress markers without changes are sent at most this often.
+const QUIET_PROGRESS: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A subscription as server-sent events:
+///
+/// - `subscribed`: `{"as_of", "columns": [{"name", "type"}]}`, first;
+/// - `changes`: `{"changes": [{"at", "diff", "row": {column: value}}]}`,
+///   in time order (the first holds the rows at `as_of`);
+/// - `progress`: `{"at"}`: every change before `at` has been sent;
+/// - `error`: a problem document; the stream ends.
+fn events(sub: Subscribed) -> Response {
+    use axum::response::sse::{Event, Sse};
+    let columns: Vec<Value> = sub
+        .schema
+        .fields()
+        .iter()
+        .skip(3)
+        .map(|f| json!({"name": f.name(), "type": type_name(f.data_type())}))
+        .collect();
+    let first = Event::default()
+        .event("subscribed")
+        .data(json!({"as_of": sub.as_of, "columns": columns}).to_string());
+    struct State {
+        sub: Subscribed,
+        last_progress: std::time::Instant,
+        changed: bool,
+        done: bool,
+    }
+    let state = State {
+        sub,
+        last_progress: std::time::Instant::now(),
+        changed: true,
+        done: false,
+    };
+    let rest = futures::stream::unfold(state, |mut st| async move {
+        loop {
+            if st.done {
+                return None;
+            }
+            let event = match st.sub.next().await {
+                Some(Ok(Chunk::Changes(batch))) => {
+                    st.changed = true;
+                    let names: Vec<&String> = batch.schema_ref().fields().iter().map(|f| f.name()).collect();
+                    let changes: Vec<Value> = (0..batch.num_rows())
+                        .map(|r| {
+                            let row: serde_json::Map<String, Value> = names
+                                .iter()
+                                .enumerate()
+                                .skip(3)
+                                .map(|(c, name)| ((*name).clone(), cell(batch.column(c), r)))
+                                .collect();
+                            json!({"at": cell(batch.column(0), r), "diff": cell(batch.column(2), r), "row": row})
+                        })
+                        .collect();
+                    Event::default()
+                        .event("changes")
+                        .data(json!({"changes": changes}).to_string())
+                }
+                Some(Ok(Chunk::Progress(at))) => {
+                    if !st.changed && st.last_progress.elapsed() < QUIET_PROGRESS {
+                        continue;
+                    }
+                    st.changed = false;
+                    st.last_progress = std::time::Instant::now();
+                    Event::default().event("progress").data(json!({"at": at}).to_string())
+                }
+                Some(Err(e)) => {
+                    st.done = true;
+                    Event::default().event("error").data(problem_body(&e).to_string())
+                }
+                None => return None,
+            };
+            return Some((Ok::<_, std::convert::Infallible>(event), st));
+        }
+    });
+    let stream = futures::stream::once(async move { Ok(first) }).chain(rest);
+    let mut response = Sse::new(stream).into_response();
+    response
+        .headers_mut()
+        .insert("x-accel-buffering", HeaderValue::from_static("no"));
     response
 }
 

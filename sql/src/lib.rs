@@ -2,7 +2,8 @@
 //! the views ([`provider`]), read consistently at one timestamp per
 //! statement ([`engine`]), over HTTP ([`http`]) and the PostgreSQL wire
 //! protocol ([`pg`]), with the caller's rights applied inside the tables
-//! ([`access`]).
+//! ([`access`]); `SUBSCRIBE` follows a view's changes as they happen
+//! ([`subscribe`]).
 
 pub mod access;
 pub mod engine;
@@ -13,9 +14,11 @@ pub mod pg;
 pub mod pg_catalog;
 pub mod provider;
 pub mod split;
+pub mod subscribe;
 pub mod tables;
 
 pub use access::Principal;
 pub use engine::{QueryOutput, SqlEngine, SqlLimits};
 pub use error::SqlError;
 pub use pg::{Authenticator, PgServer};
+pub use subscribe::{Chunk, RefreshPrincipal, Subscribed};

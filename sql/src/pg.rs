@@ -26,24 +26,30 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::common::ScalarValue;
 use futures::stream;
+use futures::{Sink, SinkExt};
 use pgwire::api::auth::cleartext::CleartextPasswordAuthStartupHandler;
 use pgwire::api::auth::{AuthSource, DefaultServerParameterProvider, LoginInfo, Password};
 use pgwire::api::cancel::DefaultCancelHandler;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{
-    DataRowEncoder, DescribePortalResponse, DescribeResponse, DescribeStatementResponse, FieldFormat, FieldInfo,
-    QueryResponse, Response, Tag,
+    CopyEncoder, CopyTextOptions, DataRowEncoder, DescribePortalResponse, DescribeResponse, DescribeStatementResponse,
+    FieldFormat, FieldInfo, QueryResponse, Response, Tag,
 };
 use pgwire::api::stmt::{QueryParser, StoredStatement};
 use pgwire::api::{ClientInfo, ConnectionManager, METADATA_USER, PgWireServerHandlers, Type};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
-use pgwire::messages::data::DataRow;
+use pgwire::messages::PgWireBackendMessage;
+use pgwire::messages::copy::CopyOutResponse;
+use pgwire::messages::data::{DataRow, RowDescription};
+use pgwire::types::ToSqlText;
+use postgres_types::ToSql;
 
 use crate::access::Principal;
 use crate::engine::SqlEngine;
 use crate::error::{SqlError, sqlstate};
 use crate::pg_catalog;
+use crate::subscribe::{self, Chunk, RefreshPrincipal};
 
 /// Checks Reelflow accounts for the wire protocol.
 #[async_trait]
@@ -222,7 +228,24 @@ fn fields(schema: &SchemaRef, format: &Format) -> Vec<FieldInfo> {
         .collect()
 }
 
-fn encode_cell(enc: &mut DataRowEncoder, array: &ArrayRef, row: usize, ty: &Type) -> PgWireResult<()> {
+/// Writes fields of a row: a data row, or a line of `COPY … TO STDOUT`.
+trait FieldEncoder {
+    fn encode_field<T: ToSql + ToSqlText + Sized>(&mut self, value: &T) -> PgWireResult<()>;
+}
+
+impl FieldEncoder for DataRowEncoder {
+    fn encode_field<T: ToSql + ToSqlText + Sized>(&mut self, value: &T) -> PgWireResult<()> {
+        DataRowEncoder::encode_field(self, value)
+    }
+}
+
+impl FieldEncoder for CopyEncoder {
+    fn encode_field<T: ToSql + ToSqlText + Sized>(&mut self, value: &T) -> PgWireResult<()> {
+        CopyEncoder::encode_field(self, value)
+    }
+}
+
+fn encode_cell<E: FieldEncoder>(enc: &mut E, array: &ArrayRef, row: usize, ty: &Type) -> PgWireResult<()> {
     let null = array.is_null(row);
     macro_rules! opt {
         ($v:expr) => {
@@ -422,10 +445,25 @@ impl Backend {
 impl SimpleQueryHandler for Backend {
     async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
     where
-        C: ClientInfo + Unpin + Send + Sync,
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        let statements = crate::split::statements(query);
+        if let Some(stream) = statements.iter().find_map(|s| Streamed::of(s)) {
+            if statements.len() > 1 {
+                return Err(wire_error(
+                    &SqlError::new(
+                        sqlstate::NOT_SUPPORTED,
+                        "SUBSCRIBE must be sent on its own, not with other statements",
+                    )
+                    .with_hint("send the other statements in a query of their own"),
+                ));
+            }
+            return Err(self.stream(client, stream, &Format::UnifiedText, true).await);
+        }
         let mut out = Vec::new();
-        for statement in crate::split::statements(query) {
+        for statement in statements {
             out.push(self.run(client, &statement, Vec::new(), &Format::UnifiedText).await?);
         }
         if out.is_empty() {
@@ -532,9 +570,15 @@ impl ExtendedQueryHandler for Backend {
         _max_rows: usize,
     ) -> PgWireResult<Response>
     where
-        C: ClientInfo + Unpin + Send + Sync,
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let prepared = &portal.statement.statement;
+        if let Some(stream) = Streamed::of(&prepared.sql) {
+            // The client learnt the columns from Describe.
+            return Err(self.stream(client, stream, &portal.result_column_format, false).await);
+        }
         let mut params = Vec::with_capacity(portal.parameter_len());
         for i in 0..portal.parameter_len() {
             let ty = prepared.params.get(i).cloned().unwrap_or(Type::TEXT);
@@ -576,7 +620,127 @@ impl ExtendedQueryHandler for Backend {
     }
 }
 
+/// A statement whose answer streams until the client goes.
+#[derive(Debug, Clone, Copy)]
+enum Streamed<'a> {
+    /// `SUBSCRIBE …`, answered as rows.
+    Rows(&'a str),
+    /// `COPY (SUBSCRIBE …) TO STDOUT`, answered as lines of COPY text,
+    /// which psql prints as they come.
+    Copy(&'a str),
+}
+
+impl<'a> Streamed<'a> {
+    fn of(sql: &'a str) -> Option<Self> {
+        if subscribe::target(sql).is_some() {
+            return Some(Streamed::Rows(sql));
+        }
+        copy_subscribe(sql).map(Streamed::Copy)
+    }
+
+    fn sql(self) -> &'a str {
+        match self {
+            Streamed::Rows(s) | Streamed::Copy(s) => s,
+        }
+    }
+}
+
+/// The `SUBSCRIBE` of `COPY (SUBSCRIBE …) TO STDOUT`, if `sql` is one.
+fn copy_subscribe(sql: &str) -> Option<&str> {
+    let trimmed = sql.trim().trim_end_matches(';').trim_end();
+    if !trimmed.get(..4)?.eq_ignore_ascii_case("copy") {
+        return None;
+    }
+    let rest = trimmed[4..].trim_start().strip_prefix('(')?;
+    let close = rest.rfind(')')?;
+    let tail = rest[close + 1..].trim().to_ascii_lowercase();
+    let tail: Vec<&str> = tail.split_whitespace().collect();
+    if tail.get(..2) != Some(&["to", "stdout"][..]) {
+        return None;
+    }
+    let inner = rest[..close].trim();
+    subscribe::target(inner).map(|_| inner)
+}
+
 impl Backend {
+    /// Runs a subscription, sending its changes to `client` as they come;
+    /// returns the error that ended it (its consumer too slow, the
+    /// dataflows shutting down, the client gone).
+    async fn stream<C>(&self, client: &mut C, streamed: Streamed<'_>, format: &Format, describe: bool) -> PgWireError
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        match self.try_stream(client, streamed, format, describe).await {
+            Ok(never) => match never {},
+            Err(e) => e,
+        }
+    }
+
+    async fn try_stream<C>(
+        &self,
+        client: &mut C,
+        streamed: Streamed<'_>,
+        format: &Format,
+        describe: bool,
+    ) -> PgWireResult<std::convert::Infallible>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let principal = self.principal(client).await?;
+        let user = client.metadata().get(METADATA_USER).cloned().unwrap_or_default();
+        let auth = Arc::clone(&self.auth);
+        let refresh: RefreshPrincipal = Arc::new(move || {
+            let (auth, user) = (Arc::clone(&auth), user.clone());
+            Box::pin(async move { auth.principal(&user).await })
+        });
+        let mut sub = self
+            .engine
+            .subscribe(streamed.sql(), principal, Some(refresh))
+            .await
+            .map_err(|e| wire_error(&e))?;
+        let copy = matches!(streamed, Streamed::Copy(_));
+        let fields = Arc::new(fields(&sub.schema, if copy { &Format::UnifiedText } else { format }));
+        if copy {
+            let n = fields.len();
+            client
+                .send(PgWireBackendMessage::CopyOutResponse(CopyOutResponse::new(
+                    0,
+                    n as i16,
+                    vec![0; n],
+                )))
+                .await?;
+        } else if describe {
+            let description = RowDescription::new(fields.iter().map(Into::into).collect());
+            client.send(PgWireBackendMessage::RowDescription(description)).await?;
+        }
+        loop {
+            let batch = match sub.next().await {
+                Some(Ok(Chunk::Changes(batch))) => batch,
+                Some(Ok(Chunk::Progress(t))) => subscribe::progress_row(&sub.schema, t).map_err(|e| wire_error(&e))?,
+                Some(Err(e)) => return Err(wire_error(&e)),
+                None => return Err(wire_error(&SqlError::new(sqlstate::CANCELED, "the subscription ended"))),
+            };
+            if copy {
+                let mut enc = CopyEncoder::new_text(Arc::clone(&fields), CopyTextOptions::default());
+                for r in 0..batch.num_rows() {
+                    for (c, f) in batch.columns().iter().zip(fields.iter()) {
+                        encode_cell(&mut enc, c, r, f.datatype())?;
+                    }
+                    client.feed(PgWireBackendMessage::CopyData(enc.take_copy())).await?;
+                }
+            } else {
+                for row in rows(vec![batch], Arc::clone(&fields)) {
+                    client.feed(PgWireBackendMessage::DataRow(row?)).await?;
+                }
+            }
+            client.flush().await?;
+        }
+    }
+
     /// The columns a statement answers with.
     async fn result_fields<C: ClientInfo>(
         &self,
@@ -598,6 +762,10 @@ impl Backend {
             None => {}
         }
         let principal = self.principal(client).await?;
+        if copy_subscribe(sql).is_some() {
+            // COPY answers with CopyOutResponse, not rows.
+            return Ok(Vec::new());
+        }
         if let Some(answer) = pg_catalog::answer(sql, &principal) {
             return Ok(answer
                 .columns

@@ -80,7 +80,7 @@ pub(crate) fn literal_datum(ty: ColumnType, value: &ScalarValue) -> Option<Datum
 /// for `col = lit`, `lit = col` or `col IN (lits)`; `None` otherwise.
 /// Values that cannot be of the column's type match nothing and are left
 /// out (so `video_id = 'nope'` reads no row at all).
-fn pinned_keys(filter: &Expr, column: &str, ty: ColumnType) -> Option<Vec<Datum>> {
+pub(crate) fn pinned_keys(filter: &Expr, column: &str, ty: ColumnType) -> Option<Vec<Datum>> {
     let is_column = |e: &Expr| matches!(e, Expr::Column(c) if c.name == column);
     let literal = |e: &Expr| match e {
         Expr::Literal(v, _) => Some(v.clone()),
