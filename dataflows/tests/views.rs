@@ -409,7 +409,8 @@ async fn subscriptions_follow_the_reference_on_1_and_2_workers() {
             .unwrap();
         let client = dataflows.client();
         client.wait_until_readable(1, Duration::from_secs(30)).await.unwrap();
-        subscriptions_follow_the_reference(&log, &[client.clone()], seed, &format!("{workers} workers")).await;
+        subscriptions_follow_the_reference(&log, std::slice::from_ref(&client), seed, &format!("{workers} workers"))
+            .await;
         // Every subscription has ended with its handle.
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while client.metrics().subscriptions.load(Ordering::Relaxed) > 0 {

@@ -3,7 +3,9 @@
 //! tokio-postgres with the extended protocol and parameters, and
 //! `POST /v1/sql` as JSON, CSV and Arrow. Rows follow the caller's role;
 //! writes, file reads, sleeps and runaway queries get errors and the server
-//! stays up; a reader never sees two views disagree while a writer appends.
+//! stays up; a reader never sees two views disagree while a writer appends;
+//! `SUBSCRIBE` streams changes over HTTP (server-sent events), pgwire and
+//! psql, and drops a subscriber that stops reading.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -192,7 +194,8 @@ impl Platform {
     }
 }
 
-const CONFIG: &str = "[sql]\ntimeout_s = 4\nmemory_mib = 32\n\n[limits]\nbeacons_per_ip_per_minute = 1000000\n";
+const CONFIG: &str =
+    "[sql]\ntimeout_s = 4\nmemory_mib = 32\nsubscribe_buffer = 300\n\n[limits]\nbeacons_per_ip_per_minute = 1000000\n";
 
 #[test]
 fn psql_http_and_drivers_read_the_live_views_by_role() {
@@ -475,4 +478,391 @@ fn a_join_of_two_views_never_sees_half_an_update() {
         seen.len() > 3,
         "reads saw the views move ({reads} reads, totals {seen:?})"
     );
+}
+
+/// A subscription's rows as they add up: row → count.
+#[derive(Default, Debug)]
+struct Accumulated {
+    rows: std::collections::BTreeMap<String, i64>,
+    progress: Option<i64>,
+}
+
+impl Accumulated {
+    fn apply(&mut self, row: String, diff: i64) {
+        let n = self.rows.entry(row.clone()).or_default();
+        *n += diff;
+        assert!(*n >= 0, "{row} went below zero");
+        if *n == 0 {
+            self.rows.remove(&row);
+        }
+    }
+
+    fn has(&self, needle: &str) -> bool {
+        self.rows.keys().any(|r| r.contains(needle))
+    }
+}
+
+/// Events of a `SUBSCRIBE` over HTTP, read by a thread: (event, data).
+fn sse(p: &Platform, token: &str, query: &str) -> std::sync::mpsc::Receiver<(String, Value)> {
+    use std::io::BufRead;
+    let r = Client::builder()
+        .build()
+        .expect("client")
+        .post(format!("{}/v1/sql", p.base))
+        .bearer_auth(token)
+        .header("accept", "text/event-stream")
+        .json(&json!({"query": query}))
+        .send()
+        .expect("subscribe over HTTP");
+    assert_eq!(r.status(), 200, "{query}");
+    assert_eq!(r.headers()["content-type"], "text/event-stream");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut event = String::new();
+        for line in std::io::BufReader::new(r).lines() {
+            let Ok(line) = line else { return };
+            if let Some(e) = line.strip_prefix("event: ") {
+                event = e.to_string();
+            } else if let Some(d) = line.strip_prefix("data: ") {
+                let data: Value = serde_json::from_str(d).expect("event data is JSON");
+                if tx.send((event.clone(), data)).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    rx
+}
+
+/// Reads `events` into `state` until `done` holds after a progress marker.
+fn follow_sse(
+    events: &std::sync::mpsc::Receiver<(String, Value)>,
+    state: &mut Accumulated,
+    what: &str,
+    done: impl Fn(&Accumulated) -> bool,
+) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let (event, data) = events
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("{what}: not seen within 30 s; the subscription holds {state:?}"));
+        match event.as_str() {
+            "subscribed" => assert!(data["as_of"].as_i64().is_some(), "{data}"),
+            "changes" => {
+                for c in data["changes"].as_array().expect("changes") {
+                    let at = c["at"].as_i64().expect("at");
+                    assert!(
+                        state.progress.is_none_or(|p| at >= p - 1),
+                        "change at {at} after progress {state:?}"
+                    );
+                    state.apply(c["row"].to_string(), c["diff"].as_i64().expect("diff"));
+                }
+            }
+            "progress" => {
+                let at = data["at"].as_i64().expect("at");
+                assert!(state.progress.is_none_or(|p| at > p), "progress went back to {at}");
+                state.progress = Some(at);
+                if done(state) {
+                    return;
+                }
+            }
+            other => panic!("{what}: unexpected event {other}: {data}"),
+        }
+    }
+}
+
+/// `SUBSCRIBE` through every front end while the platform runs: server-sent
+/// events over HTTP, tokio-postgres over the extended protocol, and psql's
+/// `COPY (SUBSCRIBE …) TO STDOUT`. Each starts with the rows of the moment,
+/// then follows changes as they happen; a creator's new video joins their
+/// subscription and never another creator's; shapes that cannot be kept up
+/// to date get clear errors.
+#[test]
+fn subscriptions_stream_changes_over_http_pgwire_and_psql() {
+    use std::io::BufRead;
+    let p = Platform::start(CONFIG);
+    let (_, creator_a) = p.register("sub-a@example.org", "creator");
+    let (_, creator_b) = p.register("sub-b@example.org", "creator");
+    let a1 = p.video(&creator_a, "jazz");
+    let b1 = p.video(&creator_b, "rock");
+    p.play(&a1, None, 1000);
+    p.play(&b1, None, 1000);
+    p.wait_for_rows("SELECT video_id FROM video_stats", 2);
+
+    // HTTP: each creator follows their own videos' views.
+    let events_a = sse(&p, &creator_a, "SUBSCRIBE TO (SELECT video_id, views FROM video_stats)");
+    let events_b = sse(&p, &creator_b, "SUBSCRIBE video_stats");
+    let (mut state_a, mut state_b) = (Accumulated::default(), Accumulated::default());
+    follow_sse(&events_a, &mut state_a, "creator a's snapshot", |s| {
+        s.progress.is_some()
+    });
+    assert_eq!(
+        state_a.rows.keys().collect::<Vec<_>>(),
+        [&json!({"video_id": a1, "views": 1}).to_string()],
+        "{state_a:?}"
+    );
+    follow_sse(&events_b, &mut state_b, "creator b's snapshot", |s| {
+        s.progress.is_some()
+    });
+    assert!(state_b.rows.len() == 1 && state_b.has(&b1), "{state_b:?}");
+
+    // psql: COPY (SUBSCRIBE …) TO STDOUT prints changes as they come.
+    let (host, port) = p.up.pg.clone();
+    let mut psql = Command::new("psql")
+        .env("PGPASSWORD", PASSWORD)
+        .args([
+            "-X",
+            "-h",
+            &host,
+            "-p",
+            &port.to_string(),
+            "-U",
+            ADMIN,
+            "-d",
+            "reelflow",
+            "-c",
+        ])
+        .arg("COPY (SUBSCRIBE TO (SELECT video_id, views FROM video_stats)) TO STDOUT")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("psql");
+    let (psql_tx, psql_lines) = std::sync::mpsc::channel::<String>();
+    let stdout = psql.stdout.take().expect("stdout");
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if psql_tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+
+    // tokio-postgres: the extended protocol, rows as they come.
+    let (pg_tx, pg_rows) = std::sync::mpsc::channel::<(i64, bool, Option<i64>, Option<String>, Option<i64>)>();
+    let config = p.pg_config(ADMIN);
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        rt.block_on(async move {
+            use futures::StreamExt;
+            let (client, connection) = config.connect(tokio_postgres::NoTls).await.expect("connect");
+            tokio::spawn(connection);
+            let rows = client
+                .query_raw(
+                    "SUBSCRIBE TO (SELECT video_id, views FROM video_stats)",
+                    std::iter::empty::<i64>(),
+                )
+                .await
+                .expect("SUBSCRIBE over the extended protocol");
+            let mut rows = std::pin::pin!(rows);
+            while let Some(Ok(row)) = rows.next().await {
+                let sent = pg_tx.send((
+                    row.get("at"),
+                    row.get("progressed"),
+                    row.get("diff"),
+                    row.get("video_id"),
+                    row.get("views"),
+                ));
+                if sent.is_err() {
+                    return;
+                }
+            }
+        });
+    });
+
+    // A second view of a1: its row goes from 1 view to 2, seen as it
+    // happens by both pgwire clients.
+    p.play(&a1, None, 1000);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let line = psql_lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("psql printed the new view within 30 s");
+        let cells: Vec<&str> = line.split('\t').collect();
+        assert_eq!(cells.len(), 5, "at, progressed, diff, video_id, views: {line}");
+        assert!(cells[0].parse::<i64>().is_ok(), "{line}");
+        if cells[1] == "t" {
+            assert_eq!(&cells[2..], ["\\N", "\\N", "\\N"], "a progress marker: {line}");
+            continue;
+        }
+        if cells[3] == a1 && cells[4] == "2" {
+            assert_eq!(cells[2], "1", "{line}");
+            break;
+        }
+    }
+    let mut last_progress = 0;
+    loop {
+        let (at, progressed, diff, video, views) = pg_rows
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("tokio-postgres received the new view within 30 s");
+        if progressed {
+            assert!(
+                at > last_progress && diff.is_none() && video.is_none(),
+                "a progress marker"
+            );
+            last_progress = at;
+            continue;
+        }
+        assert!(
+            at >= last_progress - 1,
+            "a change at {at} after progress {last_progress}"
+        );
+        if video.as_deref() == Some(a1.as_str()) && views == Some(2) {
+            assert_eq!(diff, Some(1));
+            break;
+        }
+    }
+
+    // A video created after the subscription joins its creator's, and only
+    // theirs.
+    let a2 = p.video(&creator_a, "jazz");
+    p.play(&a2, None, 1000);
+    follow_sse(&events_a, &mut state_a, "creator a's new video", |s| {
+        s.has(&a2) && s.has("\"views\":2")
+    });
+    let mut want: Vec<String> = [(a1.as_str(), 2), (a2.as_str(), 1)]
+        .iter()
+        .map(|(v, n)| json!({"video_id": v, "views": n}).to_string())
+        .collect();
+    want.sort();
+    assert_eq!(state_a.rows.keys().cloned().collect::<Vec<_>>(), want, "{state_a:?}");
+    assert!(state_a.rows.values().all(|n| *n == 1), "{state_a:?}");
+    follow_sse(&events_b, &mut state_b, "creator b, a while later", |s| {
+        s.progress > state_a.progress
+    });
+    assert!(state_b.rows.len() == 1 && state_b.has(&b1), "{state_b:?}");
+
+    // What cannot be followed, or asked for as JSON, gets a clear error.
+    let r = p.sql(&p.admin, "SUBSCRIBE video_stats", "application/json");
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().expect("problem");
+    assert_eq!(body["sqlstate"], "0A000", "{body}");
+    assert!(
+        body["hint"].as_str().unwrap_or("").contains("text/event-stream"),
+        "{body}"
+    );
+    for (query, sqlstate) in [
+        ("SUBSCRIBE TO (SELECT count(*) FROM video_stats)", "0A000"),
+        (
+            "SUBSCRIBE TO (SELECT * FROM video_stats s JOIN qoe q ON s.video_id = q.video_id)",
+            "0A000",
+        ),
+        ("SUBSCRIBE nope", "42P01"),
+    ] {
+        let r = p.sql(&p.admin, query, "text/event-stream");
+        assert_eq!(r.status(), 400, "{query}");
+        let body: Value = r.json().expect("problem");
+        assert_eq!(body["sqlstate"], sqlstate, "{query}: {body}");
+    }
+    let (ok, _, err) = p.psql(ADMIN, PASSWORD, "SUBSCRIBE TO (SELECT sum(views) FROM video_stats)");
+    assert!(!ok && err.contains("SUBSCRIBE cannot follow an aggregate"), "{err}");
+    let _ = psql.kill();
+    let _ = psql.wait();
+
+    // A subscriber that stops reading is dropped once more changes wait for
+    // it than sql.subscribe_buffer (300 here) allows, with an error it reads
+    // when it comes back; the server and the other subscriptions go on.
+    let (started_tx, started) = std::sync::mpsc::channel::<()>();
+    let (resume, resume_rx) = std::sync::mpsc::channel::<()>();
+    let (pg, addr) = (p.pg_config(ADMIN), format!("{}:{}", p.up.pg.0, p.up.pg.1));
+    let slow = std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        rt.block_on(async move {
+            use futures::StreamExt;
+            // A small receive buffer, so the server feels the stop soon.
+            let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+            socket.set_recv_buffer_size(4096).expect("buffer size");
+            let stream = socket.connect(addr.parse().expect("address")).await.expect("connect");
+            let (client, connection) = pg.connect_raw(stream, tokio_postgres::NoTls).await.expect("sign in");
+            tokio::spawn(connection);
+            let rows = client
+                // Wide rows (4 KB each), so the kernel's buffers fill soon.
+                .query_raw(
+                    "SUBSCRIBE TO (SELECT *, repeat('x', 4000) AS padding FROM source_progress)",
+                    std::iter::empty::<i64>(),
+                )
+                .await
+                .expect("subscribe");
+            let mut rows = std::pin::pin!(rows);
+            rows.next().await.expect("a first row").expect("a row");
+            started_tx.send(()).expect("signal");
+            tokio::task::spawn_blocking(move || resume_rx.recv()).await.ok();
+            let mut read = 0;
+            while let Some(row) = rows.next().await {
+                match row {
+                    Ok(_) => read += 1,
+                    Err(e) => {
+                        return (
+                            read,
+                            e.as_db_error()
+                                .map(|d| (d.code().code().to_string(), d.message().to_string())),
+                        );
+                    }
+                }
+            }
+            (read, None)
+        })
+    });
+    started
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the slow subscriber started");
+    let dropped = |p: &Platform| {
+        let metrics = p
+            .http
+            .get(format!("{}/metrics", p.base))
+            .send()
+            .and_then(|r| r.text())
+            .expect("metrics");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("reelflow_dataflow_subscriptions_dropped_total "))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .expect("the dropped-subscriptions counter")
+    };
+    // Viewers keep the platform busy, so source_progress keeps changing.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let players: Vec<_> = (0..4)
+        .map(|_| {
+            let (base, video, stop) = (p.base.clone(), b1.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let http = Client::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let r = http
+                        .post(format!("{base}/v1/playback/events"))
+                        .json(&json!({"video_id": video, "events": [{"type": "session_start"}]}))
+                        .send()
+                        .expect("beacon");
+                    assert_eq!(r.status(), 202);
+                }
+            })
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while dropped(&p) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the subscriber that stopped reading was never dropped"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for player in players {
+        player.join().expect("player");
+    }
+    resume.send(()).expect("resume");
+    let (read, error) = slow.join().expect("the slow subscriber");
+    let (code, message) =
+        error.unwrap_or_else(|| panic!("the slow subscription ended without an error after {read} rows"));
+    assert_eq!(code, "54000", "{message}");
+    assert!(message.contains("fell") && message.contains("behind"), "{message}");
+    // Everyone else goes on.
+    let before = state_a.progress;
+    follow_sse(&events_a, &mut state_a, "creator a, after the slow one went", |s| {
+        s.progress > before
+    });
+    assert_eq!(
+        p.sql_json(&p.admin, "SELECT count(*) FROM video_stats")["rows"][0][0],
+        3
+    );
+    assert_eq!(dropped(&p), 1, "only the subscriber that stopped reading was dropped");
 }

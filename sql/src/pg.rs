@@ -517,7 +517,10 @@ impl QueryParser for Parser {
         }
         // Inference only plans the statement, reading no table, so the
         // caller's rights do not matter here; they apply when it runs.
-        let inferred = if chatter(sql).is_some() || pg_catalog::answer(sql, &Principal::Admin).is_some() {
+        let inferred = if chatter(sql).is_some()
+            || Streamed::of(sql).is_some()
+            || pg_catalog::answer(sql, &Principal::Admin).is_some()
+        {
             Vec::new()
         } else {
             self.engine
