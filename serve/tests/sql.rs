@@ -266,7 +266,8 @@ fn psql_http_and_drivers_read_the_live_views_by_role() {
         ADMIN,
         &format!("SELECT views, watch_time_s FROM video_stats WHERE video_id = '{va}'"),
     );
-    assert_eq!(out.trim(), "1|10.0");
+    // float8 prints as PostgreSQL prints it.
+    assert_eq!(out.trim(), "1|10");
     let tables = p.psql_ok(ADMIN, "\\dt");
     for view in ["video_stats", "trending", "watch_history", "source_progress"] {
         assert!(tables.contains(&format!("public|{view}|table")), "{tables}");
@@ -332,8 +333,117 @@ fn psql_http_and_drivers_read_the_live_views_by_role() {
             .await
             .expect("int parameter");
         assert_eq!(n.get::<_, i64>(0), 2);
+
+        // Grafana's PostgreSQL data source: its query builder asks for the
+        // version, the schemas, the tables and a table's columns in these
+        // words; then a panel's query charts.
+        let text = |rows: Vec<tokio_postgres::SimpleQueryMessage>| -> Vec<Vec<String>> {
+            rows.into_iter()
+                .filter_map(|m| match m {
+                    tokio_postgres::SimpleQueryMessage::Row(r) => {
+                        Some((0..r.len()).map(|i| r.get(i).unwrap_or("").to_string()).collect())
+                    }
+                    _ => None,
+                })
+                .collect()
+        };
+        let version = client
+            .simple_query("SELECT current_setting('server_version_num')::int/100 as version")
+            .await
+            .expect("Grafana's version query");
+        assert_eq!(text(version), [["1500"]]);
+        let schemas = client
+            .simple_query(GRAFANA_SCHEMAS)
+            .await
+            .expect("Grafana's schema list");
+        assert_eq!(text(schemas), [["public"]]);
+        let tables = text(client.simple_query(GRAFANA_TABLES).await.expect("Grafana's table list"));
+        assert!(tables.contains(&vec!["video_stats".to_string()]) && tables.len() == 10, "{tables:?}");
+        let columns = client
+            .query(GRAFANA_COLUMNS, &[])
+            .await
+            .expect("Grafana's column list over the extended protocol");
+        let columns: Vec<(String, String)> = columns.iter().map(|r| (r.get(0), r.get(1))).collect();
+        assert!(columns.contains(&("views".into(), "bigint".into())), "{columns:?}");
+        assert!(columns.contains(&("last_view_at".into(), "timestamp with time zone".into())), "{columns:?}");
+        let chart = client
+            .query(
+                "SELECT last_view_at AS \"time\", views AS value FROM video_stats WHERE last_view_at BETWEEN '2020-01-01T00:00:00Z' AND '2100-01-01T00:00:00Z' ORDER BY 1",
+                &[],
+            )
+            .await
+            .expect("a time-series panel's query");
+        assert_eq!(chart.len(), 2);
     });
 }
+
+/// Grafana's PostgreSQL data source's metadata queries, as it sends them.
+const GRAFANA_SCHEMAS: &str = "SELECT schema_name AS \"name\"
+    FROM information_schema.schemata
+    WHERE schema_name NOT IN ('information_schema',
+                              'pg_catalog',
+                              'pg_toast',
+                              '_timescaledb_cache',
+                              '_timescaledb_catalog',
+                              '_timescaledb_internal',
+                              '_timescaledb_config',
+                              'timescaledb_information',
+                              'timescaledb_experimental')
+    ORDER BY schema_name";
+const GRAFANA_TABLES: &str = "SELECT
+    CASE WHEN 
+          quote_ident(table_schema) IN (
+          SELECT
+            CASE WHEN trim(s[i]) = '\"$user\"' THEN user ELSE trim(s[i]) END
+          FROM
+            generate_series(
+              array_lower(string_to_array(current_setting('search_path'),','),1),
+              array_upper(string_to_array(current_setting('search_path'),','),1)
+            ) as i,
+            string_to_array(current_setting('search_path'),',') s
+          )
+      THEN quote_ident(table_name)
+      ELSE quote_ident(table_schema) || '.' || quote_ident(table_name)
+    END AS \"table\"
+    FROM information_schema.tables
+    WHERE quote_ident(table_schema) NOT IN ('information_schema',
+                             'pg_catalog',
+                             '_timescaledb_cache',
+                             '_timescaledb_catalog',
+                             '_timescaledb_internal',
+                             '_timescaledb_config',
+                             'timescaledb_information',
+                             'timescaledb_experimental')
+    ORDER BY CASE WHEN 
+          quote_ident(table_schema) IN (
+          SELECT
+            CASE WHEN trim(s[i]) = '\"$user\"' THEN user ELSE trim(s[i]) END
+          FROM
+            generate_series(
+              array_lower(string_to_array(current_setting('search_path'),','),1),
+              array_upper(string_to_array(current_setting('search_path'),','),1)
+            ) as i,
+            string_to_array(current_setting('search_path'),',') s
+          ) THEN 0 ELSE 1 END, 1";
+const GRAFANA_COLUMNS: &str = "SELECT quote_ident(column_name) AS \"column\", data_type AS \"type\"
+    FROM information_schema.columns
+    WHERE
+      CASE WHEN array_length(parse_ident('video_stats'),1) = 2
+        THEN quote_ident(table_schema) = (parse_ident('video_stats'))[1]
+          AND quote_ident(table_name) = (parse_ident('video_stats'))[2]
+        ELSE quote_ident(table_name) = 'video_stats'
+          AND 
+          quote_ident(table_schema) IN (
+          SELECT
+            CASE WHEN trim(s[i]) = '\"$user\"' THEN user ELSE trim(s[i]) END
+          FROM
+            generate_series(
+              array_lower(string_to_array(current_setting('search_path'),','),1),
+              array_upper(string_to_array(current_setting('search_path'),','),1)
+            ) as i,
+            string_to_array(current_setting('search_path'),',') s
+          )
+      END";
 
 #[test]
 fn writes_escapes_and_runaway_queries_get_errors_and_the_server_stays_up() {

@@ -257,7 +257,7 @@ fn encode_cell<E: FieldEncoder>(enc: &mut E, array: &ArrayRef, row: usize, ty: &
         (DataType::Int64, _) => enc.encode_field(&opt!(array.as_primitive::<Int64Type>().value(row))),
         (DataType::Int32, _) => enc.encode_field(&opt!(array.as_primitive::<Int32Type>().value(row))),
         (DataType::Int16, _) => enc.encode_field(&opt!(array.as_primitive::<Int16Type>().value(row))),
-        (DataType::Float64, _) => enc.encode_field(&opt!(array.as_primitive::<Float64Type>().value(row))),
+        (DataType::Float64, _) => enc.encode_field(&opt!(Float8(array.as_primitive::<Float64Type>().value(row)))),
         (DataType::Float32, _) => enc.encode_field(&opt!(array.as_primitive::<Float32Type>().value(row))),
         (DataType::Timestamp(unit, tz), _) => {
             let ms = opt!(crate::http::timestamp_ms(array, row, *unit));
@@ -279,6 +279,64 @@ fn encode_cell<E: FieldEncoder>(enc: &mut E, array: &ArrayRef, row: usize, ty: &
     }
 }
 
+/// A `float8` that prints as PostgreSQL prints one: the shortest text that
+/// reads back as the same number, `10` rather than `10.0`, exponents from
+/// 1e15 and below 1e-4 (`1e+20`, `1.5e-05`), `NaN` and `Infinity`.
+#[derive(Debug, Clone, Copy)]
+struct Float8(f64);
+
+impl Float8 {
+    fn text(self) -> String {
+        let v = self.0;
+        if v.is_nan() {
+            return "NaN".into();
+        }
+        if v.is_infinite() {
+            return if v > 0.0 { "Infinity" } else { "-Infinity" }.into();
+        }
+        if v == 0.0 {
+            return if v.is_sign_negative() { "-0" } else { "0" }.into();
+        }
+        let exponent = v.abs().log10().floor() as i32;
+        if (-4..15).contains(&exponent) {
+            return format!("{v}");
+        }
+        // Rust's `{:e}` is the shortest round-trip mantissa, as `1.5e-5`.
+        let scientific = format!("{v:e}");
+        let (mantissa, exp) = scientific.split_once('e').unwrap_or((&scientific, "0"));
+        let exp: i32 = exp.parse().unwrap_or(0);
+        format!("{mantissa}e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs())
+    }
+}
+
+impl ToSql for Float8 {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<postgres_types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        self.0.to_sql(ty, out)
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        <f64 as ToSql>::accepts(ty)
+    }
+
+    postgres_types::to_sql_checked!();
+}
+
+impl ToSqlText for Float8 {
+    fn to_sql_text(
+        &self,
+        _ty: &Type,
+        out: &mut bytes::BytesMut,
+        _format: &pgwire::types::format::FormatOptions,
+    ) -> Result<postgres_types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        out.extend_from_slice(self.text().as_bytes());
+        Ok(postgres_types::IsNull::No)
+    }
+}
+
 /// A cell as text, as PostgreSQL would print it.
 fn text_of(array: &ArrayRef, row: usize) -> Option<String> {
     if array.is_null(row) {
@@ -288,6 +346,7 @@ fn text_of(array: &ArrayRef, row: usize) -> Option<String> {
         DataType::Utf8 => Some(array.as_string::<i32>().value(row).to_string()),
         DataType::LargeUtf8 => Some(array.as_string::<i64>().value(row).to_string()),
         DataType::Utf8View => Some(array.as_string_view().value(row).to_string()),
+        DataType::Float64 => Some(Float8(array.as_primitive::<Float64Type>().value(row)).text()),
         _ => ArrayFormatter::try_new(array.as_ref(), &FormatOptions::default())
             .ok()
             .map(|f| f.value(row).to_string()),
@@ -782,5 +841,31 @@ impl Backend {
         }
         let schema = self.engine.describe(sql, principal).await.map_err(|e| wire_error(&e))?;
         Ok(fields(&schema, format))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Float8;
+
+    #[test]
+    fn float8_prints_as_postgresql_prints_it() {
+        for (v, text) in [
+            (10.0, "10"),
+            (0.1, "0.1"),
+            (-2.5, "-2.5"),
+            (1.0 / 3.0, "0.3333333333333333"),
+            (1e20, "1e+20"),
+            (1.5e-5, "1.5e-05"),
+            (123456789012345.0, "123456789012345"),
+            (1e15, "1e+15"),
+            (0.0001, "0.0001"),
+            (f64::NAN, "NaN"),
+            (f64::INFINITY, "Infinity"),
+            (f64::NEG_INFINITY, "-Infinity"),
+            (0.0, "0"),
+        ] {
+            assert_eq!(Float8(v).text(), text, "{v}");
+        }
     }
 }

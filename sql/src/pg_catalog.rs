@@ -27,6 +27,69 @@ pub struct Answer {
     pub rows: Vec<Vec<Option<String>>>,
 }
 
+/// The metadata queries of Grafana's PostgreSQL data source (its query
+/// builder's version check, schema, table and column lists), written in
+/// PostgreSQL's dialect (`current_setting`, `quote_ident`, `parse_ident`,
+/// set-returning functions over `search_path`): answered from the views'
+/// definitions. Tables live in the schema `public`, which is the search
+/// path.
+fn grafana(sql: &str) -> Option<Answer> {
+    let text = |columns: &[&str], rows: Vec<Vec<String>>| Answer {
+        columns: columns.iter().map(|c| (*c).to_string()).collect(),
+        rows: rows.into_iter().map(|r| r.into_iter().map(Some).collect()).collect(),
+    };
+    let lower = sql.to_ascii_lowercase();
+    if lower.contains("current_setting('server_version_num')::int/100") {
+        return Some(text(&["version"], vec![vec!["1500".into()]]));
+    }
+    if lower.contains("from information_schema.schemata") && lower.contains("schema_name as \"name\"") {
+        return Some(text(&["name"], vec![vec!["public".into()]]));
+    }
+    if lower.contains("quote_ident(table_name)") && lower.contains("from information_schema.tables") {
+        // `WHERE quote_ident(table_schema) = '<schema>'` names one schema;
+        // otherwise the tables of the search path come unqualified.
+        let schema = lower
+            .split("quote_ident(table_schema) = '")
+            .nth(1)
+            .and_then(|rest| rest.split('\'').next());
+        let rows = match schema {
+            Some(s) if s != "public" => Vec::new(),
+            _ => VIEWS.iter().map(|v| vec![v.name.to_string()]).collect(),
+        };
+        let mut rows = rows;
+        rows.sort();
+        return Some(text(&["table"], rows));
+    }
+    if lower.contains("from information_schema.columns") && lower.contains("parse_ident('") {
+        let named = sql
+            .split("parse_ident('")
+            .nth(1)?
+            .split('\'')
+            .next()?
+            .trim_matches('"')
+            .to_string();
+        let (schema, table) = named.rsplit_once('.').unwrap_or(("public", named.as_str()));
+        let view = VIEWS
+            .iter()
+            .find(|v| v.name == table.trim_matches('"') && schema.trim_matches('"') == "public");
+        let rows = view
+            .map(|v| {
+                v.columns()
+                    .map(|c| {
+                        let ty = match c.ty {
+                            ColumnType::TextList => "ARRAY",
+                            other => format_type(other),
+                        };
+                        vec![c.name.to_string(), ty.to_string()]
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        return Some(text(&["column", "type"], rows));
+    }
+    None
+}
+
 /// OID of view `i` (user relations start at 16384 in PostgreSQL).
 fn oid(i: usize) -> u32 {
     16384 + i as u32
@@ -135,6 +198,9 @@ fn listed(pattern: Option<&Regex>) -> Vec<(usize, &'static str)> {
 
 /// psql's answer for `sql`, if it is a catalog query.
 pub fn answer(sql: &str, _principal: &Principal) -> Option<Answer> {
+    if let Some(answer) = grafana(sql) {
+        return Some(answer);
+    }
     if !sql.contains("pg_catalog.") {
         return None;
     }
@@ -283,6 +349,39 @@ WHERE c.relkind IN ('r','p','')
   AND c.relname OPERATOR(pg_catalog.~) '^(video.*)$' COLLATE pg_catalog.default
   AND pg_catalog.pg_table_is_visible(c.oid)
 ORDER BY 1,2;"#;
+
+    #[test]
+    fn grafanas_metadata_queries_list_the_views_and_their_columns() {
+        let version = answer(
+            "SELECT current_setting('server_version_num')::int/100 as version",
+            &Principal::Admin,
+        )
+        .expect("version");
+        assert_eq!(version.rows, vec![vec![Some("1500".to_string())]]);
+        let tables = answer(
+            "SELECT quote_ident(table_name) AS \"table\"\n      FROM information_schema.tables\n      WHERE quote_ident(table_schema) = 'public'\n      ORDER BY 1",
+            &Principal::Admin,
+        )
+        .expect("tables");
+        assert_eq!(tables.rows.len(), VIEWS.len());
+        let none = answer(
+            "SELECT quote_ident(table_name) AS \"table\" FROM information_schema.tables WHERE quote_ident(table_schema) = 'other' ORDER BY 1",
+            &Principal::Admin,
+        )
+        .expect("no tables");
+        assert!(none.rows.is_empty());
+        let columns = answer(
+            "SELECT quote_ident(column_name) AS \"column\", data_type AS \"type\" FROM information_schema.columns WHERE CASE WHEN array_length(parse_ident('video_status'),1) = 2 THEN true ELSE quote_ident(table_name) = 'video_status' END",
+            &Principal::Admin,
+        )
+        .expect("columns");
+        assert_eq!(columns.rows[0], vec![Some("video_id".into()), Some("text".into())]);
+        assert!(
+            columns
+                .rows
+                .contains(&vec![Some("renditions".into()), Some("ARRAY".into())])
+        );
+    }
 
     #[test]
     fn dt_lists_the_views_matching_the_pattern() {
