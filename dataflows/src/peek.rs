@@ -2,8 +2,9 @@
 //! process.
 //!
 //! A view's arrangement is sharded by key over all workers, so a peek is
-//! itself a small timely dataflow: the request is broadcast to every
-//! worker; each waits until its copy of the view is complete at the peek's
+//! itself a small timely dataflow: a lookup of keys goes to the workers
+//! that own them (routed by the key's hash, exactly as the arrangement
+//! routes its updates), any other request to every worker; each waits until its copy of the view is complete at the peek's
 //! time `as_of` (the arrangement's upper has passed it), reads its shard
 //! with a cursor — one seek per key for key lookups, a seek and a scan for
 //! ranges — and sends its rows back to the worker that took the request,
@@ -19,6 +20,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
+use differential_dataflow::Hashable;
 use differential_dataflow::operators::arrange::TraceAgent;
 use differential_dataflow::trace::TraceReader;
 use differential_dataflow::trace::cursor::{Cursor, cursor_list};
@@ -28,7 +30,6 @@ use timely::container::CapacityContainerBuilder;
 use timely::dataflow::InputHandle;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::operator::Operator;
-use timely::dataflow::operators::vec::Broadcast;
 use timely::progress::Antichain;
 use tokio::sync::oneshot;
 
@@ -88,6 +89,8 @@ pub enum RequestKind {
 /// A peek on its way to the workers.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PeekRequest {
+    /// Which worker it goes to: a key's hash, or a worker's index.
+    route: u64,
     /// What is asked.
     pub kind: RequestKind,
     /// Unique per origin worker.
@@ -100,6 +103,43 @@ pub struct PeekRequest {
     pub selector: Selector,
     /// The time to read at.
     pub as_of: Time,
+}
+
+impl PeekRequest {
+    /// The requests that carry `kind` of `selector` of `view` from worker
+    /// `origin` to the `peers` workers that hold the rows: a lookup of keys
+    /// to the owners of the keys, one request per key; anything else to
+    /// every worker.
+    pub(crate) fn routed(
+        kind: RequestKind,
+        id: u64,
+        origin: usize,
+        view: View,
+        selector: Selector,
+        as_of: Time,
+        peers: usize,
+    ) -> Vec<PeekRequest> {
+        let request = |route, selector| PeekRequest {
+            route,
+            kind,
+            id,
+            origin,
+            view,
+            selector,
+            as_of,
+        };
+        match selector {
+            Selector::Keys(mut keys) if kind != RequestKind::Unsubscribe => {
+                keys.sort();
+                keys.dedup();
+                keys.into_iter()
+                    .map(|key| request(key.hashed(), Selector::Keys(vec![key])))
+                    .collect()
+            }
+            // A worker's index routes to that worker.
+            selector => (0..peers).map(|w| request(w as u64, selector.clone())).collect(),
+        }
+    }
 }
 
 /// One worker's share of a peek's answer.
@@ -171,9 +211,9 @@ pub(crate) struct Waiting {
 pub(crate) type Outstanding = Rc<RefCell<HashMap<u64, Waiting>>>;
 
 impl Waiting {
-    pub(crate) fn new(peers: usize, reply: oneshot::Sender<Result<Vec<(Row, Row)>, PeekError>>) -> Self {
+    pub(crate) fn new(replies: usize, reply: oneshot::Sender<Result<Vec<(Row, Row)>, PeekError>>) -> Self {
         Self {
-            replies_left: peers,
+            replies_left: replies,
             rows: Vec::new(),
             error: None,
             reply,
@@ -193,10 +233,17 @@ pub(crate) fn peek_dataflow(
 ) -> InputHandle<u64, CapacityContainerBuilder<Vec<PeekRequest>>> {
     let mut input = InputHandle::new();
     worker.dataflow::<u64, _, _>(|scope| {
-        let requests = input.to_stream(scope);
+        // The input handle only buffers for an exchange until its epoch
+        // closes; an operator's output is sent at the end of each run.
+        let requests = input.to_stream(scope).unary(Pipeline, "PeekSend", |_cap, _info| {
+            |input, output| {
+                input.for_each(|cap, data: &mut Vec<PeekRequest>| {
+                    output.session(&cap).give_container(data);
+                })
+            }
+        });
         requests
-            .broadcast()
-            .unary(Pipeline, "Peek", move |_cap, info| {
+            .unary(Exchange::new(|r: &PeekRequest| r.route), "Peek", move |_cap, info| {
                 let activator = scope.activator_for(info.address);
                 let mut pending = Vec::new();
                 move |input, output| {

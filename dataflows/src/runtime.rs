@@ -406,35 +406,37 @@ fn run_worker(
         let mut sent = false;
         while let Ok(command) = commands.try_recv() {
             next_id += 1;
-            let (kind, view, selector, as_of) = match command {
+            match command {
                 Command::Peek {
                     view,
                     selector,
                     as_of,
                     reply,
                 } => {
-                    outstanding.borrow_mut().insert(next_id, Waiting::new(peers, reply));
-                    (RequestKind::Peek, view, selector, as_of)
+                    let routed = PeekRequest::routed(RequestKind::Peek, next_id, index, view, selector, as_of, peers);
+                    if routed.is_empty() {
+                        let _ = reply.send(Ok(Vec::new()));
+                        continue;
+                    }
+                    outstanding
+                        .borrow_mut()
+                        .insert(next_id, Waiting::new(routed.len(), reply));
+                    routed.into_iter().for_each(|r| requests.send(r));
                 }
                 Command::Subscribe {
                     view,
                     selector,
-                    subscriber,
+                    mut subscriber,
                 } => {
                     let as_of = subscriber.as_of();
+                    let routed =
+                        PeekRequest::routed(RequestKind::Subscribe, next_id, index, view, selector, as_of, peers);
+                    subscriber.expect_replies(routed.len());
                     subscribers.borrow_mut().insert(next_id, subscriber);
                     metrics.subscriptions.fetch_add(1, Ordering::Relaxed);
-                    (RequestKind::Subscribe, view, selector, as_of)
+                    routed.into_iter().for_each(|r| requests.send(r));
                 }
-            };
-            requests.send(PeekRequest {
-                kind,
-                id: next_id,
-                origin: index,
-                view,
-                selector,
-                as_of,
-            });
+            }
             sent = true;
         }
         // Release what the taps' frontier allows; end subscriptions that
@@ -457,14 +459,9 @@ fn run_worker(
             if too_slow {
                 metrics.subscriptions_dropped.fetch_add(1, Ordering::Relaxed);
             }
-            requests.send(PeekRequest {
-                kind: RequestKind::Unsubscribe,
-                id,
-                origin: index,
-                view,
-                selector: Selector::All,
-                as_of: 0,
-            });
+            for r in PeekRequest::routed(RequestKind::Unsubscribe, id, index, view, Selector::All, 0, peers) {
+                requests.send(r);
+            }
             sent = true;
         }
         if sent {

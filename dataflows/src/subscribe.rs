@@ -160,6 +160,11 @@ impl Subscriber {
         (subscriber, subscription)
     }
 
+    /// How many workers will send initial rows.
+    pub(crate) fn expect_replies(&mut self, n: usize) {
+        self.replies_left = n;
+    }
+
     /// One worker's initial rows (at `as_of`) and the updates after it.
     pub(crate) fn started(&mut self, rows: Result<Vec<(Row, Row)>, PeekError>, changes: Vec<Update>) {
         self.replies_left = self.replies_left.saturating_sub(1);
