@@ -103,7 +103,10 @@
 
   async function grant() {
     if (s.token) {
-      return "/v1/videos/" + videoId + "/hls/master.m3u8?token=" + encodeURIComponent(s.token);
+      const q = "?token=" + encodeURIComponent(s.token);
+      video.poster = "/v1/videos/" + videoId + "/poster.jpg" + q;
+      storyboard("/v1/videos/" + videoId + "/storyboard.jpg" + q);
+      return "/v1/videos/" + videoId + "/hls/master.m3u8" + q;
     }
     const r = await fetch("/v1/videos/" + videoId + "/playback-token", { method: "POST", headers: auth });
     if (!r.ok) {
@@ -112,8 +115,58 @@
     }
     const g = await r.json();
     s.token = g.token;
+    video.poster = g.poster_url;
+    storyboard(g.storyboard_url);
     return g.master_url;
   }
+
+  // The seek bar: a preview from the storyboard (100 thumbnails over the
+  // video, tiled 10x10) follows the pointer, or the keyboard.
+  const seek = document.getElementById("seek");
+  const preview = document.getElementById("preview");
+  const sprite = { url: null, w: 0, h: 0 };
+  function storyboard(url) {
+    const img = new Image();
+    img.onload = () => {
+      sprite.url = url;
+      sprite.w = img.naturalWidth / 10;
+      sprite.h = img.naturalHeight / 10;
+      preview.style.backgroundImage = "url(" + JSON.stringify(url) + ")";
+      preview.style.backgroundSize = img.naturalWidth + "px " + img.naturalHeight + "px";
+      preview.style.width = sprite.w + "px";
+      preview.style.height = sprite.h + "px";
+    };
+    img.src = url;
+  }
+  function clock(t) {
+    const m = Math.floor(t / 60);
+    const sec = Math.floor(t % 60);
+    return m + ":" + String(sec).padStart(2, "0");
+  }
+  function showPreview(fraction) {
+    if (!sprite.url || !Number.isFinite(video.duration)) return;
+    const i = Math.min(99, Math.max(0, Math.floor(fraction * 100)));
+    preview.style.backgroundPosition = -(i % 10) * sprite.w + "px " + -Math.floor(i / 10) * sprite.h + "px";
+    preview.style.left = fraction * 100 + "%";
+    preview.style.display = "block";
+    preview.firstElementChild.textContent = clock(fraction * video.duration);
+  }
+  seek.addEventListener("pointermove", (e) => {
+    const r = seek.getBoundingClientRect();
+    showPreview(Math.min(1, Math.max(0, (e.clientX - r.left) / r.width)));
+  });
+  seek.addEventListener("pointerleave", () => (preview.style.display = "none"));
+  seek.addEventListener("blur", () => (preview.style.display = "none"));
+  seek.addEventListener("input", () => {
+    const f = Number(seek.value) / 1000;
+    showPreview(f);
+    if (Number.isFinite(video.duration)) video.currentTime = f * video.duration;
+  });
+  video.addEventListener("timeupdate", () => {
+    if (document.activeElement !== seek && Number.isFinite(video.duration) && video.duration > 0) {
+      seek.value = String(Math.round((video.currentTime / video.duration) * 1000));
+    }
+  });
 
   async function title() {
     const r = await fetch("/v1/videos/" + videoId, { headers: auth }).catch(() => null);

@@ -136,6 +136,7 @@ pub fn api() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(auth::routes::logout))
         .routes(routes!(auth::routes::change_password))
         .routes(routes!(users::get_me, users::patch_me, users::delete_me))
+        .routes(routes!(users::list_users))
         .routes(routes!(users::set_role))
         .routes(routes!(users::delete_user))
         .routes(routes!(catalog::create_video, catalog::list_videos))
@@ -148,6 +149,11 @@ pub fn api() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(playback::player::watch))
         .routes(routes!(playback::player::player_js))
         .routes(routes!(playback::player::hls_js))
+        .routes(routes!(crate::console::index))
+        .routes(routes!(crate::console::console_js))
+        .routes(routes!(crate::console::console_css))
+        .routes(routes!(crate::console::tus_js))
+        .routes(routes!(crate::console::chart_js))
         .routes(routes!(uploads::tus_options, uploads::create_upload))
         .routes(routes!(
             uploads::head_upload,

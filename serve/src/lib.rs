@@ -6,6 +6,7 @@
 //! - [`auth`], [`users`]: accounts, tokens, profiles.
 //! - [`catalog`]: the video catalog; [`outbox`]: its events.
 //! - [`uploads`]: tus resumable uploads and plain source uploads.
+//! - [`console`]: the web console at `/`.
 //! - [`app`]: the axum application; [`problem`]: errors as problem+json;
 //!   [`ratelimit`], [`validate`]: abuse control and field checks.
 //! - [`bench`]: `reelflow bench …`.
@@ -15,6 +16,7 @@ pub mod auth;
 pub mod bench;
 pub mod catalog;
 pub mod config;
+pub mod console;
 pub mod dataflow;
 pub mod db;
 pub mod outbox;

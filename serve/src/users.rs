@@ -318,6 +318,40 @@ pub struct RoleChange {
     pub role: Role,
 }
 
+/// Which accounts to list.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct UserQuery {
+    /// Only accounts whose email contains this (case-insensitive).
+    pub q: Option<String>,
+    /// At most this many, 1–500 (default 100), newest first.
+    pub limit: Option<u32>,
+}
+
+/// Lists accounts, newest first (admins only).
+#[utoipa::path(get, path = "/v1/users", tag = "accounts", security(("bearer" = [])), params(UserQuery),
+    responses((status = 200, body = Vec<Profile>), (status = 403, body = crate::problem::Problem)))]
+pub async fn list_users(
+    State(state): State<AppState>,
+    caller: Caller,
+    axum::extract::Query(query): axum::extract::Query<UserQuery>,
+) -> ApiResult<axum::Json<Vec<Profile>>> {
+    caller.require_admin()?;
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::Validation(vec![FieldError::new("limit", "must be 1 to 500")]));
+    }
+    let pattern = format!("%{}%", query.q.unwrap_or_default().trim().to_lowercase());
+    let rows = sqlx::query(&format!(
+        "SELECT {USER_COLUMNS} FROM users WHERE email LIKE $1 ORDER BY created_at DESC, id LIMIT $2"
+    ))
+    .bind(pattern)
+    .bind(i64::from(limit))
+    .fetch_all(&state.db.pool)
+    .await?;
+    let users = rows.iter().map(user_from_row).collect::<Result<Vec<_>, _>>()?;
+    Ok(axum::Json(users.iter().map(Profile::from).collect()))
+}
+
 /// Changes a user's role (admins only).
 #[utoipa::path(put, path = "/v1/users/{id}/role", tag = "accounts", security(("bearer" = [])), request_body = RoleChange,
     params(("id" = Uuid, Path, description = "user id")),

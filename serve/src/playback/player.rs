@@ -18,7 +18,7 @@ const HLS_JS: &str = include_str!("../../assets/hls-1.7.4.min.js");
 const CSP: &str = "default-src 'self'; script-src 'self'; worker-src 'self' blob:; media-src 'self' blob:; \
                    img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; connect-src 'self'; base-uri 'none'";
 
-fn asset(body: &'static str, content_type: &'static str, cache_control: &'static str) -> Response {
+pub(crate) fn asset(body: &'static str, content_type: &'static str, cache_control: &'static str) -> Response {
     let mut response = body.into_response();
     let h = response.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
