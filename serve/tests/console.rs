@@ -107,14 +107,16 @@ fn a_new_user_signs_up_uploads_watches_it_process_plays_it_and_sees_the_numbers_
         "{report:#}"
     );
 
-    // A phone-sized screen has no sideways scrolling; the keyboard starts
-    // at the skip link.
+    // A phone-sized screen has no sideways scrolling; after a page change
+    // the keyboard's focus is on the content, and Tab reaches the video's
+    // link.
     assert_eq!(report["phone"]["overflow"], false, "{report:#}");
     assert!(
         report["phone"]["card_width"].as_f64().is_some_and(|w| w <= 390.0),
         "{report:#}"
     );
-    assert_eq!(report["first_tab"], "Skip to content", "{report:#}");
+    assert_eq!(report["focus_after_route"], "main", "{report:#}");
+    assert_eq!(report["first_tab"], "Watch", "{report:#}");
 
     // A screenshot of every page.
     let shots: Vec<&str> = report["shots"]

@@ -198,7 +198,7 @@
       e.preventDefault();
       err.textContent = "";
       try {
-        saveTokens(await api("/v1/auth/login", { method: "POST", body: { email: form.email.value, password: form.password.value } }));
+        saveTokens(await api("/v1/auth/login", { method: "POST", body: { email: form.elements.email.value, password: form.elements.password.value } }));
         await loadMe();
         location.hash = "#/library";
       } catch (x) {
@@ -226,8 +226,8 @@
       e.preventDefault();
       err.textContent = "";
       try {
-        const body = { email: form.email.value, password: form.password.value, role: form.role.value };
-        if (form.display_name.value.trim()) body.display_name = form.display_name.value.trim();
+        const body = { email: form.elements.email.value, password: form.elements.password.value, role: form.elements.role.value };
+        if (form.elements.display_name.value.trim()) body.display_name = form.elements.display_name.value.trim();
         saveTokens(await api("/v1/auth/register", { method: "POST", body }));
         await loadMe();
         location.hash = state.me.role === "viewer" ? "#/analytics" : "#/library";
@@ -313,11 +313,12 @@
     const bar = h("progress", { max: "100", value: "0", hidden: true, id: "upload-progress", "aria-label": "Upload progress" });
     const info = h("p", { class: "muted", id: "upload-info", "aria-live": "polite" });
     const pause = h("button", { type: "button", class: "secondary", hidden: true }, "Pause");
+    const send = h("button", { type: "submit", id: "upload" }, "Upload");
     let picked = null;
     const pick = (f) => {
       picked = f;
       chosen.textContent = f ? `${f.name} · ${fmt(f.size / 1e6)} MB` : "";
-      if (f && !form.title.value) form.title.value = f.name.replace(/\.[^.]+$/, "");
+      if (f && !form.elements.title.value) form.elements.title.value = f.name.replace(/\.[^.]+$/, "");
     };
     file.addEventListener("change", () => pick(file.files[0] || null));
     drop.addEventListener("dragover", (e) => (e.preventDefault(), drop.classList.add("over")));
@@ -339,7 +340,7 @@
       h("label", {}, "Visibility",
         h("select", { name: "visibility" }, ...["public", "unlisted", "private"].map((v) => h("option", { value: v }, v)))),
       err,
-      h("div", { class: "row" }, h("button", { type: "submit", id: "upload" }, "Upload"), pause),
+      h("div", { class: "row" }, send, pause),
       bar,
       info,
     );
@@ -350,9 +351,9 @@
         err.textContent = "Choose a video file first.";
         return;
       }
-      const body = { title: form.title.value, description: form.description.value, visibility: form.visibility.value };
-      if (form.genre.value.trim()) body.genre = form.genre.value.trim();
-      if (form.language.value.trim()) body.language = form.language.value.trim();
+      const body = { title: form.elements.title.value, description: form.elements.description.value, visibility: form.elements.visibility.value };
+      if (form.elements.genre.value.trim()) body.genre = form.elements.genre.value.trim();
+      if (form.elements.language.value.trim()) body.language = form.elements.language.value.trim();
       let video;
       try {
         video = await api("/v1/videos", { method: "POST", body });
@@ -360,7 +361,7 @@
         err.textContent = x.message;
         return;
       }
-      form.upload.disabled = true;
+      send.disabled = true;
       bar.hidden = false;
       pause.hidden = false;
       const started = performance.now();
@@ -389,7 +390,7 @@
         },
         onError(x) {
           err.textContent = "The upload failed: " + x.message;
-          form.upload.disabled = false;
+          send.disabled = false;
         },
         onSuccess() {
           bar.value = 100;

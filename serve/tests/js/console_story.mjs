@@ -66,7 +66,6 @@ try {
   await page.fill("input[name=language]", "en");
   await page.click("#upload");
   await page.waitForFunction(() => location.hash === "#/library", null, { timeout: 60000 });
-  out.upload_info = await page.evaluate(() => window.reelflowConsole && document.title);
 
   // The library: the card's progress bar moves until the video is ready.
   const card = "article.video";
@@ -160,6 +159,8 @@ try {
     overflow: document.documentElement.scrollWidth > window.innerWidth + 1,
     card_width: document.querySelector("article.video").getBoundingClientRect().width,
   }));
+  // After a page change the focus is on its content; Tab reaches its links.
+  out.focus_after_route = await page.evaluate(() => document.activeElement.id);
   await page.keyboard.press("Tab");
   out.first_tab = await page.evaluate(() => document.activeElement.textContent.trim());
   await shot(page, "8-library-phone");
