@@ -47,6 +47,13 @@ fn a_new_user_signs_up_uploads_watches_it_process_plays_it_and_sees_the_numbers_
         report["console"].as_array().is_some_and(Vec::is_empty),
         "the pages logged errors: {report:#}"
     );
+    // The only failed requests are the ones the story provokes: a wrong
+    // password and a query naming a missing column.
+    assert_eq!(
+        report["http_errors"],
+        serde_json::json!(["POST /v1/auth/login 401", "POST /v1/sql 400"]),
+        "{report:#}"
+    );
 
     // Signing in and up.
     assert_eq!(report["first_page"], "Sign in", "{report:#}");
@@ -89,10 +96,21 @@ fn a_new_user_signs_up_uploads_watches_it_process_plays_it_and_sees_the_numbers_
     );
     assert_eq!(report["storyboard_preview"], true, "{report:#}");
 
-    // Analytics counted the view and the viewer while the video played.
+    // Analytics showed nothing before the video played, then the view and
+    // the viewer while it played, live.
     let number = |v: &Value| v.as_str().and_then(|s| s.trim().parse::<f64>().ok()).unwrap_or(-1.0);
+    assert_eq!(number(&report["analytics"]["before"]["views"]), 0.0, "{report:#}");
+    assert_eq!(
+        number(&report["analytics"]["before"]["watching_now"]),
+        0.0,
+        "{report:#}"
+    );
     assert!(number(&report["analytics"]["views"]) >= 1.0, "{report:#}");
     assert!(number(&report["analytics"]["watching_now"]) >= 1.0, "{report:#}");
+    eprintln!(
+        "analytics moved within {} s of opening the player",
+        report["analytics"]["seconds_after_opening_the_player"]
+    );
 
     // The SQL console answers with the time it read at, and errors clearly.
     assert_eq!(report["sql"]["rows"], 1, "{report:#}");

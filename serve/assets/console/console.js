@@ -489,6 +489,7 @@
     live("SUBSCRIBE TO (SELECT video_id, views, watch_time_s FROM video_stats)", async (rows) => {
       rows.sort((a, b) => b.views - a.views);
       viewsEl.textContent = fmt(rows.reduce((a, r) => a + r.views, 0), 0);
+      viewsEl.dataset.live = "1";
       watchEl.textContent = duration(rows.reduce((a, r) => a + r.watch_time_s, 0));
       const top = rows.slice(0, 15);
       perVideo.data.labels = await Promise.all(top.map((r) => title(r.video_id)));

@@ -19,7 +19,7 @@ const browser = await chromium.launch({
   executablePath,
   args: ["--autoplay-policy=no-user-gesture-required", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
 });
-const out = { console: [], shots: [] };
+const out = { console: [], http_errors: [], shots: [] };
 const shot = async (page, name) => {
   const path = `${shots}/${name}.png`;
   await page.screenshot({ path, fullPage: true });
@@ -28,8 +28,14 @@ const shot = async (page, name) => {
 try {
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
   const page = await context.newPage();
-  page.on("console", (m) => m.type() === "error" && out.console.push(m.text()));
-  page.on("pageerror", (e) => out.console.push("pageerror: " + e.message));
+  // The browser logs every 4xx it fetched; those are checked by what
+  // answered them, below.
+  const watch = (p) => {
+    p.on("console", (m) => m.type() === "error" && !m.text().startsWith("Failed to load resource") && out.console.push(m.text()));
+    p.on("pageerror", (e) => out.console.push("pageerror: " + e.message));
+    p.on("response", (r) => r.status() >= 400 && out.http_errors.push(r.request().method() + " " + new URL(r.url()).pathname + " " + r.status()));
+  };
+  watch(page);
 
   // A new user: the console sends them to sign in; they create an account.
   await page.goto(base + "/");
@@ -98,9 +104,16 @@ try {
   const videoId = await page.getAttribute(card, "data-video");
   out.video_id = videoId;
 
-  // Play it: the watch link opens the player page, signed in.
+  // Analytics first: nobody has watched yet.
+  await page.click("nav >> text=Analytics");
+  await page.waitForSelector("#views-total");
+  await page.waitForFunction(() => document.getElementById("views-total").dataset.live === "1", null, { timeout: 20000 });
+  const before = { views: await page.textContent("#views-total"), watching_now: await page.textContent("#concurrent-now") };
+
+  // Play it in a second tab: the player page, signed in.
+  const opened = Date.now();
   const player = await context.newPage();
-  player.on("pageerror", (e) => out.console.push("player pageerror: " + e.message));
+  watch(player);
   await player.goto(`${base}/watch/${videoId}?autoplay=1`);
   await player.waitForFunction(() => document.getElementById("video").currentTime > 2, null, { timeout: 60000 });
   out.player = await player.evaluate(() => ({
@@ -116,10 +129,8 @@ try {
   out.storyboard_preview = await player.evaluate(() => document.getElementById("preview").style.backgroundImage.includes("storyboard.jpg"));
   await shot(player, "5-watch");
 
-  // Analytics, while the video plays: the view and the viewer show up.
-  await page.click("nav >> text=Analytics");
-  await page.waitForSelector("#views-total");
-  const before = { views: await page.textContent("#views-total"), now: await page.textContent("#concurrent-now") };
+  // Back on the analytics tab, while it plays: the view and the viewer
+  // show up within seconds, without reloading.
   await page.waitForFunction(
     () => Number(document.getElementById("views-total").textContent) >= 1 && Number(document.getElementById("concurrent-now").textContent) >= 1,
     null,
@@ -127,6 +138,7 @@ try {
   );
   out.analytics = {
     before,
+    seconds_after_opening_the_player: (Date.now() - opened) / 1000,
     views: await page.textContent("#views-total"),
     watching_now: await page.textContent("#concurrent-now"),
   };
