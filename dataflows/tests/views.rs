@@ -44,6 +44,17 @@ fn options(cluster: ClusterConfig) -> DataflowOptions {
     options
 }
 
+/// Dataflows on `workers` workers over a new, empty embedded log.
+async fn on_a_fresh_log(workers: usize) -> (tempfile::TempDir, AnyLog, Dataflows) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = common::embedded(dir.path());
+    common::create_topics(&log, 3).await;
+    let dataflows = Dataflows::start(log.clone(), options(ClusterConfig::single(workers)))
+        .await
+        .unwrap();
+    (dir, log, dataflows)
+}
+
 /// Checks every view at every time in `times` against the reference, plus
 /// key and range lookups, and the malformed count in `source_progress`.
 async fn check(client: &PeekClient, facts: &[(Time, Fact)], malformed: usize, times: &[Time], label: &str) {
@@ -230,12 +241,7 @@ async fn a_restart_replays_identical_contents() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_events_show_up_and_windows_retract_as_time_passes() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = common::embedded(dir.path());
-    common::create_topics(&log, 3).await;
-    let dataflows = Dataflows::start(log.clone(), options(ClusterConfig::single(2)))
-        .await
-        .unwrap();
+    let (_dir, log, dataflows) = on_a_fresh_log(2).await;
     let client = dataflows.client();
     let workload = common::workload(23, 4);
     for phase in &workload.phases {
@@ -401,12 +407,7 @@ async fn subscriptions_follow_the_reference(log: &AnyLog, clients: &[PeekClient]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscriptions_follow_the_reference_on_1_and_2_workers() {
     for (seed, workers) in [(31, 1), (32, 2)] {
-        let dir = tempfile::tempdir().unwrap();
-        let log = common::embedded(dir.path());
-        common::create_topics(&log, 3).await;
-        let dataflows = Dataflows::start(log.clone(), options(ClusterConfig::single(workers)))
-            .await
-            .unwrap();
+        let (_dir, log, dataflows) = on_a_fresh_log(workers).await;
         let client = dataflows.client();
         client.wait_until_readable(1, Duration::from_secs(30)).await.unwrap();
         subscriptions_follow_the_reference(&log, std::slice::from_ref(&client), seed, &format!("{workers} workers"))
@@ -426,12 +427,7 @@ async fn subscriptions_follow_the_reference_on_1_and_2_workers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscriber_that_falls_behind_is_dropped_and_the_rest_go_on() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = common::embedded(dir.path());
-    common::create_topics(&log, 3).await;
-    let dataflows = Dataflows::start(log.clone(), options(ClusterConfig::single(2)))
-        .await
-        .unwrap();
+    let (_dir, log, dataflows) = on_a_fresh_log(2).await;
     let client = dataflows.client();
     client.wait_until_readable(1, Duration::from_secs(30)).await.unwrap();
     // Room for 50 updates, and nobody reading.

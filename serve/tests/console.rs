@@ -2,8 +2,8 @@
 //! playwright-core) signs up on `reelflow up`, uploads a clip through the
 //! page with tus-js-client, watches the library's progress bar (fed by a
 //! subscription) reach ready, plays the video, and sees the view and the
-//! viewer on the analytics page while it plays; then the SQL console and a
-//! phone-sized screen. Screenshots of each page are kept under the target
+//! viewer on the analytics page while it plays; then the SQL console, a
+//! phone-sized screen and the admin's pages. Screenshots of each page are kept under the target
 //! directory (`tmp/console-screenshots`).
 
 mod common;
@@ -13,13 +13,10 @@ use serde_json::Value;
 
 #[test]
 fn a_new_user_signs_up_uploads_watches_it_process_plays_it_and_sees_the_numbers_move() {
-    let js = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js");
-    assert!(
-        js.join("node_modules/playwright-core").is_dir(),
-        "playwright-core is not installed: run scripts/test.sh (it runs npm ci in serve/tests/js)"
-    );
     let dir = tempfile::tempdir().expect("tempdir");
-    let up = common::Up::start(&dir.path().join("data"));
+    let data = dir.path().join("data");
+    common::create_admin(&data, "ops@example.org", "the admin's long password");
+    let up = common::Up::start(&data);
     let base = format!("http://{}", up.addr);
     let clip = dir.path().join("holiday.mp4");
     TestPattern::new(Some("854x480"), true, 20)
@@ -27,21 +24,16 @@ fn a_new_user_signs_up_uploads_watches_it_process_plays_it_and_sees_the_numbers_
         .expect("ffmpeg writes the clip");
     let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots");
     let _ = std::fs::remove_dir_all(&shots);
-    let out = std::process::Command::new("node")
-        .current_dir(&js)
-        .arg("console_story.mjs")
-        .arg(&base)
-        .arg(&clip)
-        .arg(&shots)
-        .output()
-        .expect("run node");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "node failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let report = common::node_report(
+        "console_story.mjs",
+        &[
+            base.as_ref(),
+            clip.as_os_str(),
+            shots.as_os_str(),
+            "ops@example.org".as_ref(),
+            "the admin's long password".as_ref(),
+        ],
     );
-    let report: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"));
     assert!(report["error"].is_null(), "{report:#}");
     assert!(
         report["console"].as_array().is_some_and(Vec::is_empty),
@@ -136,6 +128,18 @@ fn a_new_user_signs_up_uploads_watches_it_process_plays_it_and_sees_the_numbers_
     assert_eq!(report["focus_after_route"], "main", "{report:#}");
     assert_eq!(report["first_tab"], "Watch", "{report:#}");
 
+    // The admin sees the accounts, the pipeline and the sources.
+    let accounts = report["admin"]["accounts"].as_array().expect("accounts");
+    for email in ["new.creator@example.org", "ops@example.org"] {
+        assert!(accounts.iter().any(|a| a == email), "{email}: {report:#}");
+    }
+    assert_eq!(report["admin"]["ready"], "1", "{report:#}");
+    assert_eq!(report["admin"]["failed"], "0", "{report:#}");
+    assert!(
+        report["admin"]["source_rows"].as_u64().is_some_and(|n| n >= 4),
+        "{report:#}"
+    );
+
     // A screenshot of every page.
     let shots: Vec<&str> = report["shots"]
         .as_array()
@@ -143,7 +147,7 @@ fn a_new_user_signs_up_uploads_watches_it_process_plays_it_and_sees_the_numbers_
         .iter()
         .filter_map(Value::as_str)
         .collect();
-    assert!(shots.len() >= 7, "{report:#}");
+    assert!(shots.len() >= 9, "{report:#}");
     for shot in shots {
         let bytes = std::fs::read(shot).unwrap_or_else(|e| panic!("{shot}: {e}"));
         assert!(

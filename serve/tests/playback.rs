@@ -411,29 +411,10 @@ fn the_ladder_is_served_the_way_players_and_cdns_expect() {
 /// and the page's beacons reach the log with plausible values.
 #[test]
 fn chromium_plays_with_hls_js_and_the_beacons_reach_the_log() {
-    let js = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js");
-    assert!(
-        js.join("node_modules/playwright-core").is_dir(),
-        "playwright-core is not installed: run scripts/test.sh (it runs npm ci in serve/tests/js)"
-    );
     let mut f = Fixture::transcoded("854x480", 14, "private");
     let grant = f.playback_token();
     let token = grant["token"].as_str().expect("token");
-    let out = std::process::Command::new("node")
-        .current_dir(&js)
-        .arg("play_hls.mjs")
-        .arg(&f.base)
-        .arg(&f.video_id)
-        .arg(token)
-        .output()
-        .expect("run node");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "node failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    let report = common::node_report("play_hls.mjs", &[f.base.as_ref(), f.video_id.as_ref(), token.as_ref()]);
     assert!(report["error"].is_null(), "{report:#}");
 
     let without = &report["without_token"];

@@ -390,8 +390,10 @@ const GRAFANA_SCHEMAS: &str = "SELECT schema_name AS \"name\"
                               'timescaledb_information',
                               'timescaledb_experimental')
     ORDER BY schema_name";
-const GRAFANA_TABLES: &str = "SELECT
-    CASE WHEN 
+/// Grafana's test of a table's schema: the schemas of the search path.
+macro_rules! in_search_path {
+    () => {
+        "
           quote_ident(table_schema) IN (
           SELECT
             CASE WHEN trim(s[i]) = '\"$user\"' THEN user ELSE trim(s[i]) END
@@ -401,7 +403,14 @@ const GRAFANA_TABLES: &str = "SELECT
               array_upper(string_to_array(current_setting('search_path'),','),1)
             ) as i,
             string_to_array(current_setting('search_path'),',') s
-          )
+          )"
+    };
+}
+const GRAFANA_TABLES: &str = concat!(
+    "SELECT
+    CASE WHEN ",
+    in_search_path!(),
+    "
       THEN quote_ident(table_name)
       ELSE quote_ident(table_schema) || '.' || quote_ident(table_name)
     END AS \"table\"
@@ -414,36 +423,23 @@ const GRAFANA_TABLES: &str = "SELECT
                              '_timescaledb_config',
                              'timescaledb_information',
                              'timescaledb_experimental')
-    ORDER BY CASE WHEN 
-          quote_ident(table_schema) IN (
-          SELECT
-            CASE WHEN trim(s[i]) = '\"$user\"' THEN user ELSE trim(s[i]) END
-          FROM
-            generate_series(
-              array_lower(string_to_array(current_setting('search_path'),','),1),
-              array_upper(string_to_array(current_setting('search_path'),','),1)
-            ) as i,
-            string_to_array(current_setting('search_path'),',') s
-          ) THEN 0 ELSE 1 END, 1";
-const GRAFANA_COLUMNS: &str = "SELECT quote_ident(column_name) AS \"column\", data_type AS \"type\"
+    ORDER BY CASE WHEN ",
+    in_search_path!(),
+    " THEN 0 ELSE 1 END, 1"
+);
+const GRAFANA_COLUMNS: &str = concat!(
+    "SELECT quote_ident(column_name) AS \"column\", data_type AS \"type\"
     FROM information_schema.columns
     WHERE
       CASE WHEN array_length(parse_ident('video_stats'),1) = 2
         THEN quote_ident(table_schema) = (parse_ident('video_stats'))[1]
           AND quote_ident(table_name) = (parse_ident('video_stats'))[2]
         ELSE quote_ident(table_name) = 'video_stats'
-          AND 
-          quote_ident(table_schema) IN (
-          SELECT
-            CASE WHEN trim(s[i]) = '\"$user\"' THEN user ELSE trim(s[i]) END
-          FROM
-            generate_series(
-              array_lower(string_to_array(current_setting('search_path'),','),1),
-              array_upper(string_to_array(current_setting('search_path'),','),1)
-            ) as i,
-            string_to_array(current_setting('search_path'),',') s
-          )
-      END";
+          AND ",
+    in_search_path!(),
+    "
+      END"
+);
 
 #[test]
 fn writes_escapes_and_runaway_queries_get_errors_and_the_server_stays_up() {

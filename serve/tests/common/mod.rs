@@ -469,3 +469,28 @@ pub fn watch_banner(child: &mut std::process::Child) -> std::sync::mpsc::Receive
     });
     rx
 }
+
+/// Runs `script` (in `serve/tests/js`, with the locked playwright-core and
+/// tus-js-client) with `args` under node, and returns the one JSON line it
+/// prints.
+#[allow(dead_code)]
+pub fn node_report(script: &str, args: &[&std::ffi::OsStr]) -> Value {
+    let js = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js");
+    assert!(
+        js.join("node_modules/playwright-core").is_dir(),
+        "playwright-core is not installed: run scripts/test.sh (it runs npm ci in serve/tests/js)"
+    );
+    let out = std::process::Command::new("node")
+        .current_dir(&js)
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("run node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "node {script} failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}

@@ -2,17 +2,17 @@
 // playwright-core), as a new user would, and reports what they saw as one
 // JSON line; a screenshot of each page goes to SHOTS.
 //
-//   node console_story.mjs BASE CLIP SHOTS
+//   node console_story.mjs BASE CLIP SHOTS ADMIN_EMAIL ADMIN_PASSWORD
 //
 // Sign up as a creator; upload CLIP through the page (tus-js-client);
 // watch the library's progress bar move until the video is ready; play
 // it; while it plays, see the analytics page count the view and the viewer.
-// Then the SQL console, the phone-sized library, and the errors a wrong
-// password and a bad query give.
+// Then the SQL console, the phone-sized library, the errors a wrong
+// password and a bad query give, and the admin's pages.
 import { mkdirSync } from "node:fs";
 import { chromium } from "playwright-core";
 
-const [base, clip, shots] = process.argv.slice(2);
+const [base, clip, shots, adminEmail, adminPassword] = process.argv.slice(2);
 mkdirSync(shots, { recursive: true });
 const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
 const browser = await chromium.launch({
@@ -176,6 +176,25 @@ try {
   await page.keyboard.press("Tab");
   out.first_tab = await page.evaluate(() => document.activeElement.textContent.trim());
   await shot(page, "8-library-phone");
+
+  // The admin: accounts and roles, the pipeline, the sources.
+  await page.setViewportSize({ width: 1280, height: 900 });
+  await page.click("text=Sign out");
+  await page.waitForSelector("form[aria-label='Sign in']");
+  await page.fill("input[name=email]", adminEmail);
+  await page.fill("input[name=password]", adminPassword);
+  await page.click("button[type=submit]");
+  await page.waitForSelector("nav >> text=Admin");
+  await page.click("nav >> text=Admin");
+  await page.waitForFunction(() => document.querySelectorAll("table").length >= 2 && document.querySelector("[data-count=ready]"), null, { timeout: 20000 });
+  await page.waitForFunction(() => document.querySelector("[data-count=ready] .big").textContent === "1", null, { timeout: 20000 });
+  out.admin = await page.evaluate(() => ({
+    accounts: [...document.querySelectorAll("tbody tr td:first-child")].map((td) => td.textContent),
+    ready: document.querySelector("[data-count=ready] .big").textContent,
+    failed: document.querySelector("[data-count=failed] .big").textContent,
+    source_rows: [...document.querySelectorAll("tbody tr")].filter((tr) => tr.firstChild.textContent.startsWith("reelflow.")).length,
+  }));
+  await shot(page, "9-admin");
 } catch (e) {
   out.error = String(e.stack || e);
 } finally {
