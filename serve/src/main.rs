@@ -375,7 +375,7 @@ async fn serve_http(state: reelflow_serve::AppState, banner: &str, sql: &str) ->
         "{banner}"
     );
     println!(
-        "{banner} at http://{addr} (data in {}; {sql})",
+        "{banner} at http://{addr}/ (open it for the web console; data in {}; {sql})",
         config.data_dir.display()
     );
     let service = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();

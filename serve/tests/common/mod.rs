@@ -284,7 +284,7 @@ impl Up {
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("start reelflow up");
-        // "Reelflow is up at http://127.0.0.1:PORT (data in …; SQL: psql -h HOST -p PORT -U <email>)"
+        // "Reelflow is up at http://127.0.0.1:PORT/ (open it for the web console; data in …; SQL: psql -h HOST -p PORT -U <email>)"
         let mut line = String::new();
         BufReader::new(child.stdout.take().expect("stdout"))
             .read_line(&mut line)
@@ -293,6 +293,7 @@ impl Up {
             .split("http://")
             .nth(1)
             .and_then(|s| s.split_whitespace().next())
+            .map(|a| a.trim_end_matches('/'))
             .expect("address in banner");
         let after = |flag: &str| {
             line.split(flag)
