@@ -340,9 +340,12 @@ pub async fn list_users(
     if !(1..=500).contains(&limit) {
         return Err(ApiError::Validation(vec![FieldError::new("limit", "must be 1 to 500")]));
     }
-    let pattern = format!("%{}%", query.q.unwrap_or_default().trim().to_lowercase());
+    // The search is literal: LIKE's wildcards in it match themselves.
+    let needle = query.q.unwrap_or_default().trim().to_lowercase();
+    let escaped = needle.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+    let pattern = format!("%{escaped}%");
     let rows = sqlx::query(&format!(
-        "SELECT {USER_COLUMNS} FROM users WHERE email LIKE $1 ORDER BY created_at DESC, id LIMIT $2"
+        "SELECT {USER_COLUMNS} FROM users WHERE email LIKE $1 ESCAPE '\\' ORDER BY created_at DESC, id LIMIT $2"
     ))
     .bind(pattern)
     .bind(i64::from(limit))

@@ -337,6 +337,37 @@ mod cases {
         let creator = app.register("cat@example.org", None).await;
         let admin = app.admin("root@example.org").await;
 
+        // Admins list accounts and find them by email; the search is
+        // literal (`_` matches only `_`).
+        let emails = |r: &super::common::Response| -> Vec<String> {
+            let mut emails: Vec<String> = r
+                .body
+                .as_array()
+                .unwrap_or_else(|| panic!("{}", r.body))
+                .iter()
+                .map(|u| u["email"].as_str().expect("email").to_string())
+                .collect();
+            emails.sort();
+            emails
+        };
+        let r = app.get("/v1/users", Some(&admin.access)).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        assert_eq!(emails(&r), ["cat@example.org", "root@example.org", "vic@example.org"]);
+        let r = app.get("/v1/users?q=CAT", Some(&admin.access)).await;
+        assert_eq!(emails(&r), ["cat@example.org"]);
+        let r = app.get("/v1/users?q=_at", Some(&admin.access)).await;
+        assert!(emails(&r).is_empty(), "{}", r.body);
+        assert_problem(
+            &app.get("/v1/users?limit=0", Some(&admin.access)).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation",
+        );
+        assert_problem(
+            &app.get("/v1/users", Some(&creator.access)).await,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        );
+
         let r = app
             .call(
                 Method::PUT,
