@@ -272,8 +272,8 @@ pub(crate) fn peek_dataflow(
                                 let (rows, changes) = match answer {
                                     Ok(Answer { rows, changes, upper }) => {
                                         if request.kind == RequestKind::Subscribe {
-                                            taps.borrow_mut().insert(
-                                                (request.origin, request.id),
+                                            // A subscription to several keys has a tap per key.
+                                            taps.borrow_mut().entry((request.origin, request.id)).or_default().push(
                                                 Tap {
                                                     view: request.view,
                                                     selector: request.selector.clone(),

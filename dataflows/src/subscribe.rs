@@ -204,7 +204,25 @@ impl Subscriber {
             self.send(SubscribeEvent::Error(e));
             return false;
         }
-        let buffered = self.in_flight.load(Ordering::Relaxed) + self.pending.len() + self.initial.len();
+        if self.replies_left > 0 {
+            return true;
+        }
+        let initial = !self.started;
+        let mut ready = if initial {
+            std::mem::take(&mut self.initial)
+        } else {
+            Vec::new()
+        };
+        let moved = !initial && upper > self.sent_to;
+        if moved {
+            let (now, later): (Vec<Update>, Vec<Update>) = self.pending.drain(..).partition(|u| u.time < upper);
+            self.pending = later;
+            ready.extend(now);
+        }
+        consolidate(&mut ready);
+        // Only what the consumer has not taken counts against it: updates
+        // waiting for the frontier wait on the dataflows, not on the reader.
+        let buffered = self.in_flight.load(Ordering::Relaxed) + ready.len();
         if buffered > self.limit {
             self.too_slow = true;
             self.send(SubscribeEvent::Error(PeekError::TooSlow {
@@ -213,31 +231,22 @@ impl Subscriber {
             }));
             return false;
         }
-        if self.replies_left > 0 {
-            return true;
-        }
-        if !self.started {
+        if initial {
             self.started = true;
-            let mut initial = std::mem::take(&mut self.initial);
-            consolidate(&mut initial);
-            self.send(SubscribeEvent::Updates(initial));
-            self.progress = (self.as_of + 1, Instant::now());
-            self.send(SubscribeEvent::Progress(self.as_of + 1));
+            self.sent_to = self.as_of + 1;
+        } else if moved {
+            self.sent_to = upper;
         }
-        if upper <= self.sent_to {
-            return true;
-        }
-        let (mut ready, waiting): (Vec<Update>, Vec<Update>) = self.pending.drain(..).partition(|u| u.time < upper);
-        self.pending = waiting;
-        self.sent_to = upper;
-        consolidate(&mut ready);
-        let changed = !ready.is_empty();
+        // The initial rows are sent even when there are none.
+        let changed = initial || !ready.is_empty();
         if changed && !self.send(SubscribeEvent::Updates(ready)) {
             return false;
         }
-        if changed || self.progress.1.elapsed() >= QUIET_PROGRESS {
-            self.progress = (upper, Instant::now());
-            return self.send(SubscribeEvent::Progress(upper));
+        // A marker follows every batch of updates; a quiet subscription
+        // gets one now and then, once the frontier has moved.
+        if self.sent_to > self.progress.0 && (changed || self.progress.1.elapsed() >= QUIET_PROGRESS) {
+            self.progress = (self.sent_to, Instant::now());
+            return self.send(SubscribeEvent::Progress(self.sent_to));
         }
         true
     }
@@ -286,8 +295,9 @@ pub(crate) struct Tap {
     pub(crate) from: Time,
 }
 
-/// The taps registered on this worker, by `(origin worker, request id)`.
-pub(crate) type Taps = Rc<RefCell<HashMap<(usize, u64), Tap>>>;
+/// The taps registered on this worker, by `(origin worker, request id)`:
+/// one per key of the subscription this worker owns, or one for all rows.
+pub(crate) type Taps = Rc<RefCell<HashMap<(usize, u64), Vec<Tap>>>>;
 
 /// An update on its way from a tap to the subscription's worker.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -308,7 +318,7 @@ pub(crate) fn tap<'s>(
         move |input, output| {
             input.for_each(|time, data| {
                 let taps = taps.borrow();
-                if !taps.values().any(|t| t.view == view) {
+                if !taps.values().flatten().any(|t| t.view == view) {
                     return;
                 }
                 let mut session = output.session(&time);
@@ -316,7 +326,11 @@ pub(crate) fn tap<'s>(
                     let Some(batch) = span.inner.as_ref() else {
                         continue;
                     };
-                    for (&(origin, id), tap) in taps.iter().filter(|(_, t)| t.view == view) {
+                    let mine = taps
+                        .iter()
+                        .flat_map(|(at, taps)| taps.iter().map(move |t| (at, t)))
+                        .filter(|(_, t)| t.view == view);
+                    for (&(origin, id), tap) in mine {
                         let mut cursor = batch.cursor();
                         walk(&mut cursor, batch, &tap.selector, |cursor, storage| {
                             read_changes(cursor, storage, tap.from.saturating_sub(1), &mut changes);
@@ -377,6 +391,7 @@ mod tests {
         s.started(Ok(vec![]), vec![update(13, -1, 2), update(11, -1, 2)]);
         s.push(update(15, 1, 3));
         assert!(s.release(14));
+        assert!(s.release(14));
         let events: Vec<_> = std::iter::from_fn(|| sub.events.try_recv().ok()).collect();
         assert_eq!(
             events,
@@ -397,10 +412,56 @@ mod tests {
         for i in 0..5 {
             s.push(update(11, 1, i));
         }
+        // The (empty) initial rows and their marker go out; then 5 updates
+        // would join the 2 events the consumer has not taken.
+        assert!(s.release(12));
         assert!(!s.release(12));
-        match sub.events.try_recv() {
-            Ok(SubscribeEvent::Error(PeekError::TooSlow { buffered: 5, limit: 3 })) => {}
-            other => panic!("expected TooSlow, got {other:?}"),
+        let events: Vec<_> = std::iter::from_fn(|| sub.events.try_recv().ok()).collect();
+        assert_eq!(
+            events,
+            vec![
+                SubscribeEvent::Updates(vec![]),
+                SubscribeEvent::Progress(11),
+                SubscribeEvent::Error(PeekError::TooSlow { buffered: 7, limit: 3 }),
+            ]
+        );
+    }
+
+    #[test]
+    fn updates_waiting_for_the_frontier_do_not_count_against_the_reader() {
+        let (mut s, mut sub) = Subscriber::new(View::VideoStats, 10, 1, 3);
+        s.started(Ok(vec![]), vec![]);
+        assert!(s.release(11));
+        // The frontier stalls while updates arrive: nothing is the reader's.
+        for i in 0..10 {
+            s.push(update(20, 1, i));
         }
+        assert!(s.release(11));
+        let events: Vec<_> = std::iter::from_fn(|| sub.events.try_recv().ok()).collect();
+        assert_eq!(
+            events,
+            vec![SubscribeEvent::Updates(vec![]), SubscribeEvent::Progress(11)]
+        );
+    }
+
+    #[test]
+    fn a_quiet_subscription_still_gets_its_last_progress_marker() {
+        let (mut s, mut sub) = Subscriber::new(View::VideoStats, 10, 1, 100);
+        s.started(Ok(vec![]), vec![]);
+        assert!(s.release(11));
+        // The frontier moves with no change, then stops: the marker comes
+        // once QUIET_PROGRESS has passed.
+        assert!(s.release(15));
+        std::thread::sleep(QUIET_PROGRESS + Duration::from_millis(10));
+        assert!(s.release(15));
+        let events: Vec<_> = std::iter::from_fn(|| sub.events.try_recv().ok()).collect();
+        assert_eq!(
+            events,
+            vec![
+                SubscribeEvent::Updates(vec![]),
+                SubscribeEvent::Progress(11),
+                SubscribeEvent::Progress(15)
+            ]
+        );
     }
 }

@@ -219,6 +219,7 @@ async fn forward(upstream: &str, headers: &HeaderMap, body: Bytes) -> Result<Res
     for name in [
         "content-type",
         "cache-control",
+        "x-accel-buffering",
         "reelflow-as-of",
         "reelflow-truncated",
         "retry-after",

@@ -689,7 +689,7 @@ fn subscriptions_stream_changes_over_http_pgwire_and_psql() {
     use std::io::BufRead;
     let p = Platform::start(CONFIG);
     let (_, creator_a) = p.register("sub-a@example.org", "creator");
-    let (_, creator_b) = p.register("sub-b@example.org", "creator");
+    let (creator_b_id, creator_b) = p.register("sub-b@example.org", "creator");
     let a1 = p.video(&creator_a, "jazz");
     let b1 = p.video(&creator_b, "rock");
     p.play(&a1, None, 1000);
@@ -837,6 +837,31 @@ fn subscriptions_stream_changes_over_http_pgwire_and_psql() {
         s.progress > state_a.progress
     });
     assert!(state_b.rows.len() == 1 && state_b.has(&b1), "{state_b:?}");
+
+    // Rights that shrink end a subscription: made a viewer, creator b no
+    // longer reads their video's stats, and is told to subscribe again.
+    let r = p
+        .http
+        .put(format!("{}/v1/users/{creator_b_id}/role", p.base))
+        .bearer_auth(&p.admin)
+        .json(&json!({"role": "viewer"}))
+        .send()
+        .expect("set role");
+    assert_eq!(r.status(), 200);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (event, data) = events_b
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("creator b's subscription ends within 30 s of the role change");
+        if event == "error" {
+            assert_eq!(data["sqlstate"], "42501", "{data}");
+            assert!(
+                data["hint"].as_str().unwrap_or("").contains("subscribe again"),
+                "{data}"
+            );
+            break;
+        }
+    }
 
     // What cannot be followed, or asked for as JSON, gets a clear error.
     let r = p.sql(&p.admin, "SUBSCRIBE video_stats", "application/json");

@@ -41,6 +41,8 @@ pub mod sqlstate {
     pub const NOT_READY: &str = "55000";
     /// data_exception.
     pub const DATA: &str = "22000";
+    /// insufficient_privilege.
+    pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
     /// invalid_password.
     pub const INVALID_PASSWORD: &str = "28P01";
     /// program_limit_exceeded (result too large).

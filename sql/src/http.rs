@@ -309,7 +309,10 @@ fn events(sub: Subscribed) -> Response {
         }
     });
     let stream = futures::stream::once(async move { Ok(first) }).chain(rest);
-    let mut response = Sse::new(stream).into_response();
+    // Comments every 15 s keep proxies from cutting a quiet stream.
+    let mut response = Sse::new(stream)
+        .keep_alive(axum::response::sse::KeepAlive::default())
+        .into_response();
     response
         .headers_mut()
         .insert("x-accel-buffering", HeaderValue::from_static("no"));

@@ -297,14 +297,14 @@ impl Float8 {
         if v == 0.0 {
             return if v.is_sign_negative() { "-0" } else { "0" }.into();
         }
-        let exponent = v.abs().log10().floor() as i32;
-        if (-4..15).contains(&exponent) {
-            return format!("{v}");
-        }
-        // Rust's `{:e}` is the shortest round-trip mantissa, as `1.5e-5`.
+        // The exponent of the shortest decimal form (`{:e}`, as `1.5e-5`)
+        // decides the notation, as in PostgreSQL.
         let scientific = format!("{v:e}");
         let (mantissa, exp) = scientific.split_once('e').unwrap_or((&scientific, "0"));
         let exp: i32 = exp.parse().unwrap_or(0);
+        if (-4..15).contains(&exp) {
+            return format!("{v}");
+        }
         format!("{mantissa}e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs())
     }
 }
@@ -860,6 +860,8 @@ mod tests {
             (123456789012345.0, "123456789012345"),
             (1e15, "1e+15"),
             (0.0001, "0.0001"),
+            (999999999999999.9, "999999999999999.9"),
+            (9.999999999999999e-5, "9.999999999999999e-05"),
             (f64::NAN, "NaN"),
             (f64::INFINITY, "Infinity"),
             (f64::NEG_INFINITY, "-Infinity"),

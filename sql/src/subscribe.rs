@@ -23,10 +23,12 @@
 //! incrementally here.
 //!
 //! The caller's rights apply to every change as to every row of a query.
-//! A creator's new videos join the subscription as they are created: the
-//! rights are refreshed every [`REFRESH`], and the rows of videos that
-//! became visible are sent (with `diff` +1 at the last completed time)
-//! before the next progress marker.
+//! They are re-read every [`REFRESH`]. A creator's new videos join the
+//! subscription as they are created: the rows of videos that became
+//! visible are sent (with `diff` +1 at the last completed time) before the
+//! next progress marker. Rights that shrink (a role changed, a video
+//! given up) end the subscription with an error: the client subscribes
+//! again under its rights of now.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -348,24 +350,32 @@ impl Subscribed {
         let fresh = refresh()
             .await
             .map_err(|e| SqlError::new(sqlstate::INVALID_PASSWORD, e))?;
+        // Rights may grow during a subscription (a creator's new videos join
+        // it); if they shrink, rows already sent could no longer be
+        // retracted correctly, so the subscription ends and the client
+        // subscribes again with its rights of now.
         let new_videos: HashSet<Uuid> = match (&self.principal, &fresh) {
-            (Principal::Creator { videos: old, .. }, Principal::Creator { videos: new, .. }) => {
-                new.difference(old).copied().collect()
-            }
-            _ => HashSet::new(),
-        };
-        let before = self.principal.clone();
-        // Rights only grow during a subscription: a row already sent must
-        // be retracted when it goes.
-        self.principal = match (before.clone(), fresh) {
-            (Principal::Creator { user_id, videos: old }, Principal::Creator { videos: new, .. }) => {
+            (
                 Principal::Creator {
-                    user_id,
-                    videos: Arc::new(old.union(&new).copied().collect()),
-                }
+                    user_id: a,
+                    videos: old,
+                },
+                Principal::Creator {
+                    user_id: b,
+                    videos: new,
+                },
+            ) if a == b && old.is_subset(new) => new.difference(old).copied().collect(),
+            (Principal::Admin, Principal::Admin) => HashSet::new(),
+            (Principal::Viewer { user_id: a }, Principal::Viewer { user_id: b }) if a == b => HashSet::new(),
+            _ => {
+                return Err(SqlError::new(
+                    sqlstate::INSUFFICIENT_PRIVILEGE,
+                    "the account's rights changed while the subscription ran",
+                )
+                .with_hint("subscribe again: the new subscription reads with the account's rights of now"));
             }
-            (current, _) => current,
         };
+        let before = std::mem::replace(&mut self.principal, fresh);
         if new_videos.is_empty() {
             return Ok(());
         }

@@ -57,17 +57,31 @@
       this.problem = problem;
     }
   }
-  async function refreshTokens() {
-    const refresh = localStorage.getItem(REFRESH);
-    if (!refresh) return false;
-    const r = await fetch("/v1/auth/refresh", {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ refresh_token: refresh }),
-    });
-    if (!r.ok) return false;
-    saveTokens(await r.json());
-    return true;
+  // One refresh at a time: refresh tokens are single-use, and spending one
+  // twice revokes the session. Tabs take turns through a lock, and a tab
+  // that finds a token newer than the one that failed uses it as it is.
+  let refreshing = null;
+  function refreshTokens(failed) {
+    if (!refreshing) {
+      const run = async () => {
+        const current = localStorage.getItem(ACCESS);
+        if (current && current !== failed) return true;
+        const refresh = localStorage.getItem(REFRESH);
+        if (!refresh) return false;
+        const r = await fetch("/v1/auth/refresh", {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ refresh_token: refresh }),
+        });
+        if (!r.ok) return false;
+        saveTokens(await r.json());
+        return true;
+      };
+      refreshing = (navigator.locks ? navigator.locks.request("reelflow.refresh", run) : run()).finally(() => {
+        refreshing = null;
+      });
+    }
+    return refreshing;
   }
   function saveTokens(t) {
     localStorage.setItem(ACCESS, t.access_token);
@@ -79,6 +93,8 @@
   }
   // fetch with the access token, refreshed once on a 401; JSON in and out.
   async function api(path, opts = {}, retried = false) {
+    if (refreshing) await refreshing;
+    const used = localStorage.getItem(ACCESS);
     const headers = { ...authHeaders(), ...(opts.headers || {}) };
     let body = opts.body;
     if (body !== undefined && typeof body !== "string") {
@@ -86,7 +102,7 @@
       body = JSON.stringify(body);
     }
     const r = await fetch(path, { method: opts.method || "GET", headers, body, signal: opts.signal });
-    if (r.status === 401 && !retried && (await refreshTokens())) return api(path, opts, true);
+    if (r.status === 401 && !retried && (await refreshTokens(used))) return api(path, opts, true);
     if (opts.raw) return r;
     if (!r.ok) throw new ApiError(r.status, await r.json().catch(() => ({})));
     return r.status === 204 ? null : r.json();
@@ -142,6 +158,9 @@
   function live(query, onState) {
     const rows = new Map();
     let changed = true;
+    // One state at a time, in order: a slow render never overwrites a
+    // newer one.
+    let rendering = Promise.resolve();
     const stop = subscribe(query, {
       onChanges(changes) {
         for (const c of changes) {
@@ -155,23 +174,23 @@
       onProgress(at) {
         if (!changed) return;
         changed = false;
-        onState([...rows.values()].map((r) => r.row), at);
+        const snapshot = [...rows.values()].map((r) => r.row);
+        rendering = rendering.then(() => onState(snapshot, at)).catch((e) => toast(e.message));
       },
     });
     state.cleanups.push(stop);
     return stop;
   }
 
-  // Titles of videos, looked up once.
-  const titles = new Map();
+  // Videos, looked up once.
+  const videos = new Map();
+  function video(id) {
+    if (!videos.has(id)) videos.set(id, api("/v1/videos/" + id).catch(() => null));
+    return videos.get(id);
+  }
   async function title(id) {
-    if (!titles.has(id)) {
-      titles.set(
-        id,
-        api("/v1/videos/" + id).then((v) => v.title, () => id.slice(0, 8)),
-      );
-    }
-    return titles.get(id);
+    const v = await video(id);
+    return v ? v.title : id.slice(0, 8);
   }
 
   // ---- pages -----------------------------------------------------------------
@@ -298,7 +317,13 @@
       async (rows) => {
         for (const s of rows) {
           let c = cards.get(s.video_id);
-          if (!c) c = card({ id: s.video_id, title: await title(s.video_id), status: s.status });
+          if (!c) {
+            // A video of mine created since the page opened (an admin's
+            // subscription sees everyone's).
+            const v = await video(s.video_id);
+            if (!v || v.owner_id !== state.me.id) continue;
+            c = card({ id: v.id, title: v.title, status: s.status });
+          }
           setStatus(c, s);
         }
       },
@@ -372,13 +397,14 @@
         retryDelays: [0, 1000, 3000, 5000, 10000, 20000],
         storeFingerprintForResuming: true,
         removeFingerprintOnSuccess: true,
-        onBeforeRequest(req) {
+        async onBeforeRequest(req) {
+          if (refreshing) await refreshing;
           const t = localStorage.getItem(ACCESS);
           if (t) req.setHeader("Authorization", "Bearer " + t);
         },
         onShouldRetry(error, attempt) {
           const status = error.originalResponse ? error.originalResponse.getStatus() : 0;
-          if (status === 401) refreshTokens();
+          if (status === 401) refreshTokens(localStorage.getItem(ACCESS));
           return status === 0 || status === 401 || status === 409 || status === 423 || status >= 500 ? attempt < 6 : false;
         },
         onProgress(sent, total) {
@@ -688,6 +714,10 @@
     }
     await (routes[name] || library)();
   }
+  document.querySelector(".skip").addEventListener("click", (e) => {
+    e.preventDefault();
+    main.focus();
+  });
   window.addEventListener("hashchange", () => route().catch((e) => toast(e.message)));
   route().catch((e) => toast(e.message));
 })();
