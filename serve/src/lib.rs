@@ -9,12 +9,14 @@
 //! - [`console`]: the web console at `/`.
 //! - [`app`]: the axum application; [`problem`]: errors as problem+json;
 //!   [`ratelimit`], [`validate`]: abuse control and field checks.
+//! - [`client`]: `reelflow sql` and `reelflow upload`, over the public API.
 //! - [`bench`]: `reelflow bench …`.
 
 pub mod app;
 pub mod auth;
 pub mod bench;
 pub mod catalog;
+pub mod client;
 pub mod config;
 pub mod console;
 pub mod dataflow;

@@ -44,6 +44,12 @@ enum Command {
     /// Run one process of the dataflow cluster that keeps the live views,
     /// serving them, /metrics and /readyz on dataflow.listen.
     Dataflow,
+    /// Run one SQL statement over the live views and print the answer; a
+    /// SUBSCRIBE prints its changes as they happen.
+    Sql(reelflow_serve::client::SqlArgs),
+    /// Upload a video file (tus, resumable) and optionally wait until it
+    /// is processed.
+    Upload(reelflow_serve::client::UploadArgs),
     /// Manage accounts.
     #[command(subcommand)]
     User(UserCommand),
@@ -144,6 +150,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve => serve(Config::load(&cli.config)?).await,
         Command::Dataflow => dataflow(Config::load(&cli.config)?).await,
         Command::Transcode => transcode(Config::load(&cli.config)?).await,
+        Command::Sql(args) => reelflow_serve::client::sql(args).await,
+        Command::Upload(args) => reelflow_serve::client::upload(args).await,
         Command::User(UserCommand::Create {
             email,
             admin,

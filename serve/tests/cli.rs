@@ -1,6 +1,7 @@
 //! The `reelflow` command as a user runs it: `reelflow up` on a fresh data
-//! dir answering over a real socket, `reelflow config`, and clear errors for
-//! bad settings.
+//! dir answering over a real socket, `reelflow config`, clear errors for
+//! bad settings, and `reelflow upload` (resuming through a cut connection)
+//! and `reelflow sql` (tables, CSV, SUBSCRIBE) against it.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -362,4 +363,204 @@ fn up_keeps_live_views_admins_can_read() {
         metrics.contains("reelflow_dataflow_partition_lag{topic=\"reelflow.catalog\""),
         "{metrics}"
     );
+}
+
+/// `reelflow upload` and `reelflow sql` from a terminal against `reelflow
+/// up`: a creator signs in with email and password (on standard input),
+/// uploads a clip with tus and waits for it to be processed, reads it back
+/// with SQL as a table, follows it with SUBSCRIBE, and gets clear errors.
+#[test]
+fn upload_and_sql_from_the_terminal() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let up = Up::start(&dir.path().join("data"));
+    let api = format!("http://{}", up.addr);
+    let email = "terminal@example.org";
+    let password = "a terminal user's password";
+    let (status, body) = http_post(
+        &up.addr,
+        "/v1/auth/register",
+        &format!(r#"{{"email": "{email}", "password": "{password}"}}"#),
+    );
+    assert_eq!(status, 201, "{body}");
+    let token = serde_json::from_str::<serde_json::Value>(&body).expect("json")["access_token"]
+        .as_str()
+        .expect("token")
+        .to_string();
+    let clip = dir.path().join("beach day.mp4");
+    reelflow_ingest::transcode::test_pattern::TestPattern::new(Some("640x360"), true, 4)
+        .write(&clip)
+        .expect("ffmpeg writes the clip");
+
+    // Upload in small chunks, and wait until it is processed.
+    let mut upload = reelflow();
+    upload
+        .args([
+            "upload",
+            "--api",
+            &api,
+            "--email",
+            email,
+            "--chunk-bytes",
+            "65536",
+            "--genre",
+            "travel",
+            "--wait",
+        ])
+        .arg(&clip);
+    let out = common::run_with_password(upload, password);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "reelflow upload failed: {stderr}");
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(uuid::Uuid::parse_str(&id).is_ok(), "prints the video id: {id}");
+    assert!(
+        stderr.contains("100% (") && stderr.contains(&format!("video {id}: ready")),
+        "{stderr}"
+    );
+
+    // Through a connection that is cut once half the file has gone up, the
+    // upload goes on from the server's offset, and the file arrives whole
+    // (the transcoder makes it ready).
+    let size = std::fs::metadata(&clip).expect("clip").len() as usize;
+    let (proxy, cuts) = cutting_proxy(&up.addr, size / 2);
+    let mut upload = reelflow();
+    upload
+        .args([
+            "upload",
+            "--api",
+            &format!("http://{proxy}"),
+            "--email",
+            email,
+            "--chunk-bytes",
+            "32768",
+            "--wait",
+        ])
+        .arg(&clip);
+    let out = common::run_with_password(upload, password);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "the upload through a cut connection failed: {stderr}"
+    );
+    assert_eq!(
+        cuts.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "the connection was cut"
+    );
+    assert!(stderr.contains("resuming at") && stderr.contains(": ready"), "{stderr}");
+
+    // SQL as a table, with the time it read at.
+    let mut sql = reelflow();
+    sql.args(["sql", "--api", &api, "--email", email]).arg(format!(
+        "SELECT video_id, status, renditions FROM video_status WHERE video_id = '{id}'"
+    ));
+    let out = common::run_with_password(sql, password);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(lines[0].contains("video_id") && lines[0].contains("status"), "{stdout}");
+    assert!(lines[1].starts_with("---"), "{stdout}");
+    assert!(lines[2].contains(&id) && lines[2].contains("ready"), "{stdout}");
+    assert!(lines[3].starts_with("(1 row; as of 20"), "{stdout}");
+    let count = reelflow()
+        .args([
+            "sql",
+            "--api",
+            &api,
+            "--format",
+            "csv",
+            "SELECT count(*) AS n FROM video_status WHERE status = 'ready'",
+        ])
+        .env("REELFLOW_TOKEN", &token)
+        .output()
+        .expect("sql as csv");
+    assert_eq!(String::from_utf8_lossy(&count.stdout), "n\n2\n");
+
+    // A mistake gets the server's message and hint, and a failing status.
+    let bad = reelflow()
+        .args(["sql", "--api", &api, "SELECT nope FROM video_stats"])
+        .env("REELFLOW_TOKEN", &token)
+        .output()
+        .expect("bad sql");
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        !bad.status.success() && err.contains("nope") && err.contains("HTTP 400"),
+        "{err}"
+    );
+    let nobody = reelflow()
+        .args(["sql", "--api", &api, "SELECT 1"])
+        .output()
+        .expect("no sign-in");
+    assert!(
+        String::from_utf8_lossy(&nobody.stderr).contains("REELFLOW_TOKEN"),
+        "says how to sign in"
+    );
+
+    // SUBSCRIBE prints changes as they come: the header, the row, progress.
+    let mut follow = reelflow()
+        .args(["sql", "--api", &api])
+        .arg(format!(
+            "SUBSCRIBE TO (SELECT video_id, status FROM video_status WHERE video_id = '{id}')"
+        ))
+        .env("REELFLOW_TOKEN", &token)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("subscribe");
+    let mut lines = std::io::BufReader::new(follow.stdout.take().expect("stdout")).lines();
+    let header = lines.next().expect("a header").expect("line");
+    assert_eq!(header, "at\tdiff\tvideo_id\tstatus");
+    let row = lines.next().expect("the row").expect("line");
+    assert!(row.ends_with(&format!("\t1\t{id}\tready")), "{row}");
+    let progress = lines.next().expect("a progress line").expect("line");
+    assert!(progress.starts_with("progress "), "{progress}");
+    let _ = follow.kill();
+    let _ = follow.wait();
+}
+
+/// A TCP proxy to `upstream` that cuts its first connection once more than
+/// `cut_after` bytes went up it, the way a flaky network does; returns its
+/// address and how many connections it cut.
+fn cutting_proxy(upstream: &str, cut_after: usize) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    let cuts = Arc::new(AtomicUsize::new(0));
+    let (upstream, counter) = (upstream.to_string(), Arc::clone(&cuts));
+    std::thread::spawn(move || {
+        for (n, client) in listener.incoming().enumerate() {
+            let Ok(client) = client else { return };
+            let Ok(server) = TcpStream::connect(&upstream) else {
+                return;
+            };
+            let (mut c_in, mut s_out) = (client.try_clone().expect("clone"), server.try_clone().expect("clone"));
+            let (mut s_in, mut c_out) = (server, client);
+            let counter = Arc::clone(&counter);
+            std::thread::spawn(move || {
+                let mut carried = 0;
+                let mut buf = [0u8; 16384];
+                while let Ok(k) = c_in.read(&mut buf) {
+                    if k == 0 {
+                        break;
+                    }
+                    carried += k;
+                    if n == 0 && carried > cut_after && counter.load(Ordering::SeqCst) == 0 {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                        let _ = c_in.shutdown(std::net::Shutdown::Both);
+                        let _ = s_out.shutdown(std::net::Shutdown::Both);
+                        break;
+                    }
+                    if s_out.write_all(&buf[..k]).is_err() {
+                        break;
+                    }
+                }
+                let _ = s_out.shutdown(std::net::Shutdown::Write);
+            });
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut s_in, &mut c_out);
+                let _ = c_out.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    (addr, cuts)
 }
