@@ -371,6 +371,11 @@ mod tests {
     use super::*;
     use crate::datum::Datum;
 
+    /// Everything the subscription has been sent so far.
+    fn sent(sub: &mut Subscription) -> Vec<SubscribeEvent> {
+        std::iter::from_fn(|| sub.events.try_recv().ok()).collect()
+    }
+
     fn update(time: Time, diff: isize, key: i64) -> Update {
         Update {
             time,
@@ -392,7 +397,7 @@ mod tests {
         s.push(update(15, 1, 3));
         assert!(s.release(14));
         assert!(s.release(14));
-        let events: Vec<_> = std::iter::from_fn(|| sub.events.try_recv().ok()).collect();
+        let events = sent(&mut sub);
         assert_eq!(
             events,
             vec![
@@ -416,7 +421,7 @@ mod tests {
         // would join the 2 events the consumer has not taken.
         assert!(s.release(12));
         assert!(!s.release(12));
-        let events: Vec<_> = std::iter::from_fn(|| sub.events.try_recv().ok()).collect();
+        let events = sent(&mut sub);
         assert_eq!(
             events,
             vec![
@@ -437,7 +442,7 @@ mod tests {
             s.push(update(20, 1, i));
         }
         assert!(s.release(11));
-        let events: Vec<_> = std::iter::from_fn(|| sub.events.try_recv().ok()).collect();
+        let events = sent(&mut sub);
         assert_eq!(
             events,
             vec![SubscribeEvent::Updates(vec![]), SubscribeEvent::Progress(11)]
@@ -454,7 +459,7 @@ mod tests {
         assert!(s.release(15));
         std::thread::sleep(QUIET_PROGRESS + Duration::from_millis(10));
         assert!(s.release(15));
-        let events: Vec<_> = std::iter::from_fn(|| sub.events.try_recv().ok()).collect();
+        let events = sent(&mut sub);
         assert_eq!(
             events,
             vec![
