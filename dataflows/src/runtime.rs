@@ -187,7 +187,7 @@ impl PeekClient {
         limit: usize,
     ) -> Result<Subscription, PeekError> {
         let as_of = self.read_time(as_of)?;
-        let (subscriber, subscription) = Subscriber::new(view, as_of, self.inner.peers, limit);
+        let (subscriber, subscription) = Subscriber::new(view, as_of, limit);
         self.command(Command::Subscribe {
             view,
             selector,

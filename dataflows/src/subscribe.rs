@@ -132,15 +132,16 @@ pub(crate) type Subscribers = Rc<RefCell<HashMap<u64, Subscriber>>>;
 const QUIET_PROGRESS: Duration = Duration::from_millis(100);
 
 impl Subscriber {
-    /// A subscriber waiting for `peers` workers' initial rows, and the
-    /// handle its consumer reads.
-    pub(crate) fn new(view: View, as_of: Time, peers: usize, limit: usize) -> (Self, Subscription) {
+    /// A subscriber, and the handle its consumer reads; the worker that
+    /// sends its requests says how many replies to wait for
+    /// ([`Subscriber::expect_replies`]).
+    pub(crate) fn new(view: View, as_of: Time, limit: usize) -> (Self, Subscription) {
         let (sender, events) = mpsc::unbounded_channel();
         let in_flight = Arc::new(AtomicUsize::new(0));
         let subscriber = Self {
             view,
             as_of,
-            replies_left: peers,
+            replies_left: 0,
             initial: Vec::new(),
             pending: Vec::new(),
             started: false,
@@ -371,6 +372,13 @@ mod tests {
     use super::*;
     use crate::datum::Datum;
 
+    /// A subscriber at 10 waiting for `replies` workers, with `limit`.
+    fn waiting_for(replies: usize, limit: usize) -> (Subscriber, Subscription) {
+        let (mut s, sub) = Subscriber::new(View::VideoStats, 10, limit);
+        s.expect_replies(replies);
+        (s, sub)
+    }
+
     /// Everything the subscription has been sent so far.
     fn sent(sub: &mut Subscription) -> Vec<SubscribeEvent> {
         std::iter::from_fn(|| sub.events.try_recv().ok()).collect()
@@ -387,7 +395,7 @@ mod tests {
 
     #[test]
     fn releases_in_time_order_up_to_the_frontier_then_marks_progress() {
-        let (mut s, mut sub) = Subscriber::new(View::VideoStats, 10, 2, 100);
+        let (mut s, mut sub) = waiting_for(2, 100);
         s.push(update(12, 1, 7));
         s.started(Ok(vec![(vec![Datum::Int(1)], vec![])]), vec![update(11, 1, 2)]);
         assert!(s.release(20));
@@ -412,7 +420,7 @@ mod tests {
 
     #[test]
     fn a_consumer_too_far_behind_is_dropped_with_an_error() {
-        let (mut s, mut sub) = Subscriber::new(View::VideoStats, 10, 1, 3);
+        let (mut s, mut sub) = waiting_for(1, 3);
         s.started(Ok(vec![]), vec![]);
         for i in 0..5 {
             s.push(update(11, 1, i));
@@ -434,7 +442,7 @@ mod tests {
 
     #[test]
     fn updates_waiting_for_the_frontier_do_not_count_against_the_reader() {
-        let (mut s, mut sub) = Subscriber::new(View::VideoStats, 10, 1, 3);
+        let (mut s, mut sub) = waiting_for(1, 3);
         s.started(Ok(vec![]), vec![]);
         assert!(s.release(11));
         // The frontier stalls while updates arrive: nothing is the reader's.
@@ -451,7 +459,7 @@ mod tests {
 
     #[test]
     fn a_quiet_subscription_still_gets_its_last_progress_marker() {
-        let (mut s, mut sub) = Subscriber::new(View::VideoStats, 10, 1, 100);
+        let (mut s, mut sub) = waiting_for(1, 100);
         s.started(Ok(vec![]), vec![]);
         assert!(s.release(11));
         // The frontier moves with no change, then stops: the marker comes

@@ -21,7 +21,7 @@ use std::time::Duration;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::{DataFusionError, ScalarValue};
-use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
+use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext, SessionState};
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::logical_expr::LogicalPlan;
@@ -285,40 +285,41 @@ impl SqlEngine {
         &self,
         target: &str,
         principal: Principal,
-    ) -> Result<(datafusion::execution::context::SessionState, LogicalPlan), SqlError> {
+    ) -> Result<(SessionState, LogicalPlan), SqlError> {
         let inner = subscribe::inner_query(target)?;
-        let mut state = self.ctx.state();
-        let as_of = self.views.readable_at().unwrap_or(0);
-        state
-            .config_mut()
-            .set_extension(Arc::new(QueryScope { as_of, principal }));
-        let plan = state
-            .create_logical_plan(&inner)
-            .await
-            .map_err(|e| SqlError::from(e).locate(&inner))?;
-        read_only()
-            .verify_plan(&plan)
-            .map_err(|e| SqlError::read_only(e.to_string()))?;
-        Ok((state, plan))
+        self.read_only_plan(&inner, None, principal).await
     }
 
     /// Plans `sql` (without running it) as `principal`: a read-only logical
     /// plan.
     async fn plan_only(&self, sql: &str, principal: Principal) -> Result<LogicalPlan, SqlError> {
         let statement = split_as_of(sql)?;
-        let as_of = statement.as_of.or_else(|| self.views.readable_at()).unwrap_or(0);
+        let (_, plan) = self.read_only_plan(statement.sql, statement.as_of, principal).await?;
+        Ok(plan)
+    }
+
+    /// The read-only logical plan of `sql` (no `AS OF` suffix), and the
+    /// session state it was planned in, scoped to `as_of` (or the latest
+    /// readable time) and `principal`.
+    async fn read_only_plan(
+        &self,
+        sql: &str,
+        as_of: Option<Time>,
+        principal: Principal,
+    ) -> Result<(SessionState, LogicalPlan), SqlError> {
+        let as_of = as_of.or_else(|| self.views.readable_at()).unwrap_or(0);
         let mut state = self.ctx.state();
         state
             .config_mut()
             .set_extension(Arc::new(QueryScope { as_of, principal }));
         let plan = state
-            .create_logical_plan(statement.sql)
+            .create_logical_plan(sql)
             .await
-            .map_err(|e| SqlError::from(e).locate(statement.sql))?;
+            .map_err(|e| SqlError::from(e).locate(sql))?;
         read_only()
             .verify_plan(&plan)
             .map_err(|e| SqlError::read_only(e.to_string()))?;
-        Ok(plan)
+        Ok((state, plan))
     }
 
     /// The schema of `sql`'s answer, without running it (for the extended

@@ -202,6 +202,19 @@
   function errorBox() {
     return h("p", { class: "error", role: "alert", "aria-live": "assertive" });
   }
+  // Runs `action` on submit; what goes wrong is shown in `err`, with the
+  // server's hint when it gives one.
+  function onSubmit(form, err, action) {
+    form.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      err.textContent = "";
+      try {
+        await action();
+      } catch (x) {
+        err.textContent = x.message + (x.problem && x.problem.hint ? " Hint: " + x.problem.hint : "");
+      }
+    });
+  }
 
   function signIn() {
     const err = errorBox();
@@ -213,16 +226,10 @@
       err,
       h("div", { class: "row" }, h("button", { type: "submit" }, "Sign in"), h("a", { href: "#/signup" }, "Create an account")),
     );
-    form.addEventListener("submit", async (e) => {
-      e.preventDefault();
-      err.textContent = "";
-      try {
-        saveTokens(await api("/v1/auth/login", { method: "POST", body: { email: form.elements.email.value, password: form.elements.password.value } }));
-        await loadMe();
-        location.hash = "#/library";
-      } catch (x) {
-        err.textContent = x.message;
-      }
+    onSubmit(form, err, async () => {
+      saveTokens(await api("/v1/auth/login", { method: "POST", body: { email: form.elements.email.value, password: form.elements.password.value } }));
+      await loadMe();
+      location.hash = "#/library";
     });
     page("Sign in", form);
   }
@@ -241,18 +248,12 @@
       err,
       h("div", { class: "row" }, h("button", { type: "submit" }, "Create account"), h("a", { href: "#/signin" }, "I have an account")),
     );
-    form.addEventListener("submit", async (e) => {
-      e.preventDefault();
-      err.textContent = "";
-      try {
-        const body = { email: form.elements.email.value, password: form.elements.password.value, role: form.elements.role.value };
-        if (form.elements.display_name.value.trim()) body.display_name = form.elements.display_name.value.trim();
-        saveTokens(await api("/v1/auth/register", { method: "POST", body }));
-        await loadMe();
-        location.hash = state.me.role === "viewer" ? "#/analytics" : "#/library";
-      } catch (x) {
-        err.textContent = x.message;
-      }
+    onSubmit(form, err, async () => {
+      const body = { email: form.elements.email.value, password: form.elements.password.value, role: form.elements.role.value };
+      if (form.elements.display_name.value.trim()) body.display_name = form.elements.display_name.value.trim();
+      saveTokens(await api("/v1/auth/register", { method: "POST", body }));
+      await loadMe();
+      location.hash = state.me.role === "viewer" ? "#/analytics" : "#/library";
     });
     page("Create an account", form);
   }
@@ -591,9 +592,7 @@
     q.addEventListener("keydown", (e) => {
       if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) form.requestSubmit();
     });
-    form.addEventListener("submit", async (e) => {
-      e.preventDefault();
-      err.textContent = "";
+    onSubmit(form, err, async () => {
       run.disabled = true;
       try {
         answer = await sql(q.value);
@@ -602,8 +601,6 @@
         const numeric = answer.columns.map((c, i) => [c, i]).filter(([c]) => /int|float|numeric/.test(c.type));
         pick.replaceChildren(h("option", { value: "" }, "—"), ...numeric.map(([c, i]) => h("option", { value: String(i) }, c.name)));
         chartBox.hidden = true;
-      } catch (x) {
-        err.textContent = x.message + (x.problem && x.problem.hint ? " Hint: " + x.problem.hint : "");
       } finally {
         run.disabled = false;
       }
