@@ -11,6 +11,7 @@
 //! - [`peek`] and [`runtime`]: reading any view at a timestamp across all
 //!   workers and processes.
 //! - [`subscribe`]: a view's rows, then its changes as they happen.
+//! - [`total`]: `reduce` for a totally ordered time, as the views use it.
 //! - [`cluster`]: workers and processes, from flags or a StatefulSet.
 //! - [`reference`]: every view recomputed from scratch, for the tests and
 //!   the benchmark to check the dataflows against.
@@ -31,6 +32,7 @@ pub mod runtime;
 pub mod schema;
 pub mod source;
 pub mod subscribe;
+pub mod total;
 pub mod traffic;
 pub mod views;
 pub mod workload;

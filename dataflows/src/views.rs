@@ -13,12 +13,14 @@
 use std::time::Duration;
 
 use differential_dataflow::VecCollection;
+use differential_dataflow::operators::{CountTotal, ThresholdTotal};
 use uuid::Uuid;
 
 use crate::datum::Row;
 use crate::definitions::{GroupTotals, MediaState, RETENTION_BUCKETS, SessionSummary, VideoTotals, percentile, rows};
 use crate::facts::{Beacon, Fact};
 use crate::schema::View;
+use crate::total::ReduceTotal;
 
 /// Log time in milliseconds: the dataflows' timestamp.
 pub type Time = u64;
@@ -88,8 +90,8 @@ pub fn build<'s>(
     let catalog_now =
         catalog
             .map(|c| (c.video_id, (c.order, c.entry)))
-            .reduce_named("CatalogLatest", |_video, input, output| {
-                let ((_, entry), _) = input[input.len() - 1];
+            .reduce_total("CatalogLatest", |_video, input, output| {
+                let ((_, entry), _) = &input[input.len() - 1];
                 output.push((entry.clone(), 1));
             });
     let live = catalog_now.clone().flat_map(|(v, e)| e.map(|e| (v, e)));
@@ -99,7 +101,7 @@ pub fn build<'s>(
     let media_now =
         media
             .map(|m| (m.video_id, (m.order, m.change)))
-            .reduce_named("MediaState", |_video, input, output| {
+            .reduce_total("MediaState", |_video, input, output| {
                 if let Some(s) = MediaState::fold(input.iter().map(|((o, c), _)| (o, c))) {
                     output.push((s, 1));
                 }
@@ -114,7 +116,7 @@ pub fn build<'s>(
     let sessions = playback
         .clone()
         .map(|p| (p.session_id, (p.order, p.video_id, p.user_id, p.beacon)))
-        .reduce_named("Session", |_session, input, output| {
+        .reduce_total("Session", |_session, input, output| {
             if let Some(s) = SessionSummary::fold(input.iter().map(|((o, v, u, b), _)| (o, *v, *u, b))) {
                 output.push((s, 1));
             }
@@ -133,22 +135,22 @@ pub fn build<'s>(
     let totals = sessions_d
         .clone()
         .explode(|(v, (_, s, d))| Some((v, VideoTotals::of(&s, d))))
-        .count();
+        .count_total();
     let unique_viewers = sessions
         .clone()
         .map(|(sid, s)| (s.video_id, s.user_id.unwrap_or(sid)))
-        .distinct()
+        .distinct_total()
         .map(|(v, _)| v)
-        .count();
+        .count_total();
     let last_view = sessions
         .clone()
         .map(|(sid, s)| ((s.video_id, spread(sid)), s.started_ms))
-        .reduce_named("LastView1", |_k, input, output| {
-            output.push((*input[input.len() - 1].0, 1))
+        .reduce_total("LastView1", |_k, input, output| {
+            output.push((input[input.len() - 1].0, 1))
         })
         .map(|((v, _), ms)| (v, ms))
-        .reduce_named("LastView2", |_k, input, output| {
-            output.push((*input[input.len() - 1].0, 1))
+        .reduce_total("LastView2", |_k, input, output| {
+            output.push((input[input.len() - 1].0, 1))
         });
     let video_stats = totals
         .clone()
@@ -159,8 +161,8 @@ pub fn build<'s>(
     let startup_p95 = sessions
         .clone()
         .flat_map(|(_, s)| s.startup_ms.map(|ms| (s.video_id, ms)))
-        .reduce_named("StartupP95", |_v, input, output| {
-            let values: Vec<(u64, i64)> = input.iter().map(|(v, c)| (**v, *c as i64)).collect();
+        .reduce_total("StartupP95", |_v, input, output| {
+            let values: Vec<(u64, i64)> = input.iter().map(|(v, c)| (*v, *c as i64)).collect();
             if let Some(p) = percentile(&values, 95) {
                 output.push((p, 1));
             }
@@ -182,13 +184,13 @@ pub fn build<'s>(
             Some(d) if s.startup_ms.is_some() => Some((v, s.retention_bucket(d))),
             _ => None,
         })
-        .reduce_named("Retention", |_v, input, output| {
+        .reduce_total("Retention", |_v, input, output| {
             let sessions: isize = input.iter().map(|(_, c)| *c).sum();
             // Sessions whose last bucket is at or after b, from the back.
             let mut reached = 0;
             let mut i = input.len();
             for b in (0..RETENTION_BUCKETS).rev() {
-                while i > 0 && *input[i - 1].0 >= b {
+                while i > 0 && input[i - 1].0 >= b {
                     reached += input[i - 1].1;
                     i -= 1;
                 }
@@ -204,8 +206,8 @@ pub fn build<'s>(
             s.user_id
                 .map(|u| ((u, v), (s.last_ms, sid, s.last_position_ms, s.played_ms, done)))
         })
-        .reduce_named("WatchHistory", |_k, input, output| {
-            let &(last_ms, _, last_position_ms, _, _) = input[input.len() - 1].0;
+        .reduce_total("WatchHistory", |_k, input, output| {
+            let (last_ms, _, last_position_ms, _, _) = input[input.len() - 1].0;
             let played: u64 = input.iter().map(|(v, _)| v.3).sum();
             let completed = input.iter().any(|(v, _)| v.4);
             output.push(((last_position_ms, played, completed, last_ms), 1));
@@ -213,12 +215,13 @@ pub fn build<'s>(
         .map(|((u, v), (pos, played, completed, last))| rows::watch_history(u, v, pos, played, completed, last));
 
     let concurrent_viewers = {
-        let recent = windowed(playback.clone().map(|p| (p.session_id, p.video_id)), windows.concurrent).distinct();
+        let recent =
+            windowed(playback.clone().map(|p| (p.session_id, p.video_id)), windows.concurrent).distinct_total();
         let idle = sessions.clone().filter(|(_, s)| !s.watching()).map(|(sid, _)| sid);
         recent
             .antijoin(idle)
             .map(|(_, v)| v)
-            .count()
+            .count_total()
             .map(|(v, n)| rows::concurrent_viewers(v, n as i64))
     };
 
@@ -232,9 +235,9 @@ pub fn build<'s>(
         for (w, (_, len)) in windows.trending.iter().enumerate() {
             let w = w as u8;
             let c = windowed(starts.clone(), *len)
-                .distinct()
+                .distinct_total()
                 .map(move |(v, _)| (w, v))
-                .count();
+                .count_total();
             counts = Some(match counts {
                 None => c,
                 Some(all) => c.concat(all),
@@ -244,15 +247,15 @@ pub fn build<'s>(
             .expect("at least one trending window")
             // Most views first, then the smaller id.
             .map(|((w, v), n)| ((w, spread(v)), (-(n as i64), v)))
-            .reduce_named("TopK1", move |_k, input, output| {
+            .reduce_total("TopK1", move |_k, input, output| {
                 for (val, _) in input.iter().take(top) {
-                    output.push((**val, 1));
+                    output.push((*val, 1));
                 }
             })
             .map(|((w, _), val)| (w, val))
-            .reduce_named("TopK2", move |_w, input, output| {
+            .reduce_total("TopK2", move |_w, input, output| {
                 for (rank, (val, _)) in input.iter().take(top).enumerate() {
-                    output.push(((rank as i64 + 1, **val), 1));
+                    output.push(((rank as i64 + 1, *val), 1));
                 }
             })
             .map(move |(w, (rank, (n, v)))| rows::trending(&names[w as usize], rank, v, -n))
@@ -280,7 +283,7 @@ pub fn build<'s>(
                 },
             ))
         }))
-        .count()
+        .count_total()
         .map(|(g, t)| rows::genre_stats(&g, &t));
 
     let owners = live.map(|(v, e)| (v, e.owner_id));
@@ -308,7 +311,7 @@ pub fn build<'s>(
                     ))
                 }),
         )
-        .count()
+        .count_total()
         .map(|(o, t)| rows::storage_usage(o, &t));
 
     vec![

@@ -18,6 +18,17 @@ use tracing_subscriber::EnvFilter;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// `mi_option_purge_delay` in the mimalloc (v3) that libmimalloc-sys
+/// builds: its bindings name the options around it but not this one.
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = libmimalloc_sys::mi_option_use_numa_nodes - 1;
+
+/// Memory mimalloc frees goes back to the OS only after it went unused for
+/// this long. Its default (10 ms) hands pages back between one batch of
+/// events and the next, and the kernel then zeroes them again on the next
+/// fault: a sixth of the dataflows' time went to that, and 2 workers ran
+/// about 25 % slower (`reelflow bench dataflow`, BENCHMARKS.md).
+const PURGE_DELAY_MS: std::ffi::c_long = 10_000;
+
 /// Reelflow: a video platform where everything is an event and every number
 /// is a live SQL view.
 #[derive(Debug, Parser)]
@@ -116,7 +127,18 @@ enum Bench {
     Sql(reelflow_serve::bench::sql::SqlBenchArgs),
 }
 
+/// Sets mimalloc's purge delay (an explicit `MIMALLOC_PURGE_DELAY` wins).
+#[allow(unsafe_code)]
+fn set_purge_delay(ms: std::ffi::c_long) {
+    // SAFETY: `mi_option_set` stores an integer option that mimalloc reads
+    // when it decides whether to purge; it touches no memory of ours.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, ms) };
+}
+
 fn main() -> ExitCode {
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        set_purge_delay(PURGE_DELAY_MS);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_env("REELFLOW_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
         .with_writer(std::io::stderr)
@@ -409,5 +431,35 @@ async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {},
         () = term => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The option set at startup is the one mimalloc reads from
+    /// `MIMALLOC_PURGE_DELAY`: a child test process started with it set
+    /// reads it back under [`MI_OPTION_PURGE_DELAY`].
+    #[test]
+    fn the_purge_delay_option_is_the_one_mimalloc_names_so() {
+        const NAME: &str = "tests::the_purge_delay_option_is_the_one_mimalloc_names_so";
+        if std::env::var_os("REELFLOW_TEST_PURGE_CHILD").is_some() {
+            #[allow(unsafe_code)]
+            // SAFETY: reads one of mimalloc's integer options.
+            let read = unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) };
+            assert_eq!(read, 4321);
+            return;
+        }
+        let status = std::process::Command::new(std::env::current_exe().expect("test binary"))
+            .args(["--exact", NAME, "--test-threads", "1"])
+            .env("REELFLOW_TEST_PURGE_CHILD", "1")
+            .env("MIMALLOC_PURGE_DELAY", "4321")
+            .status()
+            .expect("starting the test binary again");
+        assert!(
+            status.success(),
+            "the child read another option under MI_OPTION_PURGE_DELAY"
+        );
     }
 }
