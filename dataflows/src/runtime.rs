@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 use differential_dataflow::trace::TraceReader;
 use differential_dataflow::trace::implementations::spine_fueled::SpineBatch;
 use reelflow_ingest::log::{AnyLog, EventLog, LogError};
-use timely::dataflow::operators::Concatenate;
+use timely::dataflow::ProbeHandle;
+use timely::dataflow::operators::{Concatenate, Probe};
 use timely::progress::Antichain;
 use tokio::sync::oneshot;
 
@@ -365,6 +366,10 @@ fn run_worker(
     let taps: Taps = Rc::default();
     let subscribers: Subscribers = Rc::default();
     let tapped_upper = Rc::new(Cell::new(0));
+    // How far every view's arrangement is complete: its batches up to the
+    // probe's frontier are in the trace. Reading it is O(1), where reading
+    // every trace's upper walks their batches, on every wake-up.
+    let complete = ProbeHandle::new();
     let traces = worker.dataflow::<Time, _, _>(|scope| {
         let (facts, progress) = log_source(
             scope,
@@ -378,7 +383,8 @@ fn run_worker(
         let mut tapped = Vec::new();
         for (view, rows) in views::build(facts, progress, &options.windows) {
             let arranged = rows.arrange_by_key_named(view.def().name);
-            tapped.push(tap(arranged.stream, view, Rc::clone(&taps)));
+            let batches = arranged.stream.probe_with(&complete);
+            tapped.push(tap(batches, view, Rc::clone(&taps)));
             traces.push(arranged.trace);
         }
         deliver(
@@ -467,7 +473,7 @@ fn run_worker(
         if sent {
             requests.flush();
         }
-        publish_frontier(&traces, metrics, local, &mut published);
+        publish_frontier(&complete, metrics, local, &mut published);
         if last_maintenance.elapsed() >= Duration::from_millis(250) {
             last_maintenance = Instant::now();
             maintain(&traces, history, metrics, local);
@@ -487,14 +493,10 @@ fn run_worker(
 }
 
 /// Publishes how far every view is complete on this worker, when it moved:
-/// what [`PeekClient::readable_at`] reads.
-fn publish_frontier(traces: &Traces, metrics: &Metrics, local: usize, published: &mut Time) {
-    let mut upper = Antichain::new();
-    let mut frontier = Time::MAX;
-    for trace in traces.borrow_mut().iter_mut() {
-        trace.read_upper(&mut upper);
-        frontier = frontier.min(upper.first().copied().unwrap_or(Time::MAX));
-    }
+/// what [`PeekClient::readable_at`] reads. A peek still checks the trace's
+/// own upper; the probe never runs ahead of it.
+fn publish_frontier(complete: &ProbeHandle<Time>, metrics: &Metrics, local: usize, published: &mut Time) {
+    let frontier = complete.with_frontier(|f| f.first().copied().unwrap_or(Time::MAX));
     if frontier != *published {
         *published = frontier;
         metrics.frontier.lock().expect("metrics lock").insert(local, frontier);

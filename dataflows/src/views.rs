@@ -121,16 +121,19 @@ pub fn build<'s>(
                 output.push((s, 1));
             }
         });
+    // A left join by hand: the sessions of videos with a duration, then the
+    // rest as all sessions less those, sharing one arrangement of each side.
     let by_video = sessions.clone().map(|(sid, s)| (s.video_id, (sid, s)));
-    let sessions_d = by_video
+    let with_duration = by_video
         .clone()
-        .join(durations.clone())
-        .map(|(v, ((sid, s), d))| (v, (sid, s, Some(d))))
-        .concat(
-            by_video
-                .antijoin(durations.map(|(v, _)| v))
-                .map(|(v, (sid, s))| (v, (sid, s, None))),
-        );
+        .arrange_by_key_named("SessionsByVideo")
+        .join_core(durations.arrange_by_key_named("Durations"), |v, (sid, s), d| {
+            Some((*v, (*sid, s.clone(), Some(*d))))
+        });
+    let without_duration = by_video
+        .concat(with_duration.clone().map(|(v, (sid, s, _))| (v, (sid, s))).negate())
+        .map(|(v, (sid, s))| (v, (sid, s, None)));
+    let sessions_d = with_duration.concat(without_duration);
 
     let totals = sessions_d
         .clone()
@@ -152,31 +155,31 @@ pub fn build<'s>(
         .reduce_total("LastView2", |_k, input, output| {
             output.push((input[input.len() - 1].0, 1))
         });
-    let video_stats = totals
-        .clone()
-        .join(unique_viewers)
+    // `totals` changes with every heartbeat; it is arranged once and joined
+    // last, with what changes only when a session starts.
+    let totals = totals.arrange_by_key_named("VideoTotals");
+    let viewers_and_last = unique_viewers
         .join(last_view)
-        .map(|(v, ((t, u), last))| rows::video_stats(v, &t, u as i64, last));
+        .arrange_by_key_named("ViewersAndLastView");
+    let video_stats = totals.clone().join_core(viewers_and_last, |v, t, (u, last)| {
+        Some(rows::video_stats(*v, t, *u as i64, *last))
+    });
 
-    let startup_p95 = sessions
-        .clone()
-        .flat_map(|(_, s)| s.startup_ms.map(|ms| (s.video_id, ms)))
-        .reduce_total("StartupP95", |_v, input, output| {
-            let values: Vec<(u64, i64)> = input.iter().map(|(v, c)| (*v, *c as i64)).collect();
-            if let Some(p) = percentile(&values, 95) {
-                output.push((p, 1));
-            }
-        });
+    // Every video with sessions has a p95 (`None` without any first
+    // frame), so `qoe` is an inner join with `totals`.
+    let startup_p95 =
+        sessions
+            .clone()
+            .map(|(_, s)| (s.video_id, s.startup_ms))
+            .reduce_total("StartupP95", |_v, input, output| {
+                let values: Vec<(u64, i64)> = input.iter().filter_map(|(v, c)| v.map(|ms| (ms, *c as i64))).collect();
+                output.push((percentile(&values, 95), 1));
+            });
     let qoe = totals
         .clone()
-        .join(startup_p95.clone())
-        .map(|(v, (t, p))| rows::qoe(v, &t, Some(p)))
-        .concat(
-            totals
-                .clone()
-                .antijoin(startup_p95.map(|(v, _)| v))
-                .map(|(v, t)| rows::qoe(v, &t, None)),
-        );
+        .join_core(startup_p95.arrange_by_key_named("StartupP95ByVideo"), |v, t, p| {
+            Some(rows::qoe(*v, t, *p))
+        });
 
     let retention = sessions_d
         .clone()
@@ -273,16 +276,21 @@ pub fn build<'s>(
                 },
             ))
         })
-        .concat(genres.join(totals).explode(|(_, (g, t))| {
-            Some((
-                g,
-                GroupTotals {
-                    views: t.sessions,
-                    played_ms: t.played_ms,
-                    ..GroupTotals::default()
-                },
-            ))
-        }))
+        .concat(
+            genres
+                .arrange_by_key_named("Genres")
+                .join_core(totals, |_, g, t| Some((g.clone(), *t)))
+                .explode(|(g, t)| {
+                    Some((
+                        g,
+                        GroupTotals {
+                            views: t.sessions,
+                            played_ms: t.played_ms,
+                            ..GroupTotals::default()
+                        },
+                    ))
+                }),
+        )
         .count_total()
         .map(|(g, t)| rows::genre_stats(&g, &t));
 
