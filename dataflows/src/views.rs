@@ -4,8 +4,13 @@
 //! reduce keyed by the entity (catalog entry and media state per video,
 //! summary per playback session — see [`crate::definitions`]); sums over
 //! sessions are differences ([`VideoTotals`]) that differential adds up
-//! with `count`; maxima and percentiles are reduces (the maximum in two
-//! levels, so a popular video's reduce never sees every session); windows
+//! with `count_total`; maxima and percentiles are reduces (the maximum in
+//! two levels, so a popular video's reduce never sees every session).
+//! Log time is totally ordered, so every reduce, count and distinct is the
+//! `_total` kind ([`crate::total`]), which keeps no output history. A
+//! collection joined more than once (`totals`) is arranged once and shared;
+//! the slow-moving side of a join is prepared so that a heartbeat moves
+//! one session through one join; windows
 //! are the same updates retracted at `t + window` with `delay`, so windowed
 //! views change as the frontier passes even when no event arrives; ranks
 //! are a two-level top-k. Every view ends as `(key row, value row)`.
@@ -121,19 +126,21 @@ pub fn build<'s>(
                 output.push((s, 1));
             }
         });
-    // A left join by hand: the sessions of videos with a duration, then the
-    // rest as all sessions less those, sharing one arrangement of each side.
+    // Each session with its video's duration, `None` until known. The left
+    // join is done per video, where changes are rare (a video's first
+    // session, its duration becoming known), so a heartbeat moves one
+    // session through one join.
     let by_video = sessions.clone().map(|(sid, s)| (s.video_id, (sid, s)));
-    let with_duration = by_video
+    let watched = by_video.clone().map(|(v, _)| (v, ())).distinct_total();
+    let duration_of = durations
         .clone()
+        .map(|(v, d)| (v, Some(d)))
+        .concat(watched.antijoin(durations.map(|(v, _)| v)).map(|(v, ())| (v, None)));
+    let sessions_d = by_video
         .arrange_by_key_named("SessionsByVideo")
-        .join_core(durations.arrange_by_key_named("Durations"), |v, (sid, s), d| {
-            Some((*v, (*sid, s.clone(), Some(*d))))
+        .join_core(duration_of.arrange_by_key_named("DurationOf"), |v, (sid, s), d| {
+            Some((*v, (*sid, s.clone(), *d)))
         });
-    let without_duration = by_video
-        .concat(with_duration.clone().map(|(v, (sid, s, _))| (v, (sid, s))).negate())
-        .map(|(v, (sid, s))| (v, (sid, s, None)));
-    let sessions_d = with_duration.concat(without_duration);
 
     let totals = sessions_d
         .clone()
