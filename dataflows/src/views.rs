@@ -126,12 +126,20 @@ pub fn build<'s>(
                 output.push((s, 1));
             }
         });
+    let unique_viewers = sessions
+        .clone()
+        .map(|(sid, s)| (s.video_id, s.user_id.unwrap_or(sid)))
+        .distinct_total()
+        .map(|(v, _)| v)
+        .count_total();
     // Each session with its video's duration, `None` until known. The left
     // join is done per video, where changes are rare (a video's first
     // session, its duration becoming known), so a heartbeat moves one
     // session through one join.
     let by_video = sessions.clone().map(|(sid, s)| (s.video_id, (sid, s)));
-    let watched = by_video.clone().map(|(v, _)| (v, ())).distinct_total();
+    // The videos with sessions: one row each in `unique_viewers`, which
+    // changes only when a video gains a viewer.
+    let watched = unique_viewers.clone().map(|(v, _)| (v, ()));
     let duration_of = durations
         .clone()
         .map(|(v, d)| (v, Some(d)))
@@ -145,12 +153,6 @@ pub fn build<'s>(
     let totals = sessions_d
         .clone()
         .explode(|(v, (_, s, d))| Some((v, VideoTotals::of(&s, d))))
-        .count_total();
-    let unique_viewers = sessions
-        .clone()
-        .map(|(sid, s)| (s.video_id, s.user_id.unwrap_or(sid)))
-        .distinct_total()
-        .map(|(v, _)| v)
         .count_total();
     let last_view = sessions
         .clone()
