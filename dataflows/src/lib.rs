@@ -12,6 +12,7 @@
 //!   workers and processes.
 //! - [`subscribe`]: a view's rows, then its changes as they happen.
 //! - [`total`]: `reduce` for a totally ordered time, as the views use it.
+//! - [`window`]: updates retracted again once a window has passed.
 //! - [`cluster`]: workers and processes, from flags or a StatefulSet.
 //! - [`reference`]: every view recomputed from scratch, for the tests and
 //!   the benchmark to check the dataflows against.
@@ -35,6 +36,7 @@ pub mod subscribe;
 pub mod total;
 pub mod traffic;
 pub mod views;
+pub mod window;
 pub mod workload;
 
 pub use cluster::ClusterConfig;

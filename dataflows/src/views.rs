@@ -11,8 +11,9 @@
 //! collection joined more than once (`totals`) is arranged once and shared;
 //! the slow-moving side of a join is prepared so that a heartbeat moves
 //! one session through one join; windows
-//! are the same updates retracted at `t + window` with `delay`, so windowed
-//! views change as the frontier passes even when no event arrives; ranks
+//! are the same updates retracted at `t + window` ([`crate::window`]), so
+//! windowed views change as the frontier passes even when no event
+//! arrives; ranks
 //! are a two-level top-k. Every view ends as `(key row, value row)`.
 
 use std::time::Duration;
@@ -26,6 +27,7 @@ use crate::definitions::{GroupTotals, MediaState, RETENTION_BUCKETS, SessionSumm
 use crate::facts::{Beacon, Fact};
 use crate::schema::View;
 use crate::total::ReduceTotal;
+use crate::window::windowed;
 
 /// Log time in milliseconds: the dataflows' timestamp.
 pub type Time = u64;
@@ -62,13 +64,6 @@ const SPREAD: u128 = 16;
 
 fn spread(id: Uuid) -> u8 {
     (id.as_u128() % SPREAD) as u8
-}
-
-/// `c` as it stood over the last `len` of time: each update is retracted
-/// again at `t + len`.
-fn windowed<'s, D: differential_dataflow::Data + timely::ExchangeData>(c: Coll<'s, D>, len: Duration) -> Coll<'s, D> {
-    let len = len.as_millis() as Time;
-    c.clone().concat(c.delay(move |t| t + len).negate())
 }
 
 /// Builds every view from `facts` (updates at their log time) and the
