@@ -10,7 +10,13 @@
 //! `_total` kind ([`crate::total`]), which keeps no output history. A
 //! collection joined more than once (`totals`) is arranged once and shared;
 //! the slow-moving side of a join is prepared so that a heartbeat moves
-//! one session through one join; windows
+//! one session through one join. What downstream of the sessions looks at
+//! only a part of a summary that a heartbeat rarely changes (the viewer,
+//! the start, the startup time, the retention bucket, idleness) is
+//! consolidated within each batch first (`consolidate_stream`), so the
+//! heartbeat's retraction and insertion cancel before they are exchanged
+//! and arranged; the same folds a batch's changes to one video's sums into
+//! one update. Windows
 //! are the same updates retracted at `t + window` ([`crate::window`]), so
 //! windowed views change as the frontier passes even when no event
 //! arrives; ranks
@@ -124,6 +130,7 @@ pub fn build<'s>(
     let unique_viewers = sessions
         .clone()
         .map(|(sid, s)| (s.video_id, s.user_id.unwrap_or(sid)))
+        .consolidate_stream()
         .distinct_total()
         .map(|(v, _)| v)
         .count_total();
@@ -148,10 +155,12 @@ pub fn build<'s>(
     let totals = sessions_d
         .clone()
         .explode(|(v, (_, s, d))| Some((v, VideoTotals::of(&s, d))))
+        .consolidate_stream()
         .count_total();
     let last_view = sessions
         .clone()
         .map(|(sid, s)| ((s.video_id, spread(sid)), s.started_ms))
+        .consolidate_stream()
         .reduce_total("LastView1", |_k, input, output| {
             output.push((input[input.len() - 1].0, 1))
         })
@@ -171,14 +180,14 @@ pub fn build<'s>(
 
     // Every video with sessions has a p95 (`None` without any first
     // frame), so `qoe` is an inner join with `totals`.
-    let startup_p95 =
-        sessions
-            .clone()
-            .map(|(_, s)| (s.video_id, s.startup_ms))
-            .reduce_total("StartupP95", |_v, input, output| {
-                let values: Vec<(u64, i64)> = input.iter().filter_map(|(v, c)| v.map(|ms| (ms, *c as i64))).collect();
-                output.push((percentile(&values, 95), 1));
-            });
+    let startup_p95 = sessions
+        .clone()
+        .map(|(_, s)| (s.video_id, s.startup_ms))
+        .consolidate_stream()
+        .reduce_total("StartupP95", |_v, input, output| {
+            let values: Vec<(u64, i64)> = input.iter().filter_map(|(v, c)| v.map(|ms| (ms, *c as i64))).collect();
+            output.push((percentile(&values, 95), 1));
+        });
     let qoe = totals
         .clone()
         .join_core(startup_p95.arrange_by_key_named("StartupP95ByVideo"), |v, t, p| {
@@ -191,6 +200,7 @@ pub fn build<'s>(
             Some(d) if s.startup_ms.is_some() => Some((v, s.retention_bucket(d))),
             _ => None,
         })
+        .consolidate_stream()
         .reduce_total("Retention", |_v, input, output| {
             let sessions: isize = input.iter().map(|(_, c)| *c).sum();
             // Sessions whose last bucket is at or after b, from the back.
@@ -224,7 +234,11 @@ pub fn build<'s>(
     let concurrent_viewers = {
         let recent =
             windowed(playback.clone().map(|p| (p.session_id, p.video_id)), windows.concurrent).distinct_total();
-        let idle = sessions.clone().filter(|(_, s)| !s.watching()).map(|(sid, _)| sid);
+        let idle = sessions
+            .clone()
+            .filter(|(_, s)| !s.watching())
+            .map(|(sid, _)| sid)
+            .consolidate_stream();
         recent
             .antijoin(idle)
             .map(|(_, v)| v)
