@@ -97,7 +97,7 @@ pub fn build<'s>(
         catalog
             .map(|c| (c.video_id, (c.order, c.entry)))
             .reduce_total("CatalogLatest", |_video, input, output| {
-                let ((_, entry), _) = &input[input.len() - 1];
+                let ((_, entry), _) = input.last_key_value().expect("called with values");
                 output.push((entry.clone(), 1));
             });
     let live = catalog_now.clone().flat_map(|(v, e)| e.map(|e| (v, e)));
@@ -162,11 +162,11 @@ pub fn build<'s>(
         .map(|(sid, s)| ((s.video_id, spread(sid)), s.started_ms))
         .consolidate_stream()
         .reduce_total("LastView1", |_k, input, output| {
-            output.push((input[input.len() - 1].0, 1))
+            output.push((*input.last_key_value().expect("called with values").0, 1))
         })
         .map(|((v, _), ms)| (v, ms))
         .reduce_total("LastView2", |_k, input, output| {
-            output.push((input[input.len() - 1].0, 1))
+            output.push((*input.last_key_value().expect("called with values").0, 1))
         });
     // `totals` changes with every heartbeat; it is arranged once and joined
     // last, with what changes only when a session starts.
@@ -202,14 +202,13 @@ pub fn build<'s>(
         })
         .consolidate_stream()
         .reduce_total("Retention", |_v, input, output| {
-            let sessions: isize = input.iter().map(|(_, c)| *c).sum();
+            let sessions: isize = input.values().sum();
             // Sessions whose last bucket is at or after b, from the back.
             let mut reached = 0;
-            let mut i = input.len();
+            let mut from_back = input.iter().rev().peekable();
             for b in (0..RETENTION_BUCKETS).rev() {
-                while i > 0 && input[i - 1].0 >= b {
-                    reached += input[i - 1].1;
-                    i -= 1;
+                while let Some((_, c)) = from_back.next_if(|(bucket, _)| **bucket >= b) {
+                    reached += c;
                 }
                 output.push(((b, reached as i64, sessions as i64), 1));
             }
@@ -224,9 +223,9 @@ pub fn build<'s>(
                 .map(|u| ((u, v), (s.last_ms, sid, s.last_position_ms, s.played_ms, done)))
         })
         .reduce_total("WatchHistory", |_k, input, output| {
-            let (last_ms, _, last_position_ms, _, _) = input[input.len() - 1].0;
-            let played: u64 = input.iter().map(|(v, _)| v.3).sum();
-            let completed = input.iter().any(|(v, _)| v.4);
+            let (last_ms, _, last_position_ms, _, _) = *input.last_key_value().expect("called with values").0;
+            let played: u64 = input.keys().map(|v| v.3).sum();
+            let completed = input.keys().any(|v| v.4);
             output.push(((last_position_ms, played, completed, last_ms), 1));
         })
         .map(|((u, v), (pos, played, completed, last))| rows::watch_history(u, v, pos, played, completed, last));
