@@ -6,8 +6,8 @@
 //! that own them (routed by the key's hash, exactly as the arrangement
 //! routes its updates), any other request to every worker; each waits until its copy of the view is complete at the peek's
 //! time `as_of` (the arrangement's upper has passed it), reads its shard
-//! with a cursor — one seek per key for key lookups, a seek and a scan for
-//! ranges — and sends its rows back to the worker that took the request,
+//! with a cursor per batch — one seek per key for key lookups, a seek and
+//! a scan for ranges — adds the rows up, and sends its rows back to the worker that took the request,
 //! which answers the caller once every worker has replied. Because every
 //! worker reads at the same `as_of`, and every view is complete there, a
 //! peek (or several at one `as_of`) never sees half an update.
@@ -21,9 +21,11 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use differential_dataflow::Hashable;
+use differential_dataflow::consolidation::consolidate;
 use differential_dataflow::operators::arrange::TraceAgent;
 use differential_dataflow::trace::TraceReader;
-use differential_dataflow::trace::cursor::{Cursor, cursor_list};
+use differential_dataflow::trace::cursor::Cursor;
+use differential_dataflow::trace::cursor::Navigable;
 use differential_dataflow::trace::implementations::ValSpine;
 use serde::{Deserialize, Serialize};
 use timely::container::CapacityContainerBuilder;
@@ -357,18 +359,37 @@ fn answer(trace: &mut ViewTrace, request: &PeekRequest) -> Option<Result<Answer,
         return Some(Err(PeekError::Compacted { as_of, since }));
     }
     let batches = trace.batches_through(Antichain::new().borrow()).unwrap_or_default();
-    let (mut cursor, storage) = cursor_list(batches);
-    let mut rows = Vec::new();
+    // Each batch is read on its own and the rows added up after: a key
+    // whose value changed thousands of times within the history (the top
+    // of `trending`) would otherwise be merged value by value across every
+    // batch, which cost a worker a third of its time under load.
+    let mut counted: Vec<((Row, Row), isize)> = Vec::new();
     let mut changes = Vec::new();
-    let mut broken = None;
     let subscribe = request.kind == RequestKind::Subscribe;
-    walk(&mut cursor, &storage, &request.selector, |cursor, storage| {
-        read_values(cursor, storage, as_of, &mut rows, &mut broken);
-        if subscribe {
-            cursor.rewind_vals(storage);
-            read_changes(cursor, storage, as_of, &mut changes);
+    for batch in &batches {
+        let mut cursor = batch.cursor();
+        walk(&mut cursor, batch, &request.selector, |cursor, storage| {
+            read_counts(cursor, storage, as_of, &mut counted);
+            if subscribe {
+                cursor.rewind_vals(storage);
+                read_changes(cursor, storage, as_of, &mut changes);
+            }
+        });
+    }
+    consolidate(&mut counted);
+    let mut rows = Vec::new();
+    let mut broken = None;
+    for ((key, val), count) in counted {
+        if count < 0 {
+            broken = Some(format!("row {key:?} → {val:?} has multiplicity {count}"));
         }
-    });
+        for _ in 1..count {
+            rows.push((key.clone(), val.clone()));
+        }
+        if count > 0 {
+            rows.push((key, val));
+        }
+    }
     if let Some(detail) = broken {
         return Some(Err(PeekError::Internal {
             view: request.view.def().name.to_string(),
@@ -445,30 +466,22 @@ where
     }
 }
 
-/// Appends the rows of the cursor's current key as they stand at `as_of`.
-fn read_values<C>(
-    cursor: &mut C,
-    storage: &C::Storage,
-    as_of: Time,
-    rows: &mut Vec<(Row, Row)>,
-    broken: &mut Option<String>,
-) where
+/// Appends the rows of the cursor's current key with their multiplicity at
+/// `as_of`, in this cursor's updates alone.
+fn read_counts<C>(cursor: &mut C, storage: &C::Storage, as_of: Time, counted: &mut Vec<((Row, Row), isize)>)
+where
     C: for<'a> Cursor<Key<'a> = &'a Row, Val<'a> = &'a Row, TimeGat<'a> = &'a Time, DiffGat<'a> = &'a isize>,
 {
-    let key = cursor.key(storage).clone();
+    let key = cursor.key(storage);
     while let Some(val) = cursor.get_val(storage) {
-        let val = val.clone();
         let mut count = 0isize;
         cursor.map_times(storage, |t, d| {
             if *t <= as_of {
                 count += *d;
             }
         });
-        if count < 0 {
-            *broken = Some(format!("row {key:?} → {val:?} has multiplicity {count}"));
-        }
-        for _ in 0..count.max(0) {
-            rows.push((key.clone(), val.clone()));
+        if count != 0 {
+            counted.push(((key.clone(), val.clone()), count));
         }
         cursor.step_val(storage);
     }
