@@ -29,6 +29,24 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = libmimalloc_sys::mi_
 /// about 25 % slower (`reelflow bench dataflow`, BENCHMARKS.md).
 const PURGE_DELAY_MS: std::ffi::c_long = 10_000;
 
+/// `mi_option_arena_eager_commit` in the same mimalloc: two before
+/// `mi_option_large_os_pages`, which its bindings do name.
+const MI_OPTION_ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = libmimalloc_sys::mi_option_large_os_pages - 2;
+
+/// mimalloc's options as Reelflow sets them at startup, each unless its
+/// environment variable (which mimalloc reads itself) is set.
+///
+/// - The purge delay ([`PURGE_DELAY_MS`]).
+/// - Arenas are committed as they are used, not eagerly (mimalloc's default
+///   on Linux). Eagerly committed, a replay of the log spent 43 % of its
+///   CPU in the kernel zeroing pages (`clear_page_erms` in perf), against
+///   16 % without; in alternating runs a replay cost 8.8–11 µs of worker
+///   CPU per record against 6.6–7.6 µs (BENCHMARKS.md).
+const MIMALLOC_OPTIONS: [(libmimalloc_sys::mi_option_t, &str, std::ffi::c_long); 2] = [
+    (MI_OPTION_PURGE_DELAY, "MIMALLOC_PURGE_DELAY", PURGE_DELAY_MS),
+    (MI_OPTION_ARENA_EAGER_COMMIT, "MIMALLOC_ARENA_EAGER_COMMIT", 0),
+];
+
 /// Reelflow: a video platform where everything is an event and every number
 /// is a live SQL view.
 #[derive(Debug, Parser)]
@@ -127,17 +145,20 @@ enum Bench {
     Sql(reelflow_serve::bench::sql::SqlBenchArgs),
 }
 
-/// Sets mimalloc's purge delay (an explicit `MIMALLOC_PURGE_DELAY` wins).
+/// Sets one of mimalloc's integer options.
 #[allow(unsafe_code)]
-fn set_purge_delay(ms: std::ffi::c_long) {
+fn set_mimalloc_option(option: libmimalloc_sys::mi_option_t, value: std::ffi::c_long) {
     // SAFETY: `mi_option_set` stores an integer option that mimalloc reads
-    // when it decides whether to purge; it touches no memory of ours.
-    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, ms) };
+    // when it decides how to get and give back memory; it touches no
+    // memory of ours.
+    unsafe { libmimalloc_sys::mi_option_set(option, value) };
 }
 
 fn main() -> ExitCode {
-    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
-        set_purge_delay(PURGE_DELAY_MS);
+    for (option, variable, value) in MIMALLOC_OPTIONS {
+        if std::env::var_os(variable).is_none() {
+            set_mimalloc_option(option, value);
+        }
     }
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_env("REELFLOW_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
@@ -438,28 +459,30 @@ async fn shutdown_signal() {
 mod tests {
     use super::*;
 
-    /// The option set at startup is the one mimalloc reads from
-    /// `MIMALLOC_PURGE_DELAY`: a child test process started with it set
-    /// reads it back under [`MI_OPTION_PURGE_DELAY`].
+    /// Each option set at startup is the one mimalloc reads from its
+    /// environment variable: a child test process started with the
+    /// variables set reads them back under the option numbers used here.
     #[test]
-    fn the_purge_delay_option_is_the_one_mimalloc_names_so() {
-        const NAME: &str = "tests::the_purge_delay_option_is_the_one_mimalloc_names_so";
-        if std::env::var_os("REELFLOW_TEST_PURGE_CHILD").is_some() {
-            #[allow(unsafe_code)]
-            // SAFETY: reads one of mimalloc's integer options.
-            let read = unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) };
-            assert_eq!(read, 4321);
+    fn the_mimalloc_options_are_the_ones_mimalloc_names_so() {
+        const NAME: &str = "tests::the_mimalloc_options_are_the_ones_mimalloc_names_so";
+        let values: [std::ffi::c_long; 2] = [4321, 3];
+        if std::env::var_os("REELFLOW_TEST_MIMALLOC_CHILD").is_some() {
+            for ((option, variable, _), want) in MIMALLOC_OPTIONS.iter().zip(values) {
+                #[allow(unsafe_code)]
+                // SAFETY: reads one of mimalloc's integer options.
+                let read = unsafe { libmimalloc_sys::mi_option_get(*option) };
+                assert_eq!(read, want, "option {option} is not {variable}");
+            }
             return;
         }
-        let status = std::process::Command::new(std::env::current_exe().expect("test binary"))
+        let mut child = std::process::Command::new(std::env::current_exe().expect("test binary"));
+        child
             .args(["--exact", NAME, "--test-threads", "1"])
-            .env("REELFLOW_TEST_PURGE_CHILD", "1")
-            .env("MIMALLOC_PURGE_DELAY", "4321")
-            .status()
-            .expect("starting the test binary again");
-        assert!(
-            status.success(),
-            "the child read another option under MI_OPTION_PURGE_DELAY"
-        );
+            .env("REELFLOW_TEST_MIMALLOC_CHILD", "1");
+        for ((_, variable, _), value) in MIMALLOC_OPTIONS.iter().zip(values) {
+            child.env(variable, value.to_string());
+        }
+        let status = child.status().expect("starting the test binary again");
+        assert!(status.success(), "the child read other options than the variables set");
     }
 }
