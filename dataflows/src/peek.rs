@@ -4,11 +4,12 @@
 //! A view's arrangement is sharded by key over all workers, so a peek is
 //! itself a small timely dataflow: a lookup of keys goes to the workers
 //! that own them (routed by the key's hash, exactly as the arrangement
-//! routes its updates), any other request to every worker; each waits until its copy of the view is complete at the peek's
-//! time `as_of` (the arrangement's upper has passed it), reads its shard
-//! with a cursor per batch — one seek per key for key lookups, a seek and
-//! a scan for ranges — adds the rows up, and sends its rows back to the worker that took the request,
-//! which answers the caller once every worker has replied. Because every
+//! routes its updates), any other request to every worker; each waits
+//! until its copy of the view is complete at the peek's time `as_of` (the
+//! arrangement's upper has passed it), reads its shard with a cursor per
+//! batch — one seek per key for key lookups, a seek and a scan for ranges
+//! — adds the rows up, and sends them back to the worker that took the
+//! request, which answers the caller once every worker has replied. Because every
 //! worker reads at the same `as_of`, and every view is complete there, a
 //! peek (or several at one `as_of`) never sees half an update.
 //!
@@ -24,8 +25,7 @@ use differential_dataflow::Hashable;
 use differential_dataflow::consolidation::consolidate;
 use differential_dataflow::operators::arrange::TraceAgent;
 use differential_dataflow::trace::TraceReader;
-use differential_dataflow::trace::cursor::Cursor;
-use differential_dataflow::trace::cursor::Navigable;
+use differential_dataflow::trace::cursor::{Cursor, Navigable};
 use differential_dataflow::trace::implementations::ValSpine;
 use serde::{Deserialize, Serialize};
 use timely::container::CapacityContainerBuilder;
@@ -383,12 +383,7 @@ fn answer(trace: &mut ViewTrace, request: &PeekRequest) -> Option<Result<Answer,
         if count < 0 {
             broken = Some(format!("row {key:?} → {val:?} has multiplicity {count}"));
         }
-        for _ in 1..count {
-            rows.push((key.clone(), val.clone()));
-        }
-        if count > 0 {
-            rows.push((key, val));
-        }
+        rows.extend(std::iter::repeat_n((key, val), count.max(0) as usize));
     }
     if let Some(detail) = broken {
         return Some(Err(PeekError::Internal {

@@ -80,68 +80,66 @@ where
                         pending.append(data);
                     });
                     let frontier = frontier.frontier();
-                    if !pending.iter().any(|(_, t, _)| !frontier.less_equal(t)) {
-                        return;
-                    }
-                    let (mut ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut pending)
-                        .into_iter()
-                        .partition(|(_, t, _)| !frontier.less_equal(t));
-                    pending = waiting;
-                    ready.sort_by(|((a, _), ta, _), ((b, _), tb, _)| (a, ta).cmp(&(b, tb)));
-                    let first = ready.iter().map(|(_, t, _)| *t).min().expect("something is ready");
-                    let cap = caps.delayed(&first);
-                    let mut session = output.session(&cap);
-                    let mut updates = ready.into_iter().peekable();
-                    while let Some(((key, value), mut time, diff)) = updates.next() {
-                        let values = state.entry(key.clone()).or_default();
-                        before.clear();
-                        if !values.is_empty() {
-                            logic(&key, values, &mut before);
-                            consolidate(&mut before);
-                        }
-                        add(values, value, diff);
-                        loop {
-                            // The rest of the key's updates at `time`.
-                            while let Some(((k, _), t, _)) = updates.peek() {
-                                if *k != key || *t != time {
-                                    break;
+                    if pending.iter().any(|(_, t, _)| !frontier.less_equal(t)) {
+                        let (mut ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut pending)
+                            .into_iter()
+                            .partition(|(_, t, _)| !frontier.less_equal(t));
+                        pending = waiting;
+                        ready.sort_by(|((a, _), ta, _), ((b, _), tb, _)| (a, ta).cmp(&(b, tb)));
+                        let first = ready.iter().map(|(_, t, _)| *t).min().expect("something is ready");
+                        let cap = caps.delayed(&first);
+                        let mut session = output.session(&cap);
+                        let mut updates = ready.into_iter().peekable();
+                        while let Some(((key, value), mut time, diff)) = updates.next() {
+                            let values = state.entry(key.clone()).or_default();
+                            before.clear();
+                            if !values.is_empty() {
+                                logic(&key, values, &mut before);
+                                consolidate(&mut before);
+                            }
+                            add(values, value, diff);
+                            loop {
+                                // The rest of the key's updates at `time`.
+                                while let Some(((k, _), t, _)) = updates.peek() {
+                                    if *k != key || *t != time {
+                                        break;
+                                    }
+                                    let ((_, value), _, diff) = updates.next().expect("peeked");
+                                    add(values, value, diff);
+                                }
+                                after.clear();
+                                if !values.is_empty() {
+                                    logic(&key, values, &mut after);
+                                    consolidate(&mut after);
+                                }
+                                if after != before {
+                                    delta.clear();
+                                    delta.extend(before.iter().map(|(o, c)| (o.clone(), -c)));
+                                    delta.extend(after.iter().cloned());
+                                    consolidate(&mut delta);
+                                    for (o, c) in delta.drain(..) {
+                                        session.give(((key.clone(), o), time, c));
+                                    }
+                                    std::mem::swap(&mut before, &mut after);
+                                }
+                                // The key's next time, if it has one.
+                                match updates.peek() {
+                                    Some(((k, _), t, _)) if *k == key => time = *t,
+                                    _ => break,
                                 }
                                 let ((_, value), _, diff) = updates.next().expect("peeked");
                                 add(values, value, diff);
                             }
-                            after.clear();
-                            if !values.is_empty() {
-                                logic(&key, values, &mut after);
-                                consolidate(&mut after);
+                            if values.is_empty() {
+                                state.remove(&key);
                             }
-                            if after != before {
-                                delta.clear();
-                                delta.extend(before.iter().map(|(o, c)| (o.clone(), -c)));
-                                delta.extend(after.iter().cloned());
-                                consolidate(&mut delta);
-                                for (o, c) in delta.drain(..) {
-                                    session.give(((key.clone(), o), time, c));
-                                }
-                                std::mem::swap(&mut before, &mut after);
-                            }
-                            // The key's next time, if it has one.
-                            match updates.peek() {
-                                Some(((k, _), t, _)) if *k == key => time = *t,
-                                _ => break,
-                            }
-                            let ((_, value), _, diff) = updates.next().expect("peeked");
-                            add(values, value, diff);
-                        }
-                        if values.is_empty() {
-                            state.remove(&key);
                         }
                     }
-                    drop(session);
-                    // Later output is at the frontier or after it.
-                    if pending.is_empty() {
-                        caps = CapabilitySet::new();
-                    } else {
-                        caps.downgrade(frontier.iter());
+                    // Later output is at the earliest pending time or after it:
+                    // nothing earlier is held, so downstream moves on.
+                    match pending.iter().map(|(_, t, _)| *t).min() {
+                        None => caps = CapabilitySet::new(),
+                        Some(t) => caps.downgrade([t]),
                     }
                 }
             })

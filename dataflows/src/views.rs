@@ -16,11 +16,10 @@
 //! consolidated within each batch first (`consolidate_stream`), so the
 //! heartbeat's retraction and insertion cancel before they are exchanged
 //! and arranged; the same folds a batch's changes to one video's sums into
-//! one update. Windows
-//! are the same updates retracted at `t + window` ([`crate::window`]), so
-//! windowed views change as the frontier passes even when no event
-//! arrives; ranks
-//! are a two-level top-k. Every view ends as `(key row, value row)`.
+//! one update. Windows are the same updates retracted at `t + window`
+//! ([`crate::window`]), so windowed views change as the frontier passes
+//! even when no event arrives; ranks are a two-level top-k. Every view
+//! ends as `(key row, value row)`.
 
 use std::time::Duration;
 

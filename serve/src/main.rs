@@ -23,9 +23,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = libmimalloc_sys::mi_option_use_numa_nodes - 1;
 
 /// Memory mimalloc frees goes back to the OS only after it went unused for
-/// this long. Its default (10 ms) hands pages back between one batch of
-/// events and the next, and the kernel then zeroes them again on the next
-/// fault: a sixth of the dataflows' time went to that, and 2 workers ran
+/// this long. Its default (1 s in this version; 10 ms in v2) hands pages
+/// back while the dataflows still churn through them, and the kernel then
+/// zeroes them again on the next fault: a sixth of the dataflows' time went to that, and 2 workers ran
 /// about 25 % slower (`reelflow bench dataflow`, BENCHMARKS.md).
 const PURGE_DELAY_MS: std::ffi::c_long = 10_000;
 
