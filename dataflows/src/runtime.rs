@@ -371,7 +371,7 @@ fn run_worker(
     // every trace's upper walks their batches, on every wake-up.
     let complete = ProbeHandle::new();
     let traces = worker.dataflow::<Time, _, _>(|scope| {
-        let (facts, progress) = log_source(
+        let sourced = log_source(
             scope,
             log.clone(),
             runtime.clone(),
@@ -381,7 +381,7 @@ fn run_worker(
         );
         let mut traces = Vec::new();
         let mut tapped = Vec::new();
-        for (view, rows) in views::build(facts, progress, &options.windows) {
+        for (view, rows) in views::build(sourced, &options.windows) {
             let arranged = rows.arrange_by_key_named(view.def().name);
             let batches = arranged.stream.probe_with(&complete);
             tapped.push(tap(batches, view, Rc::clone(&taps)));

@@ -34,13 +34,16 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use differential_dataflow::AsCollection;
 use reelflow_ingest::log::{AnyLog, EventLog, PartitionReader, Record};
+use timely::container::CapacityContainerBuilder;
 use timely::dataflow::Scope;
+use timely::dataflow::operators::core::Partition;
 use timely::dataflow::operators::generic::operator::source;
 use tokio::sync::mpsc;
 
 use crate::datum::{Datum, Row};
-use crate::facts::{Fact, decode};
+use crate::facts::{CatalogFact, Fact, MediaFact, PlaybackFact, decode};
 use crate::metrics::{Metrics, PartitionStatus};
 use crate::views::{Coll, Time};
 
@@ -139,8 +142,20 @@ pub enum SourceOutput {
     Progress((Row, Row)),
 }
 
+/// What the sources read, split by kind.
+pub struct Sourced<'s> {
+    /// From `reelflow.catalog`.
+    pub catalog: Coll<'s, CatalogFact>,
+    /// From `reelflow.uploads` and `reelflow.processing`.
+    pub media: Coll<'s, MediaFact>,
+    /// From `reelflow.playback`.
+    pub playback: Coll<'s, PlaybackFact>,
+    /// The sources' own `source_progress` rows.
+    pub progress: Coll<'s, (Row, Row)>,
+}
+
 /// Reads this worker's share of `partitions` (every `(topic, partition)` of
-/// the log) from offset 0, returning the facts and the progress rows.
+/// the log) from offset 0, split by kind.
 pub fn log_source<'s>(
     scope: Scope<'s, Time>,
     log: AnyLog,
@@ -148,153 +163,180 @@ pub fn log_source<'s>(
     partitions: &[(String, u32)],
     options: SourceOptions,
     metrics: Arc<Metrics>,
-) -> (Coll<'s, Fact>, Coll<'s, (Row, Row)>) {
+) -> Sourced<'s> {
     let mine = assignment(partitions, scope.index(), scope.peers());
     let worker = scope.worker();
-    let stream = source(scope, "LogSource", move |capability, info| {
-        let activator = worker.sync_activator_for(info.address.to_vec());
-        let wake = Arc::new(activator);
-        let (tx, mut rx) = mpsc::channel::<Feed>(64);
-        let mut by_topic: BTreeMap<String, Vec<u32>> = BTreeMap::new();
-        for (t, p) in &mine {
-            by_topic.entry(t.clone()).or_default().push(*p);
-        }
-        for (topic, parts) in by_topic {
-            runtime.spawn(read_topic(
-                log.clone(),
-                topic,
-                parts,
-                options.clone(),
-                tx.clone(),
-                Arc::clone(&wake),
-            ));
-        }
-        drop(tx);
-        let topics: Vec<Arc<str>> = crate::TOPICS.iter().map(|t| Arc::from(*t)).collect();
-        let topic_index = move |t: &str| crate::TOPICS.iter().position(|x| *x == t);
-        let mut clocks: BTreeMap<(usize, u32), PartitionClock> = mine
-            .iter()
-            .filter_map(|(t, p)| Some(((topic_index(t)?, *p), PartitionClock::default())))
-            .collect();
-        let self_activator = worker.activator_for(info.address.clone());
-        let mut cap = Some(capability);
-        // `None` until the first activation, which publishes every
-        // partition's status at once: `/metrics` lists them from the start.
-        let mut last_progress: Option<Instant> = None;
-        let grace = options.idle_grace.as_millis() as Time;
-        let tick = options.tick.as_millis() as Time;
-        let mut out: Vec<(SourceOutput, Time, isize)> = Vec::new();
-        move |output| {
-            let Some(c) = cap.as_mut() else { return };
-            let mut budget = 64 * options.batch;
-            let mut records = 0u64;
-            let mut reclocked = 0u64;
-            let mut malformed = 0u64;
-            while budget > 0 {
-                match rx.try_recv() {
-                    Ok(Feed::Records(batch)) => {
-                        budget = budget.saturating_sub(batch.len());
-                        for r in batch {
-                            let Some(clock) = topic_index(&r.topic).and_then(|t| clocks.get_mut(&(t, r.partition)))
-                            else {
-                                continue;
-                            };
-                            let log_time = r.timestamp_ms.max(0) as Time;
-                            let ts = stamp(r.timestamp_ms, clock.lower(), tick);
-                            if log_time < clock.floor && clock.floor > clock.last {
-                                reclocked += 1;
-                            }
-                            clock.last = ts;
-                            clock.next_offset = r.offset + 1;
-                            records += 1;
-                            match decode(&r.topic, &r.value) {
-                                Ok(fact) => out.push((SourceOutput::Fact(fact), ts, 1)),
-                                Err(reason) => {
-                                    malformed += 1;
-                                    if clock.malformed == 0 {
-                                        tracing::warn!(topic = %r.topic, partition = r.partition, offset = r.offset, %reason, "skipping malformed record");
+    let stream = source::<_, CapacityContainerBuilder<Vec<(SourceOutput, Time, isize)>>, _, _>(
+        scope,
+        "LogSource",
+        move |capability, info| {
+            let activator = worker.sync_activator_for(info.address.to_vec());
+            let wake = Arc::new(activator);
+            let (tx, mut rx) = mpsc::channel::<Feed>(64);
+            let mut by_topic: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+            for (t, p) in &mine {
+                by_topic.entry(t.clone()).or_default().push(*p);
+            }
+            for (topic, parts) in by_topic {
+                runtime.spawn(read_topic(
+                    log.clone(),
+                    topic,
+                    parts,
+                    options.clone(),
+                    tx.clone(),
+                    Arc::clone(&wake),
+                ));
+            }
+            drop(tx);
+            let topics: Vec<Arc<str>> = crate::TOPICS.iter().map(|t| Arc::from(*t)).collect();
+            let topic_index = move |t: &str| crate::TOPICS.iter().position(|x| *x == t);
+            let mut clocks: BTreeMap<(usize, u32), PartitionClock> = mine
+                .iter()
+                .filter_map(|(t, p)| Some(((topic_index(t)?, *p), PartitionClock::default())))
+                .collect();
+            let self_activator = worker.activator_for(info.address.clone());
+            let mut cap = Some(capability);
+            // `None` until the first activation, which publishes every
+            // partition's status at once: `/metrics` lists them from the start.
+            let mut last_progress: Option<Instant> = None;
+            let grace = options.idle_grace.as_millis() as Time;
+            let tick = options.tick.as_millis() as Time;
+            let mut out: Vec<(SourceOutput, Time, isize)> = Vec::new();
+            move |output| {
+                let Some(c) = cap.as_mut() else { return };
+                let mut budget = 64 * options.batch;
+                let mut records = 0u64;
+                let mut reclocked = 0u64;
+                let mut malformed = 0u64;
+                while budget > 0 {
+                    match rx.try_recv() {
+                        Ok(Feed::Records(batch)) => {
+                            budget = budget.saturating_sub(batch.len());
+                            for r in batch {
+                                let Some(clock) = topic_index(&r.topic).and_then(|t| clocks.get_mut(&(t, r.partition)))
+                                else {
+                                    continue;
+                                };
+                                let log_time = r.timestamp_ms.max(0) as Time;
+                                let ts = stamp(r.timestamp_ms, clock.lower(), tick);
+                                if log_time < clock.floor && clock.floor > clock.last {
+                                    reclocked += 1;
+                                }
+                                clock.last = ts;
+                                clock.next_offset = r.offset + 1;
+                                records += 1;
+                                match decode(&r.topic, &r.value) {
+                                    Ok(fact) => out.push((SourceOutput::Fact(fact), ts, 1)),
+                                    Err(reason) => {
+                                        malformed += 1;
+                                        if clock.malformed == 0 {
+                                            tracing::warn!(topic = %r.topic, partition = r.partition, offset = r.offset, %reason, "skipping malformed record");
+                                        }
+                                        clock.malformed += 1;
                                     }
-                                    clock.malformed += 1;
                                 }
                             }
                         }
-                    }
-                    Ok(Feed::Position {
-                        topic,
-                        partition,
-                        high_watermark,
-                        caught_up_at,
-                    }) => {
-                        if let Some(clock) = topic_index(&topic).and_then(|t| clocks.get_mut(&(t, partition))) {
-                            clock.high_watermark = clock.high_watermark.max(high_watermark);
-                            if let Some(at) = caught_up_at {
-                                clock.floor = clock.floor.max(at.saturating_sub(grace));
+                        Ok(Feed::Position {
+                            topic,
+                            partition,
+                            high_watermark,
+                            caught_up_at,
+                        }) => {
+                            if let Some(clock) = topic_index(&topic).and_then(|t| clocks.get_mut(&(t, partition))) {
+                                clock.high_watermark = clock.high_watermark.max(high_watermark);
+                                if let Some(at) = caught_up_at {
+                                    clock.floor = clock.floor.max(at.saturating_sub(grace));
+                                }
                             }
                         }
+                        Err(_) => break,
                     }
-                    Err(_) => break,
                 }
-            }
-            if budget == 0 {
-                self_activator.activate();
-            }
-            metrics.records.fetch_add(records, Ordering::Relaxed);
-            metrics.reclocked.fetch_add(reclocked, Ordering::Relaxed);
-            metrics.malformed.fetch_add(malformed, Ordering::Relaxed);
+                if budget == 0 {
+                    self_activator.activate();
+                }
+                metrics.records.fetch_add(records, Ordering::Relaxed);
+                metrics.reclocked.fetch_add(reclocked, Ordering::Relaxed);
+                metrics.malformed.fetch_add(malformed, Ordering::Relaxed);
 
-            if last_progress.is_none_or(|t| t.elapsed() >= options.progress_every) {
-                last_progress = Some(Instant::now());
-                let at = *c.time();
-                let mut statuses = metrics.partitions.lock().expect("metrics lock");
-                for ((t, partition), clock) in clocks.iter_mut() {
-                    let topic = &topics[*t];
-                    let high_watermark = clock.high_watermark.max(clock.next_offset);
-                    let status = PartitionStatus {
-                        offset: clock.next_offset,
-                        high_watermark,
-                        ts: clock.lower(),
-                        malformed: clock.malformed,
-                    };
-                    statuses.insert((topic.to_string(), *partition), status);
-                    let row = progress_row(topic, *partition, &status);
-                    if clock.reported.as_ref() != Some(&row) {
-                        if let Some(old) = clock.reported.replace(row.clone()) {
-                            out.push((SourceOutput::Progress(old), at, -1));
+                if last_progress.is_none_or(|t| t.elapsed() >= options.progress_every) {
+                    last_progress = Some(Instant::now());
+                    let at = *c.time();
+                    let mut statuses = metrics.partitions.lock().expect("metrics lock");
+                    for ((t, partition), clock) in clocks.iter_mut() {
+                        let topic = &topics[*t];
+                        let high_watermark = clock.high_watermark.max(clock.next_offset);
+                        let status = PartitionStatus {
+                            offset: clock.next_offset,
+                            high_watermark,
+                            ts: clock.lower(),
+                            malformed: clock.malformed,
+                        };
+                        statuses.insert((topic.to_string(), *partition), status);
+                        let row = progress_row(topic, *partition, &status);
+                        if clock.reported.as_ref() != Some(&row) {
+                            if let Some(old) = clock.reported.replace(row.clone()) {
+                                out.push((SourceOutput::Progress(old), at, -1));
+                            }
+                            out.push((SourceOutput::Progress(row), at, 1));
                         }
-                        out.push((SourceOutput::Progress(row), at, 1));
                     }
                 }
-            }
 
-            if !out.is_empty() {
-                output.session(c).give_iterator(out.drain(..));
+                if !out.is_empty() {
+                    output.session(c).give_iterator(out.drain(..));
+                }
+                let lower = clocks
+                    .values()
+                    .map(|c| stamp(0, c.lower(), tick))
+                    .min()
+                    .unwrap_or_else(|| stamp(0, now_ms(), tick));
+                if lower > *c.time() {
+                    c.downgrade(&lower);
+                }
+                // Idle workers move with the clock; everyone refreshes progress.
+                self_activator.activate_after(if clocks.is_empty() {
+                    options.idle_check
+                } else {
+                    options.progress_every
+                });
             }
-            let lower = clocks
-                .values()
-                .map(|c| stamp(0, c.lower(), tick))
-                .min()
-                .unwrap_or_else(|| stamp(0, now_ms(), tick));
-            if lower > *c.time() {
-                c.downgrade(&lower);
-            }
-            // Idle workers move with the clock; everyone refreshes progress.
-            self_activator.activate_after(if clocks.is_empty() {
-                options.idle_check
-            } else {
-                options.progress_every
-            });
-        }
-    });
-    let stream = differential_dataflow::AsCollection::as_collection(stream);
-    let facts = stream.clone().flat_map(|o| match o {
-        SourceOutput::Fact(f) => Some(f),
-        SourceOutput::Progress(_) => None,
-    });
-    let progress = stream.flat_map(|o| match o {
-        SourceOutput::Progress(r) => Some(r),
-        SourceOutput::Fact(_) => None,
-    });
-    (facts, progress)
+        },
+    );
+    // One output per kind, each record moved to exactly one: a stream read
+    // by several operators is cloned for all but the last of them.
+    let mut parts = stream
+        .partition::<CapacityContainerBuilder<Vec<_>>, _, _>(4, |(o, t, d)| {
+            let part = match &o {
+                SourceOutput::Fact(Fact::Catalog(_)) => 0,
+                SourceOutput::Fact(Fact::Media(_)) => 1,
+                SourceOutput::Fact(Fact::Playback(_)) => 2,
+                SourceOutput::Progress(_) => 3,
+            };
+            (part, (o, t, d))
+        })
+        .into_iter()
+        .map(AsCollection::as_collection);
+    let mut next = || parts.next().expect("four parts");
+    Sourced {
+        catalog: next().flat_map(|o| match o {
+            SourceOutput::Fact(Fact::Catalog(c)) => Some(c),
+            _ => None,
+        }),
+        media: next().flat_map(|o| match o {
+            SourceOutput::Fact(Fact::Media(m)) => Some(m),
+            _ => None,
+        }),
+        playback: next().flat_map(|o| match o {
+            SourceOutput::Fact(Fact::Playback(p)) => Some(p),
+            _ => None,
+        }),
+        progress: next().flat_map(|o| match o {
+            SourceOutput::Progress(r) => Some(r),
+            SourceOutput::Fact(_) => None,
+        }),
+    }
 }
 
 fn progress_row(topic: &str, partition: u32, s: &PartitionStatus) -> (Row, Row) {

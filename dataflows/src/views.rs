@@ -29,8 +29,9 @@ use uuid::Uuid;
 
 use crate::datum::Row;
 use crate::definitions::{GroupTotals, MediaState, RETENTION_BUCKETS, SessionSummary, VideoTotals, percentile, rows};
-use crate::facts::{Beacon, Fact};
+use crate::facts::Beacon;
 use crate::schema::View;
+use crate::source::Sourced;
 use crate::total::ReduceTotal;
 use crate::window::windowed;
 
@@ -71,26 +72,15 @@ fn spread(id: Uuid) -> u8 {
     (id.as_u128() % SPREAD) as u8
 }
 
-/// Builds every view from `facts` (updates at their log time) and the
-/// sources' own `progress` rows, in [`View::ALL`] order.
-pub fn build<'s>(
-    facts: Coll<'s, Fact>,
-    progress: Coll<'s, (Row, Row)>,
-    windows: &Windows,
-) -> Vec<(View, Coll<'s, (Row, Row)>)> {
-    let catalog = facts.clone().flat_map(|f| match f {
-        Fact::Catalog(c) => Some(c),
-        _ => None,
-    });
-    let media = facts.clone().flat_map(|f| match f {
-        Fact::Media(m) => Some(m),
-        _ => None,
-    });
-    let playback = facts.flat_map(|f| match f {
-        Fact::Playback(p) => Some(p),
-        _ => None,
-    });
-
+/// Builds every view from what the sources read (updates at their log
+/// time), in [`View::ALL`] order.
+pub fn build<'s>(sourced: Sourced<'s>, windows: &Windows) -> Vec<(View, Coll<'s, (Row, Row)>)> {
+    let Sourced {
+        catalog,
+        media,
+        playback,
+        progress,
+    } = sourced;
     // The catalog: each video's latest entry, `None` once deleted.
     let catalog_now =
         catalog
