@@ -64,6 +64,17 @@ pub enum Selector {
 }
 
 impl Selector {
+    /// Whether the row with `key` is one this selector picks.
+    pub fn matches(&self, key: &Row) -> bool {
+        match self {
+            Selector::All => true,
+            Selector::Keys(keys) => keys.contains(key),
+            Selector::Range { from, to } => {
+                from.as_ref().is_none_or(|from| key >= from) && to.as_ref().is_none_or(|to| key < to)
+            }
+        }
+    }
+
     /// Rows whose key starts with `prefix` (the leading key columns).
     pub fn prefix(prefix: Row) -> Self {
         // Keys never hold lists, and lists sort after every other datum, so

@@ -30,6 +30,7 @@ use crate::metrics::Metrics;
 use crate::peek::{Outstanding, PeekError, PeekRequest, RequestKind, Selector, Traces, Waiting, peek_dataflow};
 use crate::schema::View;
 use crate::source::{SourceOptions, log_source, now_ms};
+use crate::stored;
 use crate::subscribe::{Subscriber, Subscribers, Subscription, Taps, deliver, tap};
 use crate::views::{self, Time, Windows};
 
@@ -188,10 +189,11 @@ impl PeekClient {
         limit: usize,
     ) -> Result<Subscription, PeekError> {
         let as_of = self.read_time(as_of)?;
-        let (subscriber, subscription) = Subscriber::new(view, as_of, limit);
+        let (subscriber, mut subscription) = Subscriber::new(view, as_of, limit);
+        subscription.derive(stored::Deriving::new(view, &selector));
         self.command(Command::Subscribe {
             view,
-            selector,
+            selector: stored::stored_selector(view, &selector),
             subscriber,
         })?;
         Ok(subscription)
@@ -200,18 +202,29 @@ impl PeekClient {
     /// Reads `selector` of `view` at `as_of`, or at the latest readable time.
     pub async fn peek(&self, view: View, selector: Selector, as_of: Option<Time>) -> Result<Peeked, PeekError> {
         let as_of = self.read_time(as_of)?;
-        let (reply, answer) = oneshot::channel();
-        self.command(Command::Peek {
-            view,
-            selector,
-            as_of,
-            reply,
-        })?;
+        // A stored view is read as the stored rows its rows come from.
+        let mut answers = Vec::new();
+        for stored in stored::stored_selectors(view, &selector) {
+            let (reply, answer) = oneshot::channel();
+            self.command(Command::Peek {
+                view,
+                selector: stored,
+                as_of,
+                reply,
+            })?;
+            answers.push(answer);
+        }
         let timeout = self.inner.timeout;
-        let mut rows = tokio::time::timeout(timeout, answer)
-            .await
-            .map_err(|_| PeekError::Timeout(timeout.as_millis() as u64))?
-            .map_err(|_| PeekError::ShutDown)??;
+        let mut stored = Vec::new();
+        for answer in answers {
+            stored.extend(
+                tokio::time::timeout(timeout, answer)
+                    .await
+                    .map_err(|_| PeekError::Timeout(timeout.as_millis() as u64))?
+                    .map_err(|_| PeekError::ShutDown)??,
+            );
+        }
+        let mut rows = stored::derive(view, stored, &selector);
         rows.sort();
         Ok(Peeked { as_of, rows })
     }

@@ -43,6 +43,7 @@ use tokio::sync::mpsc;
 use crate::datum::Row;
 use crate::peek::{PeekError, Selector, ViewTrace, read_changes, walk};
 use crate::schema::View;
+use crate::stored::Deriving;
 use crate::views::Time;
 
 /// One change of a view: `diff` copies of the row `(key, value)` appeared
@@ -89,15 +90,39 @@ pub struct Subscription {
     pub as_of: Time,
     events: mpsc::UnboundedReceiver<SubscribeEvent>,
     in_flight: Arc<AtomicUsize>,
+    /// For a stored view: its stored rows' changes, made into its rows'.
+    deriving: Option<Deriving>,
+    /// The first updates (the rows at `as_of`) have been handed out.
+    started: bool,
 }
 
 impl Subscription {
     /// The next event; `None` once the subscription has ended (after its
     /// [`SubscribeEvent::Error`], or when the dataflows shut down).
     pub async fn next(&mut self) -> Option<SubscribeEvent> {
-        let event = self.events.recv().await?;
-        self.in_flight.fetch_sub(event.weight(), Ordering::Relaxed);
-        Some(event)
+        loop {
+            let event = self.events.recv().await?;
+            self.in_flight.fetch_sub(event.weight(), Ordering::Relaxed);
+            let event = match (event, self.deriving.as_mut()) {
+                (SubscribeEvent::Updates(updates), Some(deriving)) => {
+                    let changes = deriving.changes(updates);
+                    // Stored changes that change no row the caller reads
+                    // are not an event; the first one always is.
+                    if changes.is_empty() && self.started {
+                        continue;
+                    }
+                    SubscribeEvent::Updates(changes)
+                }
+                (event, _) => event,
+            };
+            self.started |= matches!(event, SubscribeEvent::Updates(_));
+            return Some(event);
+        }
+    }
+
+    /// Derives a stored view's changes as they are read.
+    pub(crate) fn derive(&mut self, deriving: Option<Deriving>) {
+        self.deriving = deriving;
     }
 }
 
@@ -157,6 +182,8 @@ impl Subscriber {
             as_of,
             events,
             in_flight,
+            deriving: None,
+            started: false,
         };
         (subscriber, subscription)
     }

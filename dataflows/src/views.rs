@@ -28,10 +28,11 @@ use differential_dataflow::operators::{CountTotal, ThresholdTotal};
 use uuid::Uuid;
 
 use crate::datum::Row;
-use crate::definitions::{GroupTotals, MediaState, RETENTION_BUCKETS, SessionSummary, VideoTotals, percentile, rows};
+use crate::definitions::{GroupTotals, MediaState, SessionSummary, VideoTotals, percentile, rows};
 use crate::facts::Beacon;
 use crate::schema::View;
 use crate::source::Sourced;
+use crate::stored::retention_stored;
 use crate::total::ReduceTotal;
 use crate::window::windowed;
 
@@ -183,6 +184,7 @@ pub fn build<'s>(sourced: Sourced<'s>, windows: &Windows) -> Vec<(View, Coll<'s,
             Some(rows::qoe(*v, t, *p))
         });
 
+    // Stored as a histogram of where sessions stopped ([`crate::stored`]).
     let retention = sessions_d
         .clone()
         .flat_map(|(v, (_, s, d))| match d {
@@ -191,18 +193,9 @@ pub fn build<'s>(sourced: Sourced<'s>, windows: &Windows) -> Vec<(View, Coll<'s,
         })
         .consolidate_stream()
         .reduce_total("Retention", |_v, input, output| {
-            let sessions: isize = input.values().sum();
-            // Sessions whose last bucket is at or after b, from the back.
-            let mut reached = 0;
-            let mut from_back = input.iter().rev().peekable();
-            for b in (0..RETENTION_BUCKETS).rev() {
-                while let Some((_, c)) = from_back.next_if(|(bucket, _)| **bucket >= b) {
-                    reached += c;
-                }
-                output.push(((b, reached as i64, sessions as i64), 1));
-            }
+            output.extend(input.iter().map(|(bucket, sessions)| ((*bucket, *sessions as i64), 1)));
         })
-        .map(|(v, (b, reached, sessions))| rows::retention(v, b, reached, sessions));
+        .map(|(v, (bucket, sessions))| retention_stored(v, bucket, sessions));
 
     let watch_history = sessions_d
         .clone()
