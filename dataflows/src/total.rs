@@ -68,6 +68,8 @@ where
                 let mut state: HashMap<K, Values<V>> = HashMap::new();
                 // Updates whose time the frontier has not passed yet.
                 let mut pending: Vec<((K, V), Time, isize)> = Vec::new();
+                // Updates whose time it has, being applied.
+                let mut ready: Vec<((K, V), Time, isize)> = Vec::new();
                 let mut caps = CapabilitySet::new();
                 let mut before: Vec<(O, isize)> = Vec::new();
                 let mut after: Vec<(O, isize)> = Vec::new();
@@ -81,15 +83,14 @@ where
                     });
                     let frontier = frontier.frontier();
                     if pending.iter().any(|(_, t, _)| !frontier.less_equal(t)) {
-                        let (mut ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut pending)
-                            .into_iter()
-                            .partition(|(_, t, _)| !frontier.less_equal(t));
-                        pending = waiting;
-                        ready.sort_by(|((a, _), ta, _), ((b, _), tb, _)| (a, ta).cmp(&(b, tb)));
+                        // Moved, not copied into fresh vectors: under load these
+                        // are large, and fresh pages cost more than the work.
+                        ready.extend(pending.extract_if(.., |(_, t, _)| !frontier.less_equal(t)));
+                        ready.sort_unstable_by(|((a, _), ta, _), ((b, _), tb, _)| (a, ta).cmp(&(b, tb)));
                         let first = ready.iter().map(|(_, t, _)| *t).min().expect("something is ready");
                         let cap = caps.delayed(&first);
                         let mut session = output.session(&cap);
-                        let mut updates = ready.into_iter().peekable();
+                        let mut updates = ready.drain(..).peekable();
                         while let Some(((key, value), mut time, diff)) = updates.next() {
                             let values = state.entry(key.clone()).or_default();
                             before.clear();
