@@ -5,7 +5,9 @@
 //! first (`flatten` and `tag` both go through its `Content` tree). Here
 //! each topic's fields, all variants together, are read straight into one
 //! flat struct (strings borrowed where the views do not keep them), and the
-//! variant is picked by its `type` afterwards: several times faster.
+//! variant is picked by its `type` afterwards: several times faster. The
+//! envelope's fields are repeated in every struct rather than flattened
+//! in, since `flatten` is the slow path this avoids.
 //!
 //! A fast path answers `Some` only when the record is certainly valid and
 //! means what it would mean to the schema's types; anything else (another
