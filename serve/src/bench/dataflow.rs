@@ -1,10 +1,14 @@
 //! `reelflow bench dataflow`: the dataflows under realistic playback traffic
 //! (see `reelflow_dataflows::traffic`), driving every view.
 //!
-//! - **Throughput**: the events are appended first, then the dataflows
-//!   start and read the log from the beginning; the clock stops when every
-//!   view is complete past the last event (the views' frontier passed it).
-//!   From the embedded log with 1 and 2 workers, and from Kafka.
+//! - **Throughput**: the events are appended first, at a steady rate
+//!   (`--append-rate`, 50,000/s), then the dataflows start and read the log
+//!   from the beginning; the clock stops when every view is complete past
+//!   the last event (the views' frontier passed it). From the embedded log
+//!   with 1 and 2 workers, and from Kafka. The rate matters: log time is
+//!   the timestamp, so a log written as fast as possible puts a million
+//!   records into a few dozen 10 ms ticks, and a replay of it does far
+//!   less work per record than one of a log written as traffic arrives.
 //! - **Freshness**: with the dataflows running, events are appended at a
 //!   fixed rate; for sampled batches, the time from the append call to the
 //!   moment a peek at the latest readable time includes the batch.
@@ -39,6 +43,12 @@ pub struct DataflowBenchArgs {
     /// Seconds the freshness run lasts.
     #[arg(long, default_value_t = 10)]
     pub seconds: u64,
+    /// Events per second the throughput runs' logs are written at; 0 writes
+    /// as fast as the log takes them. A record's time is its log time, so
+    /// this sets how many distinct times the records span, and with them
+    /// how much work the dataflows do per record.
+    #[arg(long, default_value_t = 50_000)]
+    pub append_rate: usize,
     /// Kafka brokers; without it the Kafka run is skipped.
     #[arg(long, env = "REELFLOW_BENCH_KAFKA")]
     pub kafka: Option<String>,
@@ -104,6 +114,9 @@ pub struct Report {
     pub events: usize,
     /// Videos.
     pub videos: usize,
+    /// Events per second the throughput logs were written at; 0 for as
+    /// fast as possible.
+    pub append_rate: usize,
     /// Throughput runs.
     pub throughput: Vec<Throughput>,
     /// 2 workers over 1, embedded log.
@@ -134,8 +147,21 @@ fn embedded(dir: &std::path::Path, fsync: FsyncPolicy) -> anyhow::Result<AnyLog>
 }
 
 async fn append_chunked(log: &AnyLog, events: &[Raw]) -> anyhow::Result<()> {
-    for chunk in events.chunks(5000) {
+    append_paced(log, &[events], 0).await
+}
+
+/// Appends `parts` in order, at `rate` events per second (0: as fast as
+/// the log takes them).
+async fn append_paced(log: &AnyLog, parts: &[&[Raw]], rate: usize) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mut appended = 0;
+    for chunk in parts.iter().flat_map(|p| p.chunks(5000)) {
         workload::append(log, chunk).await;
+        appended += chunk.len();
+        if rate > 0 {
+            let due = started + Duration::from_secs_f64(appended as f64 / rate as f64);
+            tokio::time::sleep_until(due.into()).await;
+        }
     }
     Ok(())
 }
@@ -359,8 +385,8 @@ pub async fn run(args: DataflowBenchArgs) -> anyhow::Result<Report> {
     let dir = tempfile::tempdir()?;
     let log = embedded(dir.path(), FsyncPolicy::Never)?;
     workload::create_topics(&log, 8).await;
-    append_chunked(&log, &catalog).await?;
-    append_chunked(&log, &playback).await?;
+    eprintln!("writing the log at {} events/s…", args.append_rate);
+    append_paced(&log, &[&catalog, &playback], args.append_rate).await?;
     for workers in [1, 2] {
         eprintln!("embedded log, {workers} worker(s)…");
         throughput.push(time_catch_up(&log, "embedded", workers).await?);
@@ -373,8 +399,7 @@ pub async fn run(args: DataflowBenchArgs) -> anyhow::Result<Report> {
             ..KafkaConfig::default()
         })?);
         workload::create_topics(&log, 8).await;
-        append_chunked(&log, &catalog).await?;
-        append_chunked(&log, &playback).await?;
+        append_paced(&log, &[&catalog, &playback], args.append_rate).await?;
         throughput.push(time_catch_up(&log, "kafka", cores).await?);
     }
     let speedup_2_over_1 = throughput[1].records_per_s / throughput[0].records_per_s;
@@ -391,6 +416,7 @@ pub async fn run(args: DataflowBenchArgs) -> anyhow::Result<Report> {
         cores,
         events: args.events,
         videos: args.videos,
+        append_rate: args.append_rate,
         throughput,
         speedup_2_over_1,
         freshness,
@@ -401,10 +427,14 @@ pub async fn run(args: DataflowBenchArgs) -> anyhow::Result<Report> {
 /// The report as a table.
 pub fn render(r: &Report) -> String {
     let mut out = format!(
-        "dataflow benchmark: {} playback events over {} videos (+{} catalog records), {} cores\n\n",
+        "dataflow benchmark: {} playback events over {} videos (+{} catalog records), logs written at {}, {} cores\n\n",
         r.events,
         r.videos,
         r.videos * 3,
+        match r.append_rate {
+            0 => "full speed".to_string(),
+            rate => format!("{rate} events/s"),
+        },
         r.cores
     );
     out += "log       workers  records     seconds  records/s   records/s/core\n";
