@@ -77,15 +77,20 @@ impl Selector {
 
     /// Rows whose key starts with `prefix` (the leading key columns).
     pub fn prefix(prefix: Row) -> Self {
-        // Keys never hold lists, and lists sort after every other datum, so
-        // the prefix followed by a list is above every key that starts with it.
-        let mut to = prefix.clone();
-        to.push(crate::datum::Datum::List(Vec::new()));
+        let to = after_prefix(&prefix);
         Selector::Range {
             from: Some(prefix),
             to: Some(to),
         }
     }
+}
+
+/// A key above every key that starts with `prefix`: keys never hold lists,
+/// and lists sort after every other datum.
+pub(crate) fn after_prefix(prefix: &[crate::datum::Datum]) -> Row {
+    let mut to = prefix.to_vec();
+    to.push(crate::datum::Datum::List(Vec::new()));
+    to
 }
 
 /// What a request to the workers asks for.

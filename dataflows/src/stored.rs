@@ -19,12 +19,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use differential_dataflow::consolidation::consolidate;
+
 use crate::datum::{Datum, Row};
 use crate::definitions::{RETENTION_BUCKETS, rows};
-use crate::peek::Selector;
+use crate::peek::{Selector, after_prefix};
 use crate::schema::View;
 use crate::subscribe::Update;
-use crate::views::Time;
 
 /// Whether `view` is arranged in a form other than its rows.
 pub(crate) fn is_stored(view: View) -> bool {
@@ -38,12 +39,6 @@ pub fn retention_stored(video: uuid::Uuid, bucket: u64, sessions: i64) -> (Row, 
         vec![Datum::Uuid(video), Datum::Int(bucket as i64)],
         vec![Datum::Int(sessions)],
     )
-}
-
-/// The end of the stored rows of the video `key` starts with.
-fn after_video(key: &Row) -> Row {
-    // Lists sort after every other datum; keys never hold one.
-    vec![key[0].clone(), Datum::List(Vec::new())]
 }
 
 /// The stored rows to read for `selector` of `view`: every bucket of each
@@ -65,7 +60,7 @@ pub(crate) fn stored_selectors(view: View, selector: &Selector) -> Vec<Selector>
             from: from.as_ref().map(|f| f.iter().take(1).cloned().collect()),
             to: to
                 .as_ref()
-                .map(|t| if t.len() > 1 { after_video(t) } else { t.clone() }),
+                .map(|t| if t.len() > 1 { after_prefix(&t[..1]) } else { t.clone() }),
         }],
     }
 }
@@ -74,20 +69,15 @@ pub(crate) fn stored_selectors(view: View, selector: &Selector) -> Vec<Selector>
 /// request names one selector.
 pub(crate) fn stored_selector(view: View, selector: &Selector) -> Selector {
     let mut all = stored_selectors(view, selector);
-    if all.len() == 1 {
-        return all.remove(0);
-    }
-    let Selector::Keys(keys) = selector else {
-        return Selector::All;
-    };
-    // Keys of several videos: from the first video to the end of the last.
-    let videos: BTreeSet<&Datum> = keys.iter().filter_map(|k| k.first()).collect();
-    match (videos.first(), videos.last()) {
-        (Some(first), Some(last)) => Selector::Range {
-            from: Some(vec![(*first).clone()]),
-            to: Some(after_video(&vec![(*last).clone()])),
+    match all.len() {
+        0 => Selector::Keys(Vec::new()),
+        1 => all.remove(0),
+        // Several videos' prefixes, in order: from the first to the end of
+        // the last.
+        _ => match (all.remove(0), all.pop()) {
+            (Selector::Range { from, .. }, Some(Selector::Range { to, .. })) => Selector::Range { from, to },
+            _ => Selector::All,
         },
-        _ => Selector::Keys(Vec::new()),
     }
 }
 
@@ -172,7 +162,15 @@ impl Deriving {
                 add(&mut self.histograms, &u.key, &u.value, u.diff);
             }
             let after = self.rows_of(&videos);
-            diff_into(time, before, after, &mut out);
+            // What was there goes, what is there comes; rows in both cancel.
+            let mut changes: Vec<((Row, Row), isize)> = before.into_iter().map(|row| (row, -1)).collect();
+            changes.extend(after.into_iter().map(|row| (row, 1)));
+            consolidate(&mut changes);
+            out.extend(
+                changes
+                    .into_iter()
+                    .map(|((key, value), diff)| Update { time, diff, key, value }),
+            );
         }
         out
     }
@@ -187,29 +185,6 @@ impl Deriving {
         }
         rows.retain(|(key, _)| self.selector.matches(key));
         rows
-    }
-}
-
-/// Appends the changes from `before` to `after` (both sorted) at `time`.
-fn diff_into(time: Time, before: Vec<(Row, Row)>, after: Vec<(Row, Row)>, out: &mut Vec<Update>) {
-    let mut before = before.into_iter().peekable();
-    let mut after = after.into_iter().peekable();
-    let update = |(key, value), diff| Update { time, diff, key, value };
-    loop {
-        let order = match (before.peek(), after.peek()) {
-            (None, None) => break,
-            (Some(_), None) => std::cmp::Ordering::Less,
-            (None, Some(_)) => std::cmp::Ordering::Greater,
-            (Some(b), Some(a)) => b.cmp(a),
-        };
-        match order {
-            std::cmp::Ordering::Less => out.push(update(before.next().expect("peeked"), -1)),
-            std::cmp::Ordering::Greater => out.push(update(after.next().expect("peeked"), 1)),
-            std::cmp::Ordering::Equal => {
-                before.next();
-                after.next();
-            }
-        }
     }
 }
 

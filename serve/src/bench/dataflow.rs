@@ -146,10 +146,6 @@ fn embedded(dir: &std::path::Path, fsync: FsyncPolicy) -> anyhow::Result<AnyLog>
     )?))
 }
 
-async fn append_chunked(log: &AnyLog, events: &[Raw]) -> anyhow::Result<()> {
-    append_paced(log, &[events], 0).await
-}
-
 /// Appends `parts` in order, at `rate` events per second (0: as fast as
 /// the log takes them).
 async fn append_paced(log: &AnyLog, parts: &[&[Raw]], rate: usize) -> anyhow::Result<()> {
@@ -215,7 +211,7 @@ async fn freshness(args: &DataflowBenchArgs, traffic: &mut Traffic, catalog: &[R
     // What users run: fsync with group commit.
     let log = embedded(dir.path(), FsyncPolicy::Always)?;
     workload::create_topics(&log, 8).await;
-    append_chunked(&log, catalog).await?;
+    append_paced(&log, &[catalog], 0).await?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let dataflows = Dataflows::start(log.clone(), options(cores)).await?;
     let client = dataflows.client();
