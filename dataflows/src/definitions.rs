@@ -86,75 +86,81 @@ impl SessionSummary {
     /// Folds a session's events, given in [`Order`] (duplicates removed).
     /// `None` for no events.
     pub fn fold<'a>(events: impl IntoIterator<Item = (&'a Order, Uuid, Option<Uuid>, &'a Beacon)>) -> Option<Self> {
-        let mut s: Option<SessionSummary> = None;
+        let mut s = None;
         for (order, video_id, user_id, beacon) in events {
-            let s = s.get_or_insert(SessionSummary {
-                video_id,
-                user_id,
-                started_ms: order.occurred_ms,
-                last_ms: order.occurred_ms,
-                startup_ms: None,
-                played_ms: 0,
-                max_position_ms: 0,
-                last_position_ms: 0,
-                rebuffer_ms: 0,
-                bitrate_sum_kbps: 0,
-                bitrate_samples: 0,
-                fatal: false,
-                ended: false,
-                paused: false,
-            });
-            if s.user_id.is_none() {
-                s.user_id = user_id;
-            }
-            s.last_ms = s.last_ms.max(order.occurred_ms);
-            let played_to = |s: &mut SessionSummary, p: u64| {
-                s.max_position_ms = s.max_position_ms.max(p);
-                s.last_position_ms = p;
-            };
-            match *beacon {
-                Beacon::Start => s.paused = false,
-                Beacon::FirstFrame { startup_ms } => {
-                    s.startup_ms.get_or_insert(startup_ms);
-                    s.paused = false;
-                }
-                Beacon::Heartbeat {
-                    position_ms,
-                    played_ms,
-                    bitrate_kbps,
-                } => {
-                    s.played_ms += played_ms;
-                    played_to(s, position_ms);
-                    if let Some(b) = bitrate_kbps {
-                        s.bitrate_sum_kbps += b;
-                        s.bitrate_samples += 1;
-                    }
-                    if played_ms > 0 {
-                        s.paused = false;
-                    }
-                }
-                Beacon::Pause { position_ms } => {
-                    played_to(s, position_ms);
-                    s.paused = true;
-                }
-                Beacon::Seek { to_ms } => s.last_position_ms = to_ms,
-                Beacon::RebufferStart { position_ms } => {
-                    played_to(s, position_ms);
-                    s.paused = false;
-                }
-                Beacon::RebufferEnd { duration_ms } => {
-                    s.rebuffer_ms += duration_ms;
-                    s.paused = false;
-                }
-                Beacon::RenditionChange => {}
-                Beacon::Error { fatal } => s.fatal |= fatal,
-                Beacon::End { position_ms } => {
-                    played_to(s, position_ms);
-                    s.ended = true;
-                }
-            }
+            Self::step(&mut s, order, video_id, user_id, beacon);
         }
         s
+    }
+
+    /// One step of [`SessionSummary::fold`]: the summary `s` of the events
+    /// so far with the next one.
+    pub fn step(s: &mut Option<Self>, order: &Order, video_id: Uuid, user_id: Option<Uuid>, beacon: &Beacon) {
+        let s = s.get_or_insert(SessionSummary {
+            video_id,
+            user_id,
+            started_ms: order.occurred_ms,
+            last_ms: order.occurred_ms,
+            startup_ms: None,
+            played_ms: 0,
+            max_position_ms: 0,
+            last_position_ms: 0,
+            rebuffer_ms: 0,
+            bitrate_sum_kbps: 0,
+            bitrate_samples: 0,
+            fatal: false,
+            ended: false,
+            paused: false,
+        });
+        if s.user_id.is_none() {
+            s.user_id = user_id;
+        }
+        s.last_ms = s.last_ms.max(order.occurred_ms);
+        let played_to = |s: &mut SessionSummary, p: u64| {
+            s.max_position_ms = s.max_position_ms.max(p);
+            s.last_position_ms = p;
+        };
+        match *beacon {
+            Beacon::Start => s.paused = false,
+            Beacon::FirstFrame { startup_ms } => {
+                s.startup_ms.get_or_insert(startup_ms);
+                s.paused = false;
+            }
+            Beacon::Heartbeat {
+                position_ms,
+                played_ms,
+                bitrate_kbps,
+            } => {
+                s.played_ms += played_ms;
+                played_to(s, position_ms);
+                if let Some(b) = bitrate_kbps {
+                    s.bitrate_sum_kbps += b;
+                    s.bitrate_samples += 1;
+                }
+                if played_ms > 0 {
+                    s.paused = false;
+                }
+            }
+            Beacon::Pause { position_ms } => {
+                played_to(s, position_ms);
+                s.paused = true;
+            }
+            Beacon::Seek { to_ms } => s.last_position_ms = to_ms,
+            Beacon::RebufferStart { position_ms } => {
+                played_to(s, position_ms);
+                s.paused = false;
+            }
+            Beacon::RebufferEnd { duration_ms } => {
+                s.rebuffer_ms += duration_ms;
+                s.paused = false;
+            }
+            Beacon::RenditionChange => {}
+            Beacon::Error { fatal } => s.fatal |= fatal,
+            Beacon::End { position_ms } => {
+                played_to(s, position_ms);
+                s.ended = true;
+            }
+        }
     }
 
     /// Whether it counts as completed for a video of `duration_ms`.

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::datum::F64;
+use crate::views::Time;
 
 mod fast;
 
@@ -167,6 +168,10 @@ pub struct PlaybackFact {
     pub order: Order,
     /// What happened.
     pub beacon: Beacon,
+    /// The record's exact stamp, where windows count from: the source may
+    /// emit it at a coarser time while catching up (see [`crate::source`]).
+    /// 0 until the source sets it.
+    pub logged_at: Time,
 }
 
 /// A decoded record of any topic.
@@ -320,5 +325,6 @@ fn from_playback(order: Order, event: PlaybackEvent) -> PlaybackFact {
         user_id: event.user_id,
         order,
         beacon,
+        logged_at: 0,
     }
 }

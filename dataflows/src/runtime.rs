@@ -7,6 +7,11 @@
 //! arrangements: advance their compaction to keep `history` of past times
 //! readable (so reads `AS OF` a recent time work) and no more, and publish
 //! the frontier and arrangement sizes to [`Metrics`].
+//!
+//! Nothing before the start less the history (the *horizon*) is ever
+//! readable: the sources stamp older records coarsely to catch up faster
+//! ([`crate::source`]), so the views are not readable until complete past
+//! the horizon, and no read may ask for a time before it (`since`).
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -121,17 +126,23 @@ struct ClientInner {
     timeout: Duration,
     peers: usize,
     history: Time,
+    /// The start less the history: nothing before it is readable.
+    horizon: Time,
 }
 
 impl PeekClient {
     /// The latest time at which every view is complete on every local
-    /// worker, if any is yet.
+    /// worker, if any is yet at or past the horizon.
     pub fn readable_at(&self) -> Option<Time> {
         let frontier = self.inner.metrics.frontier.lock().expect("metrics lock");
         if frontier.len() < self.inner.commands.len() {
             return None;
         }
-        frontier.values().min().filter(|f| **f > 0).map(|f| f - 1)
+        frontier
+            .values()
+            .min()
+            .filter(|f| **f > self.inner.horizon)
+            .map(|f| f - 1)
     }
 
     /// Workers in the whole cluster.
@@ -154,7 +165,7 @@ impl PeekClient {
         };
         // The retained history is the same for every reader, whether or not
         // the arrangements have compacted that far yet.
-        if let Some(since) = readable.map(|r| r.saturating_sub(self.inner.history))
+        if let Some(since) = readable.map(|r| since(r, self.inner.history, self.inner.horizon))
             && as_of < since
         {
             return Err(PeekError::Compacted { as_of, since });
@@ -272,9 +283,11 @@ impl Dataflows {
         log: AnyLog,
         runtime: tokio::runtime::Handle,
         partitions: Vec<(String, u32)>,
-        options: DataflowOptions,
+        mut options: DataflowOptions,
     ) -> Result<Self, StartError> {
         let workers = options.cluster.workers;
+        let horizon = now_ms().saturating_sub(options.history.as_millis() as Time);
+        options.source.horizon = horizon;
         let metrics = Arc::new(Metrics::default());
         let shutdown = Arc::new(AtomicBool::new(false));
         let (senders, receivers): (Vec<_>, Vec<_>) = (0..workers).map(|_| mpsc::channel::<Command>()).unzip();
@@ -289,6 +302,7 @@ impl Dataflows {
                 timeout: options.peek_timeout,
                 peers: options.cluster.peers(),
                 history: options.history.as_millis() as Time,
+                horizon,
             }),
         };
         let config = options.cluster.timely();
@@ -417,6 +431,7 @@ fn run_worker(
         Rc::clone(&subscribers),
     );
     let history = options.history.as_millis() as Time;
+    let horizon = options.source.horizon;
     let mut next_id = 0u64;
     let mut last_maintenance = Instant::now() - Duration::from_secs(1);
     let mut published = 0;
@@ -489,7 +504,7 @@ fn run_worker(
         publish_frontier(&complete, metrics, local, &mut published);
         if last_maintenance.elapsed() >= Duration::from_millis(250) {
             last_maintenance = Instant::now();
-            maintain(&traces, history, metrics, local);
+            maintain(&traces, history, horizon, metrics, local);
             if local == 0 {
                 metrics.sample_rate();
             }
@@ -516,16 +531,22 @@ fn publish_frontier(complete: &ProbeHandle<Time>, metrics: &Metrics, local: usiz
     }
 }
 
-/// Keeps `history` of the views readable and lets the rest compact;
-/// publishes the arrangement sizes.
-fn maintain(traces: &Traces, history: Time, metrics: &Metrics, local: usize) {
+/// The oldest readable time when the views are complete up to `upper`:
+/// `history` before it, and never before the `horizon`, up to `upper`.
+fn since(upper: Time, history: Time, horizon: Time) -> Time {
+    upper.saturating_sub(history).max(horizon.min(upper))
+}
+
+/// Keeps `history` of the views readable (none before `horizon`) and lets
+/// the rest compact; publishes the arrangement sizes.
+fn maintain(traces: &Traces, history: Time, horizon: Time, metrics: &Metrics, local: usize) {
     let mut traces = traces.borrow_mut();
     let mut upper = Antichain::new();
     let mut sizes = Vec::with_capacity(traces.len());
     for (view, trace) in View::ALL.into_iter().zip(traces.iter_mut()) {
         trace.read_upper(&mut upper);
         let u = upper.first().copied().unwrap_or(Time::MAX);
-        let since = u.saturating_sub(history);
+        let since = since(u, history, horizon);
         let current = trace.get_logical_compaction().first().copied().unwrap_or(0);
         if since > current {
             trace.set_logical_compaction(Antichain::from_elem(since).borrow());

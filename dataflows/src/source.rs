@@ -11,6 +11,17 @@
 //! 10 ms less fresh, and under load the dataflows do far less work per
 //! record than with one time per millisecond.
 //!
+//! **Catching up.** Nobody can read a time older than the retained history
+//! (`as_of` stops there), so when the dataflows start, times before
+//! `horizon` (the start, less the history) only need to add up right at
+//! the horizon. Records stamped before it are rounded up to a coarser
+//! `catch_up_tick` (1 s), and never past the horizon (`Stamping`): a
+//! restart replays a day of log in a few tens of thousands of times
+//! instead of millions, each with far more records to share its work, and
+//! every readable time still has exactly the contents of a replay without
+//! it. The exact stamp stays with each playback fact (`logged_at`), so a
+//! window retracts it at its own time plus the window.
+//!
 //! **Frontier.** A worker may not promise a time until every partition it
 //! reads has moved past it. A busy partition moves with its records. An
 //! idle one would stall everyone, so the reader checks it against the
@@ -60,6 +71,10 @@ pub struct SourceOptions {
     pub batch: usize,
     /// Times are rounded up to a multiple of this.
     pub tick: Duration,
+    /// Times before `horizon` are rounded up to a multiple of this instead.
+    pub catch_up_tick: Duration,
+    /// The oldest time that will be read, set when the dataflows start.
+    pub horizon: Time,
 }
 
 /// A record's time: its log time, at least `lower` (the partition's
@@ -67,6 +82,39 @@ pub struct SourceOptions {
 pub fn stamp(log_time_ms: i64, lower: Time, tick_ms: Time) -> Time {
     let t = (log_time_ms.max(0) as Time).max(lower);
     t.div_ceil(tick_ms.max(1)) * tick_ms.max(1)
+}
+
+/// How records are stamped: [`stamp`], then coarser before the horizon.
+#[derive(Clone, Copy, Debug)]
+struct Stamping {
+    tick: Time,
+    catch_up_tick: Time,
+    horizon: Time,
+}
+
+impl Stamping {
+    fn of(options: &SourceOptions) -> Self {
+        Self {
+            tick: options.tick.as_millis() as Time,
+            catch_up_tick: options.catch_up_tick.as_millis() as Time,
+            horizon: options.horizon,
+        }
+    }
+
+    /// The exact stamp of a record at `log_time_ms` after `lower`.
+    fn exact(&self, log_time_ms: i64, lower: Time) -> Time {
+        stamp(log_time_ms, lower, self.tick)
+    }
+
+    /// The time an exact stamp is emitted at: itself from the horizon on,
+    /// before it rounded up to `catch_up_tick` but not past the horizon.
+    /// Monotone, so the order of a partition's times is kept.
+    fn time(&self, exact: Time) -> Time {
+        if exact >= self.horizon {
+            return exact;
+        }
+        stamp(0, exact, self.catch_up_tick).min(self.horizon)
+    }
 }
 
 impl Default for SourceOptions {
@@ -77,6 +125,8 @@ impl Default for SourceOptions {
             progress_every: Duration::from_millis(200),
             batch: 8192,
             tick: Duration::from_millis(10),
+            catch_up_tick: Duration::from_secs(1),
+            horizon: 0,
         }
     }
 }
@@ -200,7 +250,7 @@ pub fn log_source<'s>(
             // partition's status at once: `/metrics` lists them from the start.
             let mut last_progress: Option<Instant> = None;
             let grace = options.idle_grace.as_millis() as Time;
-            let tick = options.tick.as_millis() as Time;
+            let stamping = Stamping::of(&options);
             let mut out: Vec<(SourceOutput, Time, isize)> = Vec::new();
             move |output| {
                 let Some(c) = cap.as_mut() else { return };
@@ -218,15 +268,21 @@ pub fn log_source<'s>(
                                     continue;
                                 };
                                 let log_time = r.timestamp_ms.max(0) as Time;
-                                let ts = stamp(r.timestamp_ms, clock.lower(), tick);
+                                let exact = stamping.exact(r.timestamp_ms, clock.lower());
+                                let ts = stamping.time(exact);
                                 if log_time < clock.floor && clock.floor > clock.last {
                                     reclocked += 1;
                                 }
-                                clock.last = ts;
+                                clock.last = exact;
                                 clock.next_offset = r.offset + 1;
                                 records += 1;
                                 match decode(&r.topic, &r.value) {
-                                    Ok(fact) => out.push((SourceOutput::Fact(fact), ts, 1)),
+                                    Ok(mut fact) => {
+                                        if let Fact::Playback(p) = &mut fact {
+                                            p.logged_at = exact;
+                                        }
+                                        out.push((SourceOutput::Fact(fact), ts, 1));
+                                    }
                                     Err(reason) => {
                                         malformed += 1;
                                         if clock.malformed == 0 {
@@ -287,11 +343,13 @@ pub fn log_source<'s>(
                 if !out.is_empty() {
                     output.session(c).give_iterator(out.drain(..));
                 }
-                let lower = clocks
-                    .values()
-                    .map(|c| stamp(0, c.lower(), tick))
-                    .min()
-                    .unwrap_or_else(|| stamp(0, now_ms(), tick));
+                let lower = stamping.time(
+                    clocks
+                        .values()
+                        .map(|c| stamping.exact(0, c.lower()))
+                        .min()
+                        .unwrap_or_else(|| stamping.exact(0, now_ms())),
+                );
                 if lower > *c.time() {
                     c.downgrade(&lower);
                 }

@@ -1,29 +1,38 @@
-//! A reduce for totally ordered time.
+//! Reduce, fold and join for totally ordered time.
 //!
 //! Differential's `reduce` works for any partially ordered time: for every
 //! key it changes, it keeps the output's history in a second arrangement
 //! and replays the times that could be "interesting" to find where the
 //! output changes. Log time is a plain `u64`, so none of that is needed —
 //! the same reason differential has `count_total` and `distinct_total`
-//! beside `count` and `distinct`. [`ReduceTotal::reduce_total`] is `reduce`
-//! in that style:
+//! beside `count` and `distinct`. The operators here work in that style
+//! ([`by_key_in_time_order`]):
 //!
 //! - updates are exchanged by key and wait until the frontier has passed
 //!   their time, so a time is applied only once all of it is in;
-//! - each key's current values are kept in the operator, ordered, with
-//!   their multiplicities, and changed in place by each update. Nothing
-//!   reads a key back from an arrangement: for a key with thousands of
-//!   values (a top-k bucket), reading them again from a trace's batches on
-//!   every change cost more than everything else in the dataflow put
-//!   together, and an input arrangement nobody else reads only cost merges;
-//! - a key's updates are applied time by time, in order, calling the logic
-//!   after each time and sending only what changed; the previous output is
-//!   the logic applied to the values before the batch, so there is no
-//!   output arrangement either.
+//! - each key's state is kept in the operator and changed in place, time by
+//!   time, in order, sending only what changed. Nothing reads a key back
+//!   from an arrangement: for a key with thousands of values (a top-k
+//!   bucket), reading them again from a trace's batches on every change
+//!   cost more than everything else in the dataflow put together, and an
+//!   input arrangement nobody else reads only cost merges.
 //!
-//! The logic sees a key's values in order, with their multiplicities and
-//! without zeros, as `reduce` gives them, and is called only when the key
-//! has values.
+//! [`ReduceTotal::reduce_total`] is `reduce`: a key's state is its values,
+//! in order, with their multiplicities, and its last output, so each change
+//! calls the logic once. [`ReduceTotal::fold_total`] is a reduce whose
+//! output is a fold over the distinct values in order: when a time only
+//! adds values after the last one (a session's next events, the common
+//! case), the fold goes on from where it was instead of starting over, so a
+//! session's heartbeat costs one step, not one step per event so far.
+//! [`JoinTotal::join_total`] is `join`: a key's state is both sides'
+//! values. Where one side is large and changes often (sessions by video)
+//! and the other is small and rarely changes (a video's duration), that is
+//! an update in place per change instead of a batch sorted, merged into an
+//! arrangement and looked up.
+//!
+//! The logic of `reduce_total` sees a key's values in order, with their
+//! multiplicities and without zeros, as `reduce` gives them, and is called
+//! only when the key has values.
 
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashMap};
@@ -32,6 +41,7 @@ use std::hash::Hash;
 use differential_dataflow::consolidation::consolidate;
 use differential_dataflow::hashable::Hashable;
 use differential_dataflow::{AsCollection, ExchangeData};
+use serde::{Deserialize, Serialize};
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::CapabilitySet;
 use timely::dataflow::operators::generic::operator::Operator;
@@ -50,6 +60,14 @@ pub trait ReduceTotal<'s, K, V> {
     where
         O: ExchangeData,
         L: FnMut(&K, &Values<V>, &mut Vec<(O, isize)>) + 'static;
+
+    /// For each key with values, `(key, s)` once, where `s` is what `step`
+    /// makes of its distinct values in order, starting from `None` (and
+    /// nothing while `s` is `None`).
+    fn fold_total<S, F>(self, name: &str, step: F) -> Coll<'s, (K, S)>
+    where
+        S: ExchangeData,
+        F: FnMut(&mut Option<S>, &V) + 'static;
 }
 
 impl<'s, K, V> ReduceTotal<'s, K, V> for Coll<'s, (K, V)>
@@ -62,90 +80,242 @@ where
         O: ExchangeData,
         L: FnMut(&K, &Values<V>, &mut Vec<(O, isize)>) + 'static,
     {
-        let by_key = Exchange::new(|((k, _), _, _): &((K, V), Time, isize)| k.hashed());
-        self.inner
-            .unary_frontier(by_key, name, move |_, _| {
-                let mut state: HashMap<K, Values<V>> = HashMap::new();
-                // Updates whose time the frontier has not passed yet.
-                let mut pending: Vec<((K, V), Time, isize)> = Vec::new();
-                // Updates whose time it has, being applied.
-                let mut ready: Vec<((K, V), Time, isize)> = Vec::new();
-                let mut caps = CapabilitySet::new();
-                let mut before: Vec<(O, isize)> = Vec::new();
-                let mut after: Vec<(O, isize)> = Vec::new();
-                let mut delta: Vec<(O, isize)> = Vec::new();
-                move |(input, frontier), output| {
-                    input.for_each(|cap, data| {
-                        for cap in cap.retain_stamp(0).iter() {
-                            caps.insert(cap.clone());
-                        }
-                        pending.append(data);
-                    });
-                    let frontier = frontier.frontier();
-                    if pending.iter().any(|(_, t, _)| !frontier.less_equal(t)) {
-                        // Moved, not copied into fresh vectors: under load these
-                        // are large, and fresh pages cost more than the work.
-                        ready.extend(pending.extract_if(.., |(_, t, _)| !frontier.less_equal(t)));
-                        ready.sort_unstable_by(|((a, _), ta, _), ((b, _), tb, _)| (a, ta).cmp(&(b, tb)));
-                        let first = ready.iter().map(|(_, t, _)| *t).min().expect("something is ready");
-                        let cap = caps.delayed(&first);
-                        let mut session = output.session(&cap);
-                        let mut updates = ready.drain(..).peekable();
-                        while let Some(((key, value), mut time, diff)) = updates.next() {
-                            let values = state.entry(key.clone()).or_default();
-                            before.clear();
-                            if !values.is_empty() {
-                                logic(&key, values, &mut before);
-                                consolidate(&mut before);
-                            }
-                            add(values, value, diff);
-                            loop {
-                                // The rest of the key's updates at `time`.
-                                while let Some(((k, _), t, _)) = updates.peek() {
-                                    if *k != key || *t != time {
-                                        break;
-                                    }
-                                    let ((_, value), _, diff) = updates.next().expect("peeked");
-                                    add(values, value, diff);
-                                }
-                                after.clear();
-                                if !values.is_empty() {
-                                    logic(&key, values, &mut after);
-                                    consolidate(&mut after);
-                                }
-                                if after != before {
-                                    delta.clear();
-                                    delta.extend(before.iter().map(|(o, c)| (o.clone(), -c)));
-                                    delta.extend(after.iter().cloned());
-                                    consolidate(&mut delta);
-                                    for (o, c) in delta.drain(..) {
-                                        session.give(((key.clone(), o), time, c));
-                                    }
-                                    std::mem::swap(&mut before, &mut after);
-                                }
-                                // The key's next time, if it has one.
-                                match updates.peek() {
-                                    Some(((k, _), t, _)) if *k == key => time = *t,
-                                    _ => break,
-                                }
-                                let ((_, value), _, diff) = updates.next().expect("peeked");
-                                add(values, value, diff);
-                            }
-                            if values.is_empty() {
-                                state.remove(&key);
-                            }
-                        }
+        let mut after = Vec::new();
+        let mut delta = Vec::new();
+        by_key_in_time_order(self, name, move |key, st: &mut Reduced<V, O>, updates, out| {
+            for (value, diff) in updates.drain(..) {
+                add(&mut st.values, value, diff);
+            }
+            after.clear();
+            if !st.values.is_empty() {
+                logic(key, &st.values, &mut after);
+                consolidate(&mut after);
+            }
+            if after != st.output {
+                delta.extend(st.output.drain(..).map(|(o, c)| (o, -c)));
+                delta.extend(after.iter().cloned());
+                consolidate(&mut delta);
+                out.extend(delta.drain(..).map(|(o, c)| ((key.clone(), o), c)));
+                std::mem::swap(&mut st.output, &mut after);
+            }
+            st.values.is_empty()
+        })
+    }
+
+    fn fold_total<S, F>(self, name: &str, mut step: F) -> Coll<'s, (K, S)>
+    where
+        S: ExchangeData,
+        F: FnMut(&mut Option<S>, &V) + 'static,
+    {
+        by_key_in_time_order(self, name, move |key, st: &mut Folded<V, S>, updates, out| {
+            let before = st.folded.clone();
+            // `updates` is consolidated, so in order: it only appends when
+            // its first value comes after the last one held.
+            let appends = updates.iter().all(|(_, d)| *d > 0)
+                && match (st.values.last_key_value(), updates.first()) {
+                    (Some((last, _)), Some((first, _))) => first > last,
+                    _ => true,
+                };
+            if appends {
+                for (value, diff) in updates.drain(..) {
+                    step(&mut st.folded, &value);
+                    st.values.insert(value, diff);
+                }
+            } else {
+                for (value, diff) in updates.drain(..) {
+                    add(&mut st.values, value, diff);
+                }
+                st.folded = None;
+                for value in st.values.keys() {
+                    step(&mut st.folded, value);
+                }
+            }
+            if st.folded != before {
+                out.extend(before.map(|s| ((key.clone(), s), -1)));
+                out.extend(st.folded.iter().map(|s| ((key.clone(), s.clone()), 1)));
+            }
+            st.values.is_empty()
+        })
+    }
+}
+
+/// `join` for collections over log time.
+pub trait JoinTotal<'s, K, V> {
+    /// `logic(key, v, w)` for every `(key, v)` here and `(key, w)` in
+    /// `other`, as it stands at every time.
+    fn join_total<W, O, L>(self, other: Coll<'s, (K, W)>, name: &str, logic: L) -> Coll<'s, O>
+    where
+        W: ExchangeData,
+        O: ExchangeData,
+        L: FnMut(&K, &V, &W) -> O + 'static;
+}
+
+impl<'s, K, V> JoinTotal<'s, K, V> for Coll<'s, (K, V)>
+where
+    K: ExchangeData + Hash,
+    V: ExchangeData,
+{
+    fn join_total<W, O, L>(self, other: Coll<'s, (K, W)>, name: &str, mut logic: L) -> Coll<'s, O>
+    where
+        W: ExchangeData,
+        O: ExchangeData,
+        L: FnMut(&K, &V, &W) -> O + 'static,
+    {
+        let sides = self
+            .map(|(k, v)| (k, Side::Left(v)))
+            .concat(other.map(|(k, w)| (k, Side::Right(w))));
+        // The change of a join is `dL ⋈ R + L' ⋈ dR`, with `L' = L + dL`:
+        // a time's left updates come first (`Left < Right`) and meet the
+        // right side as it was, its right updates meet the new left side.
+        by_key_in_time_order(sides, name, move |key, st: &mut Joined<V, W>, updates, out| {
+            for (side, diff) in updates.drain(..) {
+                match side {
+                    Side::Left(v) => {
+                        out.extend(st.right.iter().map(|(w, c)| (logic(key, &v, w), diff * c)));
+                        add(&mut st.left, v, diff);
                     }
-                    // Later output is at the earliest pending time or after it:
-                    // nothing earlier is held, so downstream moves on.
-                    match pending.iter().map(|(_, t, _)| *t).min() {
-                        None => caps = CapabilitySet::new(),
-                        Some(t) => caps.downgrade([t]),
+                    Side::Right(w) => {
+                        out.extend(st.left.iter().map(|(v, c)| (logic(key, v, &w), c * diff)));
+                        add(&mut st.right, w, diff);
                     }
                 }
-            })
-            .as_collection()
+            }
+            st.left.is_empty() && st.right.is_empty()
+        })
     }
+}
+
+/// `reduce_total`'s state of a key.
+struct Reduced<V, O> {
+    values: Values<V>,
+    /// The logic's output for `values`.
+    output: Vec<(O, isize)>,
+}
+
+impl<V, O> Default for Reduced<V, O> {
+    fn default() -> Self {
+        Self {
+            values: Values::new(),
+            output: Vec::new(),
+        }
+    }
+}
+
+/// `fold_total`'s state of a key.
+struct Folded<V, S> {
+    values: Values<V>,
+    /// The fold of `values`.
+    folded: Option<S>,
+}
+
+impl<V, S> Default for Folded<V, S> {
+    fn default() -> Self {
+        Self {
+            values: Values::new(),
+            folded: None,
+        }
+    }
+}
+
+/// `join_total`'s input: an update of either side.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+enum Side<V, W> {
+    Left(V),
+    Right(W),
+}
+
+/// `join_total`'s state of a key.
+struct Joined<V, W> {
+    left: Values<V>,
+    right: Values<W>,
+}
+
+impl<V, W> Default for Joined<V, W> {
+    fn default() -> Self {
+        Self {
+            left: Values::new(),
+            right: Values::new(),
+        }
+    }
+}
+
+/// The operator behind the `_total` operators. Exchanges `(key, value)`
+/// updates by key and, once the frontier has passed their time, hands
+/// `apply` each key's updates at one time — consolidated, so in value order
+/// and without zeros — time by time, in order, with the key's state (from
+/// `Default` for a key not seen before). `apply` drains the updates, adds
+/// the output's changes at that time to its last argument, and says whether
+/// the state is now empty, in which case it is dropped.
+fn by_key_in_time_order<'s, K, V, S, O, F>(coll: Coll<'s, (K, V)>, name: &str, mut apply: F) -> Coll<'s, O>
+where
+    K: ExchangeData + Hash,
+    V: ExchangeData,
+    S: Default + 'static,
+    O: ExchangeData,
+    F: FnMut(&K, &mut S, &mut Vec<(V, isize)>, &mut Vec<(O, isize)>) -> bool + 'static,
+{
+    let by_key = Exchange::new(|((k, _), _, _): &((K, V), Time, isize)| k.hashed());
+    coll.inner
+        .unary_frontier(by_key, name, move |_, _| {
+            let mut state: HashMap<K, S> = HashMap::new();
+            // Updates whose time the frontier has not passed yet.
+            let mut pending: Vec<((K, V), Time, isize)> = Vec::new();
+            // Updates whose time it has, being applied.
+            let mut ready: Vec<((K, V), Time, isize)> = Vec::new();
+            let mut caps = CapabilitySet::new();
+            let mut updates: Vec<(V, isize)> = Vec::new();
+            let mut changes: Vec<(O, isize)> = Vec::new();
+            move |(input, frontier), output| {
+                input.for_each(|cap, data| {
+                    for cap in cap.retain_stamp(0).iter() {
+                        caps.insert(cap.clone());
+                    }
+                    pending.append(data);
+                });
+                let frontier = frontier.frontier();
+                if pending.iter().any(|(_, t, _)| !frontier.less_equal(t)) {
+                    // Moved, not copied into fresh vectors: under load these
+                    // are large, and fresh pages cost more than the work.
+                    ready.extend(pending.extract_if(.., |(_, t, _)| !frontier.less_equal(t)));
+                    ready.sort_unstable_by(|((a, _), ta, _), ((b, _), tb, _)| (a, ta).cmp(&(b, tb)));
+                    let first = ready.iter().map(|(_, t, _)| *t).min().expect("something is ready");
+                    let cap = caps.delayed(&first);
+                    let mut session = output.session(&cap);
+                    let mut ready = ready.drain(..).peekable();
+                    while let Some(((key, value), time, diff)) = ready.next() {
+                        updates.push((value, diff));
+                        // The rest of the key's updates at `time`.
+                        while let Some(((k, _), t, _)) = ready.peek() {
+                            if *k != key || *t != time {
+                                break;
+                            }
+                            let ((_, value), _, diff) = ready.next().expect("peeked");
+                            updates.push((value, diff));
+                        }
+                        consolidate(&mut updates);
+                        if updates.is_empty() {
+                            continue;
+                        }
+                        let st = state.entry(key.clone()).or_default();
+                        let empty = apply(&key, st, &mut updates, &mut changes);
+                        updates.clear();
+                        for (o, c) in changes.drain(..) {
+                            session.give((o, time, c));
+                        }
+                        if empty {
+                            state.remove(&key);
+                        }
+                    }
+                }
+                // Later output is at the earliest pending time or after it:
+                // nothing earlier is held, so downstream moves on.
+                match pending.iter().map(|(_, t, _)| *t).min() {
+                    None => caps = CapabilitySet::new(),
+                    Some(t) => caps.downgrade([t]),
+                }
+            }
+        })
+        .as_collection()
 }
 
 /// Adds `diff` copies of `value` to `values`, dropping it at zero.
@@ -160,6 +330,125 @@ fn add<V: Ord>(values: &mut Values<V>, value: V, diff: isize) {
         Entry::Vacant(e) => {
             if diff != 0 {
                 e.insert(diff);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use differential_dataflow::AsCollection;
+    use rand::rngs::StdRng;
+    use rand::{RngExt, SeedableRng};
+    use timely::dataflow::operators::capture::Extract;
+    use timely::dataflow::operators::{Capture, ToStream};
+
+    use super::*;
+
+    type Update<D> = (D, Time, isize);
+
+    /// Seeded updates of `(key, value)` in time order, times repeating, the
+    /// values of a key mostly rising (a session's next events) but not
+    /// always, and retractions only of values present.
+    fn updates(seed: u64) -> Vec<Update<(u8, u32)>> {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut present: Vec<(u8, u32)> = Vec::new();
+        let mut next = [0u32; 4];
+        let mut out = Vec::new();
+        let mut time = 0;
+        for _ in 0..300 {
+            time += rng.random_range(0..3);
+            let key = rng.random_range(0..4u8);
+            if !present.is_empty() && rng.random_bool(0.15) {
+                let kv = present.swap_remove(rng.random_range(0..present.len()));
+                out.push((kv, time, -1));
+            } else {
+                let value = if rng.random_bool(0.8) {
+                    next[key as usize] += rng.random_range(0..3);
+                    next[key as usize]
+                } else {
+                    rng.random_range(0..next[key as usize] + 1)
+                };
+                present.push((key, value));
+                out.push(((key, value), time, 1));
+            }
+        }
+        out
+    }
+
+    /// `updates` accumulated to `time`, consolidated.
+    fn at<D: Ord + Clone>(updates: &[Update<D>], time: Time) -> Vec<(D, isize)> {
+        let mut v: Vec<(D, isize)> = updates
+            .iter()
+            .filter(|(_, t, _)| *t <= time)
+            .map(|(d, _, r)| (d.clone(), *r))
+            .collect();
+        consolidate(&mut v);
+        v
+    }
+
+    fn run<D: ExchangeData>(
+        build: impl for<'s> FnOnce(timely::dataflow::Scope<'s, Time>) -> Coll<'s, D> + Send + Sync + 'static,
+    ) -> Vec<Update<D>> {
+        let captured = timely::example(move |scope| build(scope).inner.capture());
+        captured.extract().into_iter().flat_map(|(_, d)| d).collect()
+    }
+
+    #[test]
+    fn fold_total_is_the_fold_of_the_values_at_every_time() {
+        for seed in 0..20 {
+            let input = updates(seed);
+            let last = input.last().map_or(0, |u| u.1);
+            let fed = input.clone();
+            let output = run(move |scope| {
+                fed.to_stream(scope)
+                    .as_collection()
+                    .fold_total("Fold", |s: &mut Option<Vec<u32>>, v: &u32| {
+                        s.get_or_insert_default().push(*v)
+                    })
+            });
+            for time in 0..=last {
+                let mut expected: Vec<((u8, Vec<u32>), isize)> = Vec::new();
+                for key in 0..4 {
+                    let values: Vec<u32> = at(&input, time)
+                        .into_iter()
+                        .filter(|((k, _), _)| *k == key)
+                        .map(|((_, v), _)| v)
+                        .collect();
+                    if !values.is_empty() {
+                        expected.push(((key, values), 1));
+                    }
+                }
+                assert_eq!(at(&output, time), expected, "seed {seed}, time {time}");
+            }
+        }
+    }
+
+    #[test]
+    fn join_total_is_the_join_at_every_time() {
+        for seed in 0..20 {
+            let left = updates(seed);
+            let right = updates(seed + 1000);
+            let last = left.iter().chain(&right).map(|u| u.1).max().unwrap_or(0);
+            let (l, r) = (left.clone(), right.clone());
+            let output = run(move |scope| {
+                let r = r.to_stream(scope).as_collection();
+                l.to_stream(scope)
+                    .as_collection()
+                    .join_total(r, "Join", |k: &u8, v: &u32, w: &u32| (*k, *v, *w))
+            });
+            for time in 0..=last {
+                let (l, r) = (at(&left, time), at(&right, time));
+                let mut expected: Vec<((u8, u32, u32), isize)> = Vec::new();
+                for ((k, v), c) in &l {
+                    for ((k2, w), d) in &r {
+                        if k == k2 {
+                            expected.push(((*k, *v, *w), c * d));
+                        }
+                    }
+                }
+                consolidate(&mut expected);
+                assert_eq!(at(&output, time), expected, "seed {seed}, time {time}");
             }
         }
     }

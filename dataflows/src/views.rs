@@ -10,7 +10,12 @@
 //! `_total` kind ([`crate::total`]), which keeps no output history. A
 //! collection joined more than once (`totals`) is arranged once and shared;
 //! the slow-moving side of a join is prepared so that a heartbeat moves
-//! one session through one join. What downstream of the sessions looks at
+//! one session through one join. A session's summary is a fold that goes
+//! on from where it was when a time only adds later events
+//! ([`ReduceTotal::fold_total`]), and it meets its video's duration in a
+//! join that keeps both sides in the operator ([`JoinTotal::join_total`]):
+//! a heartbeat is an update in place, not a batch sorted and merged into
+//! an arrangement of every session. What downstream of the sessions looks at
 //! only a part of a summary that a heartbeat rarely changes (the viewer,
 //! the start, the startup time, the retention bucket, idleness) is
 //! consolidated within each batch first (`consolidate_stream`), so the
@@ -33,7 +38,7 @@ use crate::facts::Beacon;
 use crate::schema::View;
 use crate::source::Sourced;
 use crate::stored::retention_stored;
-use crate::total::ReduceTotal;
+use crate::total::{JoinTotal, ReduceTotal};
 use crate::window::windowed;
 
 /// Log time in milliseconds: the dataflows' timestamp.
@@ -112,11 +117,7 @@ pub fn build<'s>(sourced: Sourced<'s>, windows: &Windows) -> Vec<(View, Coll<'s,
     let sessions = playback
         .clone()
         .map(|p| (p.session_id, (p.order, p.video_id, p.user_id, p.beacon)))
-        .reduce_total("Session", |_session, input, output| {
-            if let Some(s) = SessionSummary::fold(input.iter().map(|((o, v, u, b), _)| (o, *v, *u, b))) {
-                output.push((s, 1));
-            }
-        });
+        .fold_total("Session", |s, (o, v, u, b)| SessionSummary::step(s, o, *v, *u, b));
     let unique_viewers = sessions
         .clone()
         .map(|(sid, s)| (s.video_id, s.user_id.unwrap_or(sid)))
@@ -136,11 +137,9 @@ pub fn build<'s>(sourced: Sourced<'s>, windows: &Windows) -> Vec<(View, Coll<'s,
         .clone()
         .map(|(v, d)| (v, Some(d)))
         .concat(watched.antijoin(durations.map(|(v, _)| v)).map(|(v, ())| (v, None)));
-    let sessions_d = by_video
-        .arrange_by_key_named("SessionsByVideo")
-        .join_core(duration_of.arrange_by_key_named("DurationOf"), |v, (sid, s), d| {
-            Some((*v, (*sid, s.clone(), *d)))
-        });
+    let sessions_d = by_video.join_total(duration_of, "SessionDuration", |v, (sid, s), d| {
+        (*v, (*sid, s.clone(), *d))
+    });
 
     let totals = sessions_d
         .clone()
@@ -213,8 +212,11 @@ pub fn build<'s>(sourced: Sourced<'s>, windows: &Windows) -> Vec<(View, Coll<'s,
         .map(|((u, v), (pos, played, completed, last))| rows::watch_history(u, v, pos, played, completed, last));
 
     let concurrent_viewers = {
-        let recent =
-            windowed(playback.clone().map(|p| (p.session_id, p.video_id)), windows.concurrent).distinct_total();
+        let recent = windowed(
+            playback.clone().map(|p| ((p.session_id, p.video_id), p.logged_at)),
+            windows.concurrent,
+        )
+        .distinct_total();
         let idle = sessions
             .clone()
             .filter(|(_, s)| !s.watching())
@@ -230,7 +232,7 @@ pub fn build<'s>(sourced: Sourced<'s>, windows: &Windows) -> Vec<(View, Coll<'s,
     let trending = {
         let starts = playback
             .filter(|p| matches!(p.beacon, Beacon::Start))
-            .map(|p| (p.video_id, p.session_id));
+            .map(|p| ((p.video_id, p.session_id), p.logged_at));
         let names: Vec<String> = windows.trending.iter().map(|(n, _)| n.clone()).collect();
         let top = windows.trending_top;
         let mut counts = None;

@@ -24,16 +24,18 @@ use timely::dataflow::operators::generic::operator::Operator;
 
 use crate::views::{Coll, Time};
 
-/// `c` as it stood over the last `len` of time: each update is retracted
-/// again at `t + len`.
-pub fn windowed<'s, D: Data>(c: Coll<'s, D>, len: Duration) -> Coll<'s, D> {
+/// `c` as it stood over the last `len` of time: each update `(d, logged)`
+/// is `d`, retracted again at `logged + len` — `logged` is the update's
+/// exact time, which a source catching up may have emitted it later than
+/// ([`crate::source`]); never before the update itself.
+pub fn windowed<'s, D: Data>(c: Coll<'s, (D, Time)>, len: Duration) -> Coll<'s, D> {
     let len = Time::try_from(len.as_millis()).unwrap_or(Time::MAX);
-    c.clone().concat(retract_after(c, len))
+    c.clone().map(|(d, _)| d).concat(retract_after(c, len))
 }
 
-/// Each update of `c` negated at `t + len`, sent when the frontier reaches
-/// that time.
-fn retract_after<'s, D: Data>(c: Coll<'s, D>, len: Time) -> Coll<'s, D> {
+/// Each update `(d, logged)` of `c` as `d` negated at `logged + len` (or at
+/// its own time, if later), sent when the frontier reaches that time.
+fn retract_after<'s, D: Data>(c: Coll<'s, (D, Time)>, len: Time) -> Coll<'s, D> {
     c.inner
         .unary_frontier(Pipeline, "RetractAfter", move |_, _| {
             let mut due: BTreeMap<Time, Vec<(D, isize)>> = BTreeMap::new();
@@ -41,8 +43,8 @@ fn retract_after<'s, D: Data>(c: Coll<'s, D>, len: Time) -> Coll<'s, D> {
             let mut held: Option<Capability<Time>> = None;
             move |(input, frontier), output| {
                 input.for_each(|cap, data| {
-                    for (d, t, r) in data.drain(..) {
-                        let at = t.saturating_add(len);
+                    for ((d, logged), t, r) in data.drain(..) {
+                        let at = logged.saturating_add(len).max(t);
                         if held.as_ref().is_none_or(|h| at < *h.time()) {
                             held = Some(cap.delayed(&at, 0));
                         }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use reelflow_dataflows::facts::Fact;
 use reelflow_dataflows::reference;
+use reelflow_dataflows::source::now_ms;
 use reelflow_dataflows::views::Windows;
 use reelflow_dataflows::workload as common;
 use reelflow_dataflows::{
@@ -237,6 +238,51 @@ async fn a_restart_replays_identical_contents() {
         runs[0], runs[1],
         "a replay of the same log gives the same views at every time"
     );
+}
+
+/// A restart once part of the log is older than the retained history: the
+/// sources stamp those records coarsely to catch up faster, and every time
+/// still readable has exactly the reference's contents, windows included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catching_up_past_the_history_keeps_every_readable_time_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = common::embedded(dir.path());
+    common::create_topics(&log, 3).await;
+    let workload = common::workload(13, 6);
+    common::append_all(&log, &workload, Duration::from_millis(100)).await;
+    let (facts, malformed, _) = common::stamped(&log, TICK_MS).await;
+    let mut times: Vec<Time> = facts.iter().map(|(t, _)| *t).collect();
+    times.sort();
+    times.dedup();
+    let (first, middle, last) = (times[0], times[times.len() / 2], times[times.len() - 1]);
+    for catch_up_ms in [1000, 61] {
+        let label = format!("catching up in {catch_up_ms} ms ticks");
+        // The history reaches back to the middle of the log.
+        let history = now_ms() - middle;
+        let mut options = options(ClusterConfig::single(2));
+        options.history = Duration::from_millis(history);
+        options.source.catch_up_tick = Duration::from_millis(catch_up_ms);
+        let dataflows = Dataflows::start(log.clone(), options).await.unwrap();
+        let client = dataflows.client();
+        // No later than the dataflows' own horizon.
+        let horizon = now_ms() - history;
+        // Each time an event was stamped at, and a window's length after.
+        let mut readable: Vec<Time> = times
+            .iter()
+            .flat_map(|t| [*t, t + 150, t + 300])
+            .chain([last + 1_000])
+            .filter(|t| *t >= horizon)
+            .collect();
+        readable.sort();
+        readable.dedup();
+        assert!(readable.len() >= 5, "{label}: too few readable times: {readable:?}");
+        check(&client, &facts, malformed, &readable, &label).await;
+        match client.peek(View::VideoStats, Selector::All, Some(first)).await {
+            Err(PeekError::Compacted { .. }) => {}
+            other => panic!("{label}: a time before the horizon was read: {other:?}"),
+        }
+        dataflows.shutdown();
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -164,6 +164,7 @@ fn playback(value: &[u8]) -> Option<PlaybackFact> {
         user_id: f.user_id,
         order,
         beacon,
+        logged_at: 0,
     })
 }
 

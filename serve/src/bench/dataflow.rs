@@ -9,6 +9,10 @@
 //!   the timestamp, so a log written as fast as possible puts a million
 //!   records into a few dozen 10 ms ticks, and a replay of it does far
 //!   less work per record than one of a log written as traffic arrives.
+//! - **Restart**: the embedded log again, 1 and 2 workers, once all of it
+//!   is older than the retained history (30 s): what a restarted worker
+//!   replays. The sources stamp such records in 1 s ticks
+//!   (`reelflow_dataflows::source`), which no read can tell apart.
 //! - **Freshness**: with the dataflows running, events are appended at a
 //!   fixed rate; for sampled batches, the time from the append call to the
 //!   moment a peek at the latest readable time includes the batch.
@@ -127,10 +131,13 @@ pub struct Report {
     pub postgres: Option<Postgres>,
 }
 
+/// History the dataflows keep readable.
+const HISTORY: Duration = Duration::from_secs(30);
+
 fn options(workers: usize) -> DataflowOptions {
     DataflowOptions {
         cluster: ClusterConfig::single(workers),
-        history: Duration::from_secs(30),
+        history: HISTORY,
         peek_timeout: Duration::from_secs(600),
         ..DataflowOptions::default()
     }
@@ -383,9 +390,20 @@ pub async fn run(args: DataflowBenchArgs) -> anyhow::Result<Report> {
     workload::create_topics(&log, 8).await;
     eprintln!("writing the log at {} events/s…", args.append_rate);
     append_paced(&log, &[&catalog, &playback], args.append_rate).await?;
+    let written = Instant::now();
     for workers in [1, 2] {
         eprintln!("embedded log, {workers} worker(s)…");
         throughput.push(time_catch_up(&log, "embedded", workers).await?);
+    }
+    let wait = HISTORY.saturating_sub(written.elapsed());
+    eprintln!(
+        "waiting {:.0} s, until the log is older than the history…",
+        wait.as_secs_f64()
+    );
+    tokio::time::sleep(wait).await;
+    for workers in [1, 2] {
+        eprintln!("restart on the embedded log, {workers} worker(s)…");
+        throughput.push(time_catch_up(&log, "restart", workers).await?);
     }
     drop(log);
     if let Some(brokers) = &args.kafka {
@@ -440,6 +458,10 @@ pub fn render(r: &Report) -> String {
             t.log, t.workers, t.records, t.seconds, t.records_per_s, t.records_per_s_per_core
         );
     }
+    out += &format!(
+        "restart: the embedded log again, once older than the retained history ({} s)\n",
+        HISTORY.as_secs()
+    );
     out += &format!("\n2 workers / 1 worker (embedded): {:.2}x\n", r.speedup_2_over_1);
     let f = &r.freshness;
     out += &format!(
