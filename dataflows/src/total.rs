@@ -1,4 +1,4 @@
-//! Reduce, fold and join for totally ordered time.
+//! Reduce and fold for totally ordered time.
 //!
 //! Differential's `reduce` works for any partially ordered time: for every
 //! key it changes, it keeps the output's history in a second arrangement
@@ -18,17 +18,13 @@
 //!   input arrangement nobody else reads only cost merges.
 //!
 //! [`ReduceTotal::reduce_total`] is `reduce`: a key's state is its values,
-//! in order, with their multiplicities, and its last output, so each change
-//! calls the logic once. [`ReduceTotal::fold_total`] is a reduce whose
-//! output is a fold over the distinct values in order: when a time only
-//! adds values after the last one (a session's next events, the common
-//! case), the fold goes on from where it was instead of starting over, so a
-//! session's heartbeat costs one step, not one step per event so far.
-//! [`JoinTotal::join_total`] is `join`: a key's state is both sides'
-//! values. Where one side is large and changes often (sessions by video)
-//! and the other is small and rarely changes (a video's duration), that is
-//! an update in place per change instead of a batch sorted, merged into an
-//! arrangement and looked up.
+//! in order, with their multiplicities. [`ReduceTotal::fold_total`] is a
+//! reduce whose output is a fold over the distinct values in order: when a
+//! time only adds values after the last one (a session's next events, the
+//! common case), the fold goes on from where it was instead of starting
+//! over, so a session's heartbeat costs one step, not two steps per event
+//! so far — for a two-hour film with a heartbeat every 10 s, one step
+//! instead of up to 1,440.
 //!
 //! The logic of `reduce_total` sees a key's values in order, with their
 //! multiplicities and without zeros, as `reduce` gives them, and is called
@@ -41,7 +37,6 @@ use std::hash::Hash;
 use differential_dataflow::consolidation::consolidate;
 use differential_dataflow::hashable::Hashable;
 use differential_dataflow::{AsCollection, ExchangeData};
-use serde::{Deserialize, Serialize};
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::CapabilitySet;
 use timely::dataflow::operators::generic::operator::Operator;
@@ -80,25 +75,39 @@ where
         O: ExchangeData,
         L: FnMut(&K, &Values<V>, &mut Vec<(O, isize)>) + 'static,
     {
+        let mut before = Vec::new();
         let mut after = Vec::new();
         let mut delta = Vec::new();
-        by_key_in_time_order(self, name, move |key, st: &mut Reduced<V, O>, updates, out| {
+        // The key last changed, with its output since. A key's times come
+        // one after another, so its output after one is its output before
+        // the next; other keys' outputs are recomputed rather than kept,
+        // which would cost more memory than the call saves.
+        let mut last: Option<K> = None;
+        by_key_in_time_order(self, name, move |key, values: &mut Values<V>, updates, out| {
+            if last.as_ref() != Some(key) {
+                before.clear();
+                if !values.is_empty() {
+                    logic(key, values, &mut before);
+                    consolidate(&mut before);
+                }
+            }
             for (value, diff) in updates.drain(..) {
-                add(&mut st.values, value, diff);
+                add(values, value, diff);
             }
             after.clear();
-            if !st.values.is_empty() {
-                logic(key, &st.values, &mut after);
+            if !values.is_empty() {
+                logic(key, values, &mut after);
                 consolidate(&mut after);
             }
-            if after != st.output {
-                delta.extend(st.output.drain(..).map(|(o, c)| (o, -c)));
+            if after != before {
+                delta.extend(before.iter().map(|(o, c)| (o.clone(), -c)));
                 delta.extend(after.iter().cloned());
                 consolidate(&mut delta);
                 out.extend(delta.drain(..).map(|(o, c)| ((key.clone(), o), c)));
-                std::mem::swap(&mut st.output, &mut after);
             }
-            st.values.is_empty()
+            std::mem::swap(&mut before, &mut after);
+            last = Some(key.clone());
+            values.is_empty()
         })
     }
 
@@ -139,68 +148,6 @@ where
     }
 }
 
-/// `join` for collections over log time.
-pub trait JoinTotal<'s, K, V> {
-    /// `logic(key, v, w)` for every `(key, v)` here and `(key, w)` in
-    /// `other`, as it stands at every time.
-    fn join_total<W, O, L>(self, other: Coll<'s, (K, W)>, name: &str, logic: L) -> Coll<'s, O>
-    where
-        W: ExchangeData,
-        O: ExchangeData,
-        L: FnMut(&K, &V, &W) -> O + 'static;
-}
-
-impl<'s, K, V> JoinTotal<'s, K, V> for Coll<'s, (K, V)>
-where
-    K: ExchangeData + Hash,
-    V: ExchangeData,
-{
-    fn join_total<W, O, L>(self, other: Coll<'s, (K, W)>, name: &str, mut logic: L) -> Coll<'s, O>
-    where
-        W: ExchangeData,
-        O: ExchangeData,
-        L: FnMut(&K, &V, &W) -> O + 'static,
-    {
-        let sides = self
-            .map(|(k, v)| (k, Side::Left(v)))
-            .concat(other.map(|(k, w)| (k, Side::Right(w))));
-        // The change of a join is `dL ⋈ R + L' ⋈ dR`, with `L' = L + dL`:
-        // a time's left updates come first (`Left < Right`) and meet the
-        // right side as it was, its right updates meet the new left side.
-        by_key_in_time_order(sides, name, move |key, st: &mut Joined<V, W>, updates, out| {
-            for (side, diff) in updates.drain(..) {
-                match side {
-                    Side::Left(v) => {
-                        out.extend(st.right.iter().map(|(w, c)| (logic(key, &v, w), diff * c)));
-                        add(&mut st.left, v, diff);
-                    }
-                    Side::Right(w) => {
-                        out.extend(st.left.iter().map(|(v, c)| (logic(key, v, &w), c * diff)));
-                        add(&mut st.right, w, diff);
-                    }
-                }
-            }
-            st.left.is_empty() && st.right.is_empty()
-        })
-    }
-}
-
-/// `reduce_total`'s state of a key.
-struct Reduced<V, O> {
-    values: Values<V>,
-    /// The logic's output for `values`.
-    output: Vec<(O, isize)>,
-}
-
-impl<V, O> Default for Reduced<V, O> {
-    fn default() -> Self {
-        Self {
-            values: Values::new(),
-            output: Vec::new(),
-        }
-    }
-}
-
 /// `fold_total`'s state of a key.
 struct Folded<V, S> {
     values: Values<V>,
@@ -213,28 +160,6 @@ impl<V, S> Default for Folded<V, S> {
         Self {
             values: Values::new(),
             folded: None,
-        }
-    }
-}
-
-/// `join_total`'s input: an update of either side.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-enum Side<V, W> {
-    Left(V),
-    Right(W),
-}
-
-/// `join_total`'s state of a key.
-struct Joined<V, W> {
-    left: Values<V>,
-    right: Values<W>,
-}
-
-impl<V, W> Default for Joined<V, W> {
-    fn default() -> Self {
-        Self {
-            left: Values::new(),
-            right: Values::new(),
         }
     }
 }
@@ -419,35 +344,6 @@ mod tests {
                         expected.push(((key, values), 1));
                     }
                 }
-                assert_eq!(at(&output, time), expected, "seed {seed}, time {time}");
-            }
-        }
-    }
-
-    #[test]
-    fn join_total_is_the_join_at_every_time() {
-        for seed in 0..20 {
-            let left = updates(seed);
-            let right = updates(seed + 1000);
-            let last = left.iter().chain(&right).map(|u| u.1).max().unwrap_or(0);
-            let (l, r) = (left.clone(), right.clone());
-            let output = run(move |scope| {
-                let r = r.to_stream(scope).as_collection();
-                l.to_stream(scope)
-                    .as_collection()
-                    .join_total(r, "Join", |k: &u8, v: &u32, w: &u32| (*k, *v, *w))
-            });
-            for time in 0..=last {
-                let (l, r) = (at(&left, time), at(&right, time));
-                let mut expected: Vec<((u8, u32, u32), isize)> = Vec::new();
-                for ((k, v), c) in &l {
-                    for ((k2, w), d) in &r {
-                        if k == k2 {
-                            expected.push(((*k, *v, *w), c * d));
-                        }
-                    }
-                }
-                consolidate(&mut expected);
                 assert_eq!(at(&output, time), expected, "seed {seed}, time {time}");
             }
         }

@@ -12,10 +12,7 @@
 //! the slow-moving side of a join is prepared so that a heartbeat moves
 //! one session through one join. A session's summary is a fold that goes
 //! on from where it was when a time only adds later events
-//! ([`ReduceTotal::fold_total`]), and it meets its video's duration in a
-//! join that keeps both sides in the operator ([`JoinTotal::join_total`]):
-//! a heartbeat is an update in place, not a batch sorted and merged into
-//! an arrangement of every session. What downstream of the sessions looks at
+//! ([`ReduceTotal::fold_total`]). What downstream of the sessions looks at
 //! only a part of a summary that a heartbeat rarely changes (the viewer,
 //! the start, the startup time, the retention bucket, idleness) is
 //! consolidated within each batch first (`consolidate_stream`), so the
@@ -38,7 +35,7 @@ use crate::facts::Beacon;
 use crate::schema::View;
 use crate::source::Sourced;
 use crate::stored::retention_stored;
-use crate::total::{JoinTotal, ReduceTotal};
+use crate::total::ReduceTotal;
 use crate::window::windowed;
 
 /// Log time in milliseconds: the dataflows' timestamp.
@@ -137,9 +134,11 @@ pub fn build<'s>(sourced: Sourced<'s>, windows: &Windows) -> Vec<(View, Coll<'s,
         .clone()
         .map(|(v, d)| (v, Some(d)))
         .concat(watched.antijoin(durations.map(|(v, _)| v)).map(|(v, ())| (v, None)));
-    let sessions_d = by_video.join_total(duration_of, "SessionDuration", |v, (sid, s), d| {
-        (*v, (*sid, s.clone(), *d))
-    });
+    let sessions_d = by_video
+        .arrange_by_key_named("SessionsByVideo")
+        .join_core(duration_of.arrange_by_key_named("DurationOf"), |v, (sid, s), d| {
+            Some((*v, (*sid, s.clone(), *d)))
+        });
 
     let totals = sessions_d
         .clone()
