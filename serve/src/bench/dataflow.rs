@@ -2,7 +2,8 @@
 //! (see `reelflow_dataflows::traffic`), driving every view.
 //!
 //! - **Throughput**: the events are appended first, at a steady rate
-//!   (`--append-rate`, 50,000/s), then the dataflows start and read the log
+//!   (`--append-rate`, 50,000/s, 10 ms of events per append, as they
+//!   arrive), then the dataflows start and read the log
 //!   from the beginning; the clock stops when every view is complete past
 //!   the last event (the views' frontier passed it). From the embedded log
 //!   with 1 and 2 workers, and from Kafka. The rate matters: log time is
@@ -153,12 +154,14 @@ fn embedded(dir: &std::path::Path, fsync: FsyncPolicy) -> anyhow::Result<AnyLog>
     )?))
 }
 
-/// Appends `parts` in order, at `rate` events per second (0: as fast as
-/// the log takes them).
+/// Appends `parts` in order, at `rate` events per second, 10 ms of them at
+/// a time as they would arrive (0: as fast as the log takes them, 5,000 at
+/// a time).
 async fn append_paced(log: &AnyLog, parts: &[&[Raw]], rate: usize) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut appended = 0;
-    for chunk in parts.iter().flat_map(|p| p.chunks(5000)) {
+    let slice = if rate > 0 { (rate / 100).max(1) } else { 5000 };
+    for chunk in parts.iter().flat_map(|p| p.chunks(slice)) {
         workload::append(log, chunk).await;
         appended += chunk.len();
         if rate > 0 {
