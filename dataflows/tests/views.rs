@@ -58,13 +58,20 @@ async fn on_a_fresh_log(workers: usize) -> (tempfile::TempDir, AnyLog, Dataflows
 
 /// Checks every view at every time in `times` against the reference, plus
 /// key and range lookups, and the malformed count in `source_progress`.
-async fn check(client: &PeekClient, facts: &[(Time, Fact)], malformed: usize, times: &[Time], label: &str) {
+async fn check(
+    client: &PeekClient,
+    facts: &[(Time, Fact)],
+    malformed: usize,
+    times: &[Time],
+    windows: &Windows,
+    label: &str,
+) {
     for &t in times {
         client
             .wait_until_readable(t, Duration::from_secs(30))
             .await
             .unwrap_or_else(|e| panic!("{label}: views never readable at {t}: {e}"));
-        let expected = reference::views_at(facts, t, &windows());
+        let expected = reference::views_at(facts, t, windows);
         for view in View::ALL {
             if view == View::SourceProgress {
                 continue;
@@ -146,7 +153,7 @@ async fn views_match_the_reference_with_1_2_and_4_workers() {
                 .await
                 .expect("start");
             let label = format!("seed {seed}, {workers} workers");
-            check(&dataflows.client(), &facts, malformed, &times, &label).await;
+            check(&dataflows.client(), &facts, malformed, &times, &windows(), &label).await;
             dataflows.shutdown();
         }
     }
@@ -186,8 +193,8 @@ async fn two_processes(seed: u64) {
     // Each process answers for the whole cluster.
     let (ca, cb) = (a.client(), b.client());
     let checked = tokio::spawn(async move {
-        check(&ca, &facts, malformed, &times, "process 0 of 2").await;
-        check(&cb, &facts, malformed, &times, "process 1 of 2").await;
+        check(&ca, &facts, malformed, &times, &windows(), "process 0 of 2").await;
+        check(&cb, &facts, malformed, &times, &windows(), "process 1 of 2").await;
     })
     .await;
     let checked = match checked {
@@ -245,38 +252,53 @@ async fn a_restart_replays_identical_contents() {
 /// still readable has exactly the reference's contents, windows included.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn catching_up_past_the_history_keeps_every_readable_time_exact() {
+    // Readable history slides with the clock, so a time is checked only if
+    // it stays readable for a while (`MARGIN`); windows longer than that
+    // still hold records from before the horizon when it is checked.
+    const HISTORY: Duration = Duration::from_secs(7);
+    const MARGIN: Time = 4_000;
+    let windows = Windows {
+        concurrent: Duration::from_secs(6),
+        trending: vec![
+            ("1h".into(), Duration::from_secs(5)),
+            ("24h".into(), Duration::from_secs(9)),
+        ],
+        trending_top: 5,
+    };
     let dir = tempfile::tempdir().unwrap();
     let log = common::embedded(dir.path());
     common::create_topics(&log, 3).await;
     let workload = common::workload(13, 6);
-    common::append_all(&log, &workload, Duration::from_millis(100)).await;
+    common::append_all(&log, &workload, Duration::from_millis(400)).await;
     let (facts, malformed, _) = common::stamped(&log, TICK_MS).await;
     let mut times: Vec<Time> = facts.iter().map(|(t, _)| *t).collect();
     times.sort();
     times.dedup();
     let (first, middle, last) = (times[0], times[times.len() / 2], times[times.len() - 1]);
+    // Until the middle of the log is as old as the history.
+    let old = middle + HISTORY.as_millis() as Time;
+    tokio::time::sleep(Duration::from_millis(old.saturating_sub(now_ms()))).await;
     for catch_up_ms in [1000, 61] {
         let label = format!("catching up in {catch_up_ms} ms ticks");
-        // The history reaches back to the middle of the log.
-        let history = now_ms() - middle;
         let mut options = options(ClusterConfig::single(2));
-        options.history = Duration::from_millis(history);
+        options.windows = windows.clone();
+        options.history = HISTORY;
         options.source.catch_up_tick = Duration::from_millis(catch_up_ms);
+        let started = now_ms();
         let dataflows = Dataflows::start(log.clone(), options).await.unwrap();
         let client = dataflows.client();
-        // No later than the dataflows' own horizon.
-        let horizon = now_ms() - history;
-        // Each time an event was stamped at, and a window's length after.
+        let horizon = started - HISTORY.as_millis() as Time;
+        assert!(first < horizon, "{label}: some of the log is before the horizon");
+        // Times an event was stamped at, and later ones while windows end.
         let mut readable: Vec<Time> = times
             .iter()
-            .flat_map(|t| [*t, t + 150, t + 300])
-            .chain([last + 1_000])
-            .filter(|t| *t >= horizon)
+            .flat_map(|t| (0..=9).map(move |s| t + s * 1_000))
+            .filter(|t| *t >= horizon + MARGIN && *t <= last + 10_000)
             .collect();
         readable.sort();
         readable.dedup();
         assert!(readable.len() >= 5, "{label}: too few readable times: {readable:?}");
-        check(&client, &facts, malformed, &readable, &label).await;
+        check(&client, &facts, malformed, &readable, &windows, &label).await;
         match client.peek(View::VideoStats, Selector::All, Some(first)).await {
             Err(PeekError::Compacted { .. }) => {}
             other => panic!("{label}: a time before the horizon was read: {other:?}"),
@@ -295,7 +317,7 @@ async fn live_events_show_up_and_windows_retract_as_time_passes() {
         tokio::time::sleep(Duration::from_millis(150)).await;
     }
     let (facts, malformed, times) = common::stamped(&log, TICK_MS).await;
-    check(&client, &facts, malformed, &times, "live").await;
+    check(&client, &facts, malformed, &times, &windows(), "live").await;
     // Long after the last event, no one is watching and nothing trends.
     let later = times[times.len() - 1] + 1_000;
     client
