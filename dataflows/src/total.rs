@@ -85,6 +85,7 @@ where
         let mut last: Option<K> = None;
         by_key_in_time_order(self, name, move |key, values: &mut Values<V>, updates, out| {
             if last.as_ref() != Some(key) {
+                last = Some(key.clone());
                 before.clear();
                 if !values.is_empty() {
                     logic(key, values, &mut before);
@@ -106,7 +107,6 @@ where
                 out.extend(delta.drain(..).map(|(o, c)| ((key.clone(), o), c)));
             }
             std::mem::swap(&mut before, &mut after);
-            last = Some(key.clone());
             values.is_empty()
         })
     }
