@@ -24,22 +24,28 @@
 //! common case), the fold goes on from where it was instead of starting
 //! over, so a session's heartbeat costs one step, not two steps per event
 //! so far — for a two-hour film with a heartbeat every 10 s, one step
-//! instead of up to 1,440.
+//! instead of up to 1,440. [`ReduceTotal::fold_total_beside`] is that fold
+//! left-joined, in the same operator, with a small collection broadcast to
+//! every worker (a session beside its video's duration): a fold's change
+//! looks its side up, and a change of the side re-sends the folds indexed
+//! under it. Arranging every session's change by video to join it cost as
+//! much as the fold itself.
 //!
 //! The logic of `reduce_total` sees a key's values in order, with their
 //! multiplicities and without zeros, as `reduce` gives them, and is called
 //! only when the key has values.
 
 use std::collections::btree_map::Entry;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::Hash;
 
 use differential_dataflow::consolidation::consolidate;
 use differential_dataflow::hashable::Hashable;
 use differential_dataflow::{AsCollection, ExchangeData};
-use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::CapabilitySet;
 use timely::dataflow::operators::generic::operator::Operator;
+use timely::dataflow::operators::vec::Broadcast;
 
 use crate::views::{Coll, Time};
 
@@ -63,6 +69,25 @@ pub trait ReduceTotal<'s, K, V> {
     where
         S: ExchangeData,
         F: FnMut(&mut Option<S>, &V) + 'static;
+
+    /// `fold_total`, each key's fold beside the values `side` holds for
+    /// the fold's `side_key` at the same time: a left join of the folds
+    /// with `side`, `None` where it holds nothing. `side` is broadcast to
+    /// every worker, so it should be small; it is joined inside the fold,
+    /// so a fold's change moves through no other operator.
+    fn fold_total_beside<S, F, J, L, G>(
+        self,
+        name: &str,
+        side: Coll<'s, (J, L)>,
+        side_key: G,
+        step: F,
+    ) -> Coll<'s, (K, (S, Option<L>))>
+    where
+        S: ExchangeData,
+        F: FnMut(&mut Option<S>, &V) + 'static,
+        J: ExchangeData + Hash,
+        L: ExchangeData,
+        G: Fn(&S) -> J + 'static;
 }
 
 impl<'s, K, V> ReduceTotal<'s, K, V> for Coll<'s, (K, V)>
@@ -118,33 +143,173 @@ where
     {
         by_key_in_time_order(self, name, move |key, st: &mut Folded<V, S>, updates, out| {
             let before = st.folded.clone();
-            // `updates` is consolidated, so in order: it only appends when
-            // its first value comes after the last one held.
-            let appends = updates.iter().all(|(_, d)| *d > 0)
-                && match (st.values.last_key_value(), updates.first()) {
-                    (Some((last, _)), Some((first, _))) => first > last,
-                    _ => true,
-                };
-            if appends {
-                for (value, diff) in updates.drain(..) {
-                    step(&mut st.folded, &value);
-                    st.values.insert(value, diff);
-                }
-            } else {
-                for (value, diff) in updates.drain(..) {
-                    add(&mut st.values, value, diff);
-                }
-                st.folded = None;
-                for value in st.values.keys() {
-                    step(&mut st.folded, value);
-                }
-            }
+            st.apply(updates, &mut step);
             if st.folded != before {
                 out.extend(before.map(|s| ((key.clone(), s), -1)));
                 out.extend(st.folded.iter().map(|s| ((key.clone(), s.clone()), 1)));
             }
             st.values.is_empty()
         })
+    }
+
+    fn fold_total_beside<S, F, J, L, G>(
+        self,
+        name: &str,
+        side: Coll<'s, (J, L)>,
+        side_key: G,
+        mut step: F,
+    ) -> Coll<'s, (K, (S, Option<L>))>
+    where
+        S: ExchangeData,
+        F: FnMut(&mut Option<S>, &V) + 'static,
+        J: ExchangeData + Hash,
+        L: ExchangeData,
+        G: Fn(&S) -> J + 'static,
+    {
+        let by_key = Exchange::new(|((k, _), _, _): &((K, V), Time, isize)| k.hashed());
+        self.inner
+            .binary_frontier(side.inner.broadcast(), by_key, Pipeline, name, move |_, _| {
+                let mut folds: HashMap<K, Beside<V, S, J>> = HashMap::new();
+                // The side as of the last time applied, on every worker.
+                let mut sides: HashMap<J, Values<L>> = HashMap::new();
+                // Which keys' folds have each side key.
+                let mut keys_of: HashMap<J, Vec<K>> = HashMap::new();
+                let mut pending: Vec<((K, V), Time, isize)> = Vec::new();
+                let mut pending_side: Vec<((J, L), Time, isize)> = Vec::new();
+                let mut ready: Vec<((K, V), Time, isize)> = Vec::new();
+                let mut ready_side: Vec<((J, L), Time, isize)> = Vec::new();
+                let mut caps = CapabilitySet::new();
+                let mut updates: Vec<(V, isize)> = Vec::new();
+                let mut side_updates: Vec<(L, isize)> = Vec::new();
+                // The side keys changed at the time being applied, with
+                // what they held before it, and the keys applied at it.
+                let mut side_before: HashMap<J, Values<L>> = HashMap::new();
+                let mut applied: HashSet<K> = HashSet::new();
+                let mut rows: Vec<((S, Option<L>), isize)> = Vec::new();
+                move |(input, frontier), (side_input, side_frontier), output| {
+                    input.for_each(|cap, data| {
+                        for cap in cap.retain_stamp(0).iter() {
+                            caps.insert(cap.clone());
+                        }
+                        pending.append(data);
+                    });
+                    side_input.for_each(|cap, data| {
+                        for cap in cap.retain_stamp(0).iter() {
+                            caps.insert(cap.clone());
+                        }
+                        pending_side.append(data);
+                    });
+                    let (frontier, side_frontier) = (frontier.frontier(), side_frontier.frontier());
+                    let passed = |t: &Time| !frontier.less_equal(t) && !side_frontier.less_equal(t);
+                    ready.extend(pending.extract_if(.., |(_, t, _)| passed(t)));
+                    ready_side.extend(pending_side.extract_if(.., |(_, t, _)| passed(t)));
+                    let first = ready.iter().map(|u| u.1).chain(ready_side.iter().map(|u| u.1)).min();
+                    if let Some(first) = first {
+                        // Time by time: the side at a time is what every
+                        // key applied at that time sees.
+                        ready.sort_unstable_by(|((a, _), ta, _), ((b, _), tb, _)| (ta, a).cmp(&(tb, b)));
+                        ready_side.sort_unstable_by(|((a, _), ta, _), ((b, _), tb, _)| (ta, a).cmp(&(tb, b)));
+                        let cap = caps.delayed(&first);
+                        let mut session = output.session(&cap);
+                        let mut main = ready.drain(..).peekable();
+                        let mut side = ready_side.drain(..).peekable();
+                        while let Some(time) = main
+                            .peek()
+                            .map(|u| u.1)
+                            .into_iter()
+                            .chain(side.peek().map(|u| u.1))
+                            .min()
+                        {
+                            side_before.clear();
+                            applied.clear();
+                            while let Some(((j, _), _, _)) = side.peek().filter(|u| u.1 == time) {
+                                let j = j.clone();
+                                while let Some(((_, l), _, d)) = side.next_if(|((k, _), t, _)| *t == time && *k == j) {
+                                    side_updates.push((l, d));
+                                }
+                                consolidate(&mut side_updates);
+                                if side_updates.is_empty() {
+                                    continue;
+                                }
+                                let values = sides.entry(j.clone()).or_default();
+                                side_before.insert(j.clone(), values.clone());
+                                for (l, d) in side_updates.drain(..) {
+                                    add(values, l, d);
+                                }
+                                if values.is_empty() {
+                                    sides.remove(&j);
+                                }
+                            }
+                            while let Some(((key, _), _, _)) = main.peek().filter(|u| u.1 == time) {
+                                let key = key.clone();
+                                while let Some(((_, v), _, d)) = main.next_if(|((k, _), t, _)| *t == time && *k == key)
+                                {
+                                    updates.push((v, d));
+                                }
+                                consolidate(&mut updates);
+                                if updates.is_empty() {
+                                    continue;
+                                }
+                                let st = folds.entry(key.clone()).or_default();
+                                let was = st
+                                    .side_key
+                                    .as_ref()
+                                    .and_then(|j| side_before.get(j).or_else(|| sides.get(j)));
+                                push_rows(&mut rows, st.fold.folded.as_ref(), was, -1);
+                                st.fold.apply(&mut updates, &mut step);
+                                let side_key = st.fold.folded.as_ref().map(&side_key);
+                                push_rows(
+                                    &mut rows,
+                                    st.fold.folded.as_ref(),
+                                    side_key.as_ref().and_then(|j| sides.get(j)),
+                                    1,
+                                );
+                                if side_key != st.side_key {
+                                    if let Some(old) = st.side_key.take() {
+                                        unindex(&mut keys_of, &old, &key);
+                                    }
+                                    if let Some(j) = &side_key {
+                                        keys_of.entry(j.clone()).or_default().push(key.clone());
+                                    }
+                                    st.side_key = side_key;
+                                }
+                                if st.fold.values.is_empty() {
+                                    folds.remove(&key);
+                                }
+                                consolidate(&mut rows);
+                                for (row, diff) in rows.drain(..) {
+                                    session.give(((key.clone(), row), time, diff));
+                                }
+                                if !side_before.is_empty() {
+                                    applied.insert(key);
+                                }
+                            }
+                            // The keys not applied at this time whose side changed.
+                            for (j, before) in &side_before {
+                                for key in keys_of.get(j).into_iter().flatten().filter(|k| !applied.contains(*k)) {
+                                    let folded = folds.get(key).and_then(|st| st.fold.folded.as_ref());
+                                    push_rows(&mut rows, folded, Some(before), -1);
+                                    push_rows(&mut rows, folded, sides.get(j), 1);
+                                    consolidate(&mut rows);
+                                    for (row, diff) in rows.drain(..) {
+                                        session.give(((key.clone(), row), time, diff));
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    match pending
+                        .iter()
+                        .map(|u| u.1)
+                        .chain(pending_side.iter().map(|u| u.1))
+                        .min()
+                    {
+                        None => caps = CapabilitySet::new(),
+                        Some(t) => caps.downgrade([t]),
+                    }
+                }
+            })
+            .as_collection()
     }
 }
 
@@ -153,6 +318,75 @@ struct Folded<V, S> {
     values: Values<V>,
     /// The fold of `values`.
     folded: Option<S>,
+}
+
+impl<V: Ord, S> Folded<V, S> {
+    /// Applies a time's `updates` (consolidated, so in order), folding on
+    /// from where it was when they only add values after the last one held.
+    fn apply(&mut self, updates: &mut Vec<(V, isize)>, step: &mut impl FnMut(&mut Option<S>, &V)) {
+        let appends = updates.iter().all(|(_, d)| *d > 0)
+            && match (self.values.last_key_value(), updates.first()) {
+                (Some((last, _)), Some((first, _))) => first > last,
+                _ => true,
+            };
+        if appends {
+            for (value, diff) in updates.drain(..) {
+                step(&mut self.folded, &value);
+                self.values.insert(value, diff);
+            }
+        } else {
+            for (value, diff) in updates.drain(..) {
+                add(&mut self.values, value, diff);
+            }
+            self.folded = None;
+            for value in self.values.keys() {
+                step(&mut self.folded, value);
+            }
+        }
+    }
+}
+
+/// `fold_total_beside`'s state of a key: its fold, and the side key it was
+/// indexed under.
+struct Beside<V, S, J> {
+    fold: Folded<V, S>,
+    side_key: Option<J>,
+}
+
+impl<V, S, J> Default for Beside<V, S, J> {
+    fn default() -> Self {
+        Self {
+            fold: Folded::default(),
+            side_key: None,
+        }
+    }
+}
+
+/// Adds `diff` times the output rows of `folded` beside `side`: one per
+/// side value, with its multiplicity, or one with `None`.
+fn push_rows<S: Clone, L: Clone>(
+    rows: &mut Vec<((S, Option<L>), isize)>,
+    folded: Option<&S>,
+    side: Option<&Values<L>>,
+    diff: isize,
+) {
+    let Some(s) = folded else { return };
+    match side.filter(|values| !values.is_empty()) {
+        None => rows.push(((s.clone(), None), diff)),
+        Some(values) => rows.extend(values.iter().map(|(l, c)| ((s.clone(), Some(l.clone())), c * diff))),
+    }
+}
+
+/// Removes `key` from the keys indexed under `side_key`.
+fn unindex<J: Eq + Hash, K: PartialEq>(keys_of: &mut HashMap<J, Vec<K>>, side_key: &J, key: &K) {
+    if let Some(keys) = keys_of.get_mut(side_key) {
+        if let Some(i) = keys.iter().position(|k| k == key) {
+            keys.swap_remove(i);
+        }
+        if keys.is_empty() {
+            keys_of.remove(side_key);
+        }
+    }
 }
 
 impl<V, S> Default for Folded<V, S> {
@@ -344,6 +578,85 @@ mod tests {
                         expected.push(((key, values), 1));
                     }
                 }
+                assert_eq!(at(&output, time), expected, "seed {seed}, time {time}");
+            }
+        }
+    }
+
+    /// Seeded updates of a side collection `(side key, value)`: values
+    /// replaced now and then, sometimes two at once, sometimes none.
+    fn side_updates(seed: u64) -> Vec<Update<(u8, u8)>> {
+        let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed);
+        let mut present: Vec<(u8, u8)> = Vec::new();
+        let mut out = Vec::new();
+        let mut time = 0;
+        for _ in 0..60 {
+            time += rng.random_range(0..10);
+            if !present.is_empty() && rng.random_bool(0.4) {
+                let jl = present.swap_remove(rng.random_range(0..present.len()));
+                out.push((jl, time, -1));
+            }
+            if rng.random_bool(0.7) {
+                let jl = (rng.random_range(0..3u8), rng.random_range(0..5u8));
+                present.push(jl);
+                out.push((jl, time, 1));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn fold_total_beside_is_the_fold_left_joined_with_the_side_at_every_time() {
+        type Beside = (u8, (Vec<u32>, Option<u8>));
+        // The side key of a fold: its first value, so a late smaller value
+        // can move a key to another side key.
+        let side_key = |s: &Vec<u32>| (s[0] % 3) as u8;
+        for seed in 0..20 {
+            let input = updates(seed);
+            let side = side_updates(seed);
+            let last = input
+                .iter()
+                .map(|u| u.1)
+                .chain(side.iter().map(|u| u.1))
+                .max()
+                .unwrap_or(0);
+            let (fed, fed_side) = (input.clone(), side.clone());
+            let output = run(move |scope| {
+                let side = fed_side.to_stream(scope).as_collection();
+                fed.to_stream(scope).as_collection().fold_total_beside(
+                    "FoldBeside",
+                    side,
+                    side_key,
+                    |s: &mut Option<Vec<u32>>, v: &u32| s.get_or_insert_default().push(*v),
+                )
+            });
+            for time in 0..=last {
+                let side_now = at(&side, time);
+                let mut expected: Vec<(Beside, isize)> = Vec::new();
+                for key in 0..4 {
+                    let values: Vec<u32> = at(&input, time)
+                        .into_iter()
+                        .filter(|((k, _), _)| *k == key)
+                        .map(|((_, v), _)| v)
+                        .collect();
+                    if values.is_empty() {
+                        continue;
+                    }
+                    let j = side_key(&values);
+                    let matches: Vec<(u8, isize)> = side_now
+                        .iter()
+                        .filter(|((sj, _), _)| *sj == j)
+                        .map(|((_, l), c)| (*l, *c))
+                        .collect();
+                    if matches.is_empty() {
+                        expected.push(((key, (values, None)), 1));
+                    } else {
+                        for (l, c) in matches {
+                            expected.push(((key, (values.clone(), Some(l))), c));
+                        }
+                    }
+                }
+                consolidate(&mut expected);
                 assert_eq!(at(&output, time), expected, "seed {seed}, time {time}");
             }
         }

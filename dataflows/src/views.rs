@@ -8,11 +8,12 @@
 //! two levels, so a popular video's reduce never sees every session).
 //! Log time is totally ordered, so every reduce, count and distinct is the
 //! `_total` kind ([`crate::total`]), which keeps no output history. A
-//! collection joined more than once (`totals`) is arranged once and shared;
-//! the slow-moving side of a join is prepared so that a heartbeat moves
-//! one session through one join. A session's summary is a fold that goes
-//! on from where it was when a time only adds later events
-//! ([`ReduceTotal::fold_total`]). What downstream of the sessions looks at
+//! collection joined more than once (`totals`) is arranged once and shared,
+//! and joined once with everything slow-moving its views show. A session's
+//! summary is a fold that goes on from where it was when a time only adds
+//! later events, and it is joined with its video's duration inside the
+//! fold ([`ReduceTotal::fold_total_beside`]), so a heartbeat moves through
+//! no join before the sums. What downstream of the sessions looks at
 //! only a part of a summary that a heartbeat rarely changes (the viewer,
 //! the start, the startup time, the retention bucket, idleness) is
 //! consolidated within each batch first (`consolidate_stream`), so the
@@ -110,44 +111,34 @@ pub fn build<'s>(sourced: Sourced<'s>, windows: &Windows) -> Vec<(View, Coll<'s,
         .map(|(v, s)| rows::video_status(v, &s));
     let durations = media_now.clone().flat_map(|(v, s)| s.duration_ms.map(|d| (v, d)));
 
-    // Sessions, and each with its video's duration once known.
+    // Sessions, each with its video's duration, `None` until known. The
+    // durations are few and rarely change, so they are joined inside the
+    // session's fold: a heartbeat moves one session through one operator.
     let sessions = playback
         .clone()
         .map(|p| (p.session_id, (p.order, p.video_id, p.user_id, p.beacon)))
-        .fold_total("Session", |s, (o, v, u, b)| SessionSummary::step(s, o, *v, *u, b));
+        .fold_total_beside(
+            "Session",
+            durations,
+            |s: &SessionSummary| s.video_id,
+            |s, (o, v, u, b)| SessionSummary::step(s, o, *v, *u, b),
+        );
     let unique_viewers = sessions
         .clone()
-        .map(|(sid, s)| (s.video_id, s.user_id.unwrap_or(sid)))
+        .map(|(sid, (s, _))| (s.video_id, s.user_id.unwrap_or(sid)))
         .consolidate_stream()
         .distinct_total()
         .map(|(v, _)| v)
         .count_total();
-    // Each session with its video's duration, `None` until known. The left
-    // join is done per video, where changes are rare (a video's first
-    // session, its duration becoming known), so a heartbeat moves one
-    // session through one join.
-    let by_video = sessions.clone().map(|(sid, s)| (s.video_id, (sid, s)));
-    // The videos with sessions: one row each in `unique_viewers`, which
-    // changes only when a video gains a viewer.
-    let watched = unique_viewers.clone().map(|(v, _)| (v, ()));
-    let duration_of = durations
-        .clone()
-        .map(|(v, d)| (v, Some(d)))
-        .concat(watched.antijoin(durations.map(|(v, _)| v)).map(|(v, ())| (v, None)));
-    let sessions_d = by_video
-        .arrange_by_key_named("SessionsByVideo")
-        .join_core(duration_of.arrange_by_key_named("DurationOf"), |v, (sid, s), d| {
-            Some((*v, (*sid, s.clone(), *d)))
-        });
 
-    let totals = sessions_d
+    let totals = sessions
         .clone()
-        .explode(|(v, (_, s, d))| Some((v, VideoTotals::of(&s, d))))
+        .explode(|(_, (s, d))| Some((s.video_id, VideoTotals::of(&s, d))))
         .consolidate_stream()
         .count_total();
     let last_view = sessions
         .clone()
-        .map(|(sid, s)| ((s.video_id, spread(sid)), s.started_ms))
+        .map(|(sid, (s, _))| ((s.video_id, spread(sid)), s.started_ms))
         .consolidate_stream()
         .reduce_total("LastView1", |_k, input, output| {
             output.push((*input.last_key_value().expect("called with values").0, 1))
@@ -156,37 +147,37 @@ pub fn build<'s>(sourced: Sourced<'s>, windows: &Windows) -> Vec<(View, Coll<'s,
         .reduce_total("LastView2", |_k, input, output| {
             output.push((*input.last_key_value().expect("called with values").0, 1))
         });
-    // `totals` changes with every heartbeat; it is arranged once and joined
-    // last, with what changes only when a session starts.
-    let totals = totals.arrange_by_key_named("VideoTotals");
-    let viewers_and_last = unique_viewers
-        .join(last_view)
-        .arrange_by_key_named("ViewersAndLastView");
-    let video_stats = totals.clone().join_core(viewers_and_last, |v, t, (u, last)| {
-        Some(rows::video_stats(*v, t, *u as i64, *last))
-    });
-
     // Every video with sessions has a p95 (`None` without any first
-    // frame), so `qoe` is an inner join with `totals`.
+    // frame), unique viewers and a last view.
     let startup_p95 = sessions
         .clone()
-        .map(|(_, s)| (s.video_id, s.startup_ms))
+        .map(|(_, (s, _))| (s.video_id, s.startup_ms))
         .consolidate_stream()
         .reduce_total("StartupP95", |_v, input, output| {
             let values: Vec<(u64, i64)> = input.iter().filter_map(|(v, c)| v.map(|ms| (ms, *c as i64))).collect();
             output.push((percentile(&values, 95), 1));
         });
-    let qoe = totals
+    // `totals` changes with every heartbeat; it is arranged once and joined
+    // once, with everything else `video_stats` and `qoe` show, which
+    // changes only when a session starts or first shows a frame.
+    let totals = totals.arrange_by_key_named("VideoTotals");
+    let per_session = unique_viewers
+        .join(last_view)
+        .join(startup_p95)
+        .arrange_by_key_named("VideoSessionFigures");
+    let figures = totals.clone().join_core(per_session, |v, t, ((u, last), p95)| {
+        Some((*v, *t, *u as i64, *last, *p95))
+    });
+    let video_stats = figures
         .clone()
-        .join_core(startup_p95.arrange_by_key_named("StartupP95ByVideo"), |v, t, p| {
-            Some(rows::qoe(*v, t, *p))
-        });
+        .map(|(v, t, viewers, last, _)| rows::video_stats(v, &t, viewers, last));
+    let qoe = figures.map(|(v, t, _, _, p95)| rows::qoe(v, &t, p95));
 
     // Stored as a histogram of where sessions stopped ([`crate::stored`]).
-    let retention = sessions_d
+    let retention = sessions
         .clone()
-        .flat_map(|(v, (_, s, d))| match d {
-            Some(d) if s.startup_ms.is_some() => Some((v, s.retention_bucket(d))),
+        .flat_map(|(_, (s, d))| match d {
+            Some(d) if s.startup_ms.is_some() => Some((s.video_id, s.retention_bucket(d))),
             _ => None,
         })
         .consolidate_stream()
@@ -195,12 +186,12 @@ pub fn build<'s>(sourced: Sourced<'s>, windows: &Windows) -> Vec<(View, Coll<'s,
         })
         .map(|(v, (bucket, sessions))| retention_stored(v, bucket, sessions));
 
-    let watch_history = sessions_d
+    let watch_history = sessions
         .clone()
-        .flat_map(|(v, (sid, s, d))| {
+        .flat_map(|(sid, (s, d))| {
             let done = s.completed(d);
             s.user_id
-                .map(|u| ((u, v), (s.last_ms, sid, s.last_position_ms, s.played_ms, done)))
+                .map(|u| ((u, s.video_id), (s.last_ms, sid, s.last_position_ms, s.played_ms, done)))
         })
         .reduce_total("WatchHistory", |_k, input, output| {
             let (last_ms, _, last_position_ms, _, _) = *input.last_key_value().expect("called with values").0;
@@ -218,7 +209,7 @@ pub fn build<'s>(sourced: Sourced<'s>, windows: &Windows) -> Vec<(View, Coll<'s,
         .distinct_total();
         let idle = sessions
             .clone()
-            .filter(|(_, s)| !s.watching())
+            .filter(|(_, (s, _))| !s.watching())
             .map(|(sid, _)| sid)
             .consolidate_stream();
         recent
