@@ -291,6 +291,20 @@ impl VideoTotals {
 }
 difference!(VideoTotals);
 
+/// Everything `video_stats` and `qoe` show of a video: its sums, and what
+/// changes only when one of its sessions starts or first shows a frame.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct VideoFigures {
+    /// Sums over its sessions.
+    pub totals: VideoTotals,
+    /// Distinct viewers.
+    pub unique_viewers: i64,
+    /// Producer time of its latest session's start.
+    pub last_view_ms: i64,
+    /// p95 of its sessions' startup times.
+    pub startup_p95_ms: Option<u64>,
+}
+
 /// Per-group sums of videos: count, views, watch time and bytes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct GroupTotals {

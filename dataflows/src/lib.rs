@@ -11,6 +11,7 @@
 //! - [`peek`] and [`runtime`]: reading any view at a timestamp across all
 //!   workers and processes.
 //! - [`subscribe`]: a view's rows, then its changes as they happen.
+//! - `store`: a view's arrangement in its dataflow's types, read as rows.
 //! - [`stored`]: views arranged in a smaller form than they are read.
 //! - [`total`]: `reduce` for a totally ordered time, as the views use it.
 //! - [`window`]: updates retracted again once a window has passed.
@@ -33,6 +34,7 @@ pub mod reference;
 pub mod runtime;
 pub mod schema;
 pub mod source;
+mod store;
 pub mod stored;
 pub mod subscribe;
 pub mod total;

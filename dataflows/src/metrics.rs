@@ -34,7 +34,8 @@ pub struct Metrics {
     pub reclocked: AtomicU64,
     /// Per `(topic, partition)` read by this process.
     pub partitions: Mutex<BTreeMap<(String, u32), PartitionStatus>>,
-    /// Updates held per view arrangement, per local worker.
+    /// Updates held per view arrangement, per local worker. `video_stats`
+    /// and `qoe` share one arrangement, and both show its size.
     pub arrangement_updates: Mutex<BTreeMap<(View, usize), usize>>,
     /// Frontier of the views (ms), per local worker.
     pub frontier: Mutex<BTreeMap<usize, u64>>,
@@ -98,7 +99,7 @@ impl Metrics {
         let updates = metric(
             "reelflow_dataflow_arrangement_updates",
             "gauge",
-            "Updates held by each view's arrangement.",
+            "Updates held by each view's arrangement (video_stats and qoe share one).",
         );
         let frontier = metric(
             "reelflow_dataflow_frontier_ms",

@@ -21,30 +21,21 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use differential_dataflow::Hashable;
-use differential_dataflow::consolidation::consolidate;
-use differential_dataflow::operators::arrange::TraceAgent;
-use differential_dataflow::trace::TraceReader;
-use differential_dataflow::trace::cursor::{Cursor, Navigable};
-use differential_dataflow::trace::implementations::ValSpine;
 use serde::{Deserialize, Serialize};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::InputHandle;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::operator::Operator;
-use timely::progress::Antichain;
 use tokio::sync::oneshot;
 
 use crate::datum::Row;
 use crate::schema::View;
+use crate::store::{Answer, ViewStore};
 use crate::subscribe::{Subscribers, Tap, Taps, Update};
-use crate::views::Time;
-
-/// The arrangement of one view: key row → value row.
-pub type ViewTrace = TraceAgent<ValSpine<Row, Row, Time, isize>>;
+use crate::views::{self, Time};
 
 /// The views' arrangements on one worker, in [`View::ALL`] order.
-pub type Traces = Rc<RefCell<Vec<ViewTrace>>>;
+pub(crate) type Traces = Rc<RefCell<Vec<Box<dyn ViewStore>>>>;
 
 /// Which rows of a view to read.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -151,7 +142,7 @@ impl PeekRequest {
                 keys.sort();
                 keys.dedup();
                 keys.into_iter()
-                    .map(|key| request(key.hashed(), Selector::Keys(vec![key])))
+                    .map(|key| request(views::route(view, &key), Selector::Keys(vec![key])))
                     .collect()
             }
             // A worker's index routes to that worker.
@@ -283,8 +274,7 @@ pub(crate) fn peek_dataflow(
                     });
                     let mut traces = traces.borrow_mut();
                     pending.retain(|(cap, request): &(_, PeekRequest)| {
-                        let trace = &mut traces[request.view as usize];
-                        match answer(trace, request) {
+                        match traces[request.view as usize].answer(request) {
                             None => true,
                             Some(answer) => {
                                 let (rows, changes) = match answer {
@@ -349,151 +339,4 @@ pub(crate) fn peek_dataflow(
             );
     });
     input
-}
-
-/// What one worker read for a request.
-struct Answer {
-    /// The rows at `as_of`.
-    rows: Vec<(Row, Row)>,
-    /// For a subscription, the updates after `as_of` below `upper`.
-    changes: Vec<Update>,
-    /// How far the shard was complete when read.
-    upper: Time,
-}
-
-/// This worker's answer to `request`, or `None` while its shard of the view
-/// is not yet complete at `as_of`.
-fn answer(trace: &mut ViewTrace, request: &PeekRequest) -> Option<Result<Answer, PeekError>> {
-    let as_of = request.as_of;
-    let mut upper = Antichain::new();
-    trace.read_upper(&mut upper);
-    if upper.less_equal(&as_of) {
-        return None;
-    }
-    let since = trace.get_logical_compaction().first().copied().unwrap_or(0);
-    if as_of < since {
-        return Some(Err(PeekError::Compacted { as_of, since }));
-    }
-    let batches = trace.batches_through(Antichain::new().borrow()).unwrap_or_default();
-    // Each batch is read on its own and the rows added up after: a key
-    // whose value changed thousands of times within the history (the top
-    // of `trending`) would otherwise be merged value by value across every
-    // batch, which cost a worker a third of its time under load.
-    let mut counted: Vec<((Row, Row), isize)> = Vec::new();
-    let mut changes = Vec::new();
-    let subscribe = request.kind == RequestKind::Subscribe;
-    for batch in &batches {
-        let mut cursor = batch.cursor();
-        walk(&mut cursor, batch, &request.selector, |cursor, storage| {
-            read_counts(cursor, storage, as_of, &mut counted);
-            if subscribe {
-                cursor.rewind_vals(storage);
-                read_changes(cursor, storage, as_of, &mut changes);
-            }
-        });
-    }
-    consolidate(&mut counted);
-    let mut rows = Vec::new();
-    let mut broken = None;
-    for ((key, val), count) in counted {
-        if count < 0 {
-            broken = Some(format!("row {key:?} → {val:?} has multiplicity {count}"));
-        }
-        rows.extend(std::iter::repeat_n((key, val), count.max(0) as usize));
-    }
-    if let Some(detail) = broken {
-        return Some(Err(PeekError::Internal {
-            view: request.view.def().name.to_string(),
-            detail,
-        }));
-    }
-    Some(Ok(Answer {
-        rows,
-        changes,
-        upper: upper.first().copied().unwrap_or(Time::MAX),
-    }))
-}
-
-/// Calls `visit` with the cursor on each key `selector` picks.
-pub(crate) fn walk<C>(
-    cursor: &mut C,
-    storage: &C::Storage,
-    selector: &Selector,
-    mut visit: impl FnMut(&mut C, &C::Storage),
-) where
-    C: for<'a> Cursor<Key<'a> = &'a Row>,
-{
-    match selector {
-        Selector::All => {
-            while cursor.key_valid(storage) {
-                visit(cursor, storage);
-                cursor.step_key(storage);
-            }
-        }
-        Selector::Keys(keys) => {
-            let mut keys = keys.clone();
-            keys.sort();
-            keys.dedup();
-            for key in &keys {
-                cursor.seek_key(storage, key);
-                if cursor.get_key(storage) == Some(key) {
-                    visit(cursor, storage);
-                }
-            }
-        }
-        Selector::Range { from, to } => {
-            if let Some(from) = from {
-                cursor.seek_key(storage, from);
-            }
-            while let Some(key) = cursor.get_key(storage) {
-                if to.as_ref().is_some_and(|to| key >= to) {
-                    break;
-                }
-                visit(cursor, storage);
-                cursor.step_key(storage);
-            }
-        }
-    }
-}
-
-/// Appends the updates of the cursor's current key at times after `after`.
-pub(crate) fn read_changes<C>(cursor: &mut C, storage: &C::Storage, after: Time, changes: &mut Vec<Update>)
-where
-    C: for<'a> Cursor<Key<'a> = &'a Row, Val<'a> = &'a Row, TimeGat<'a> = &'a Time, DiffGat<'a> = &'a isize>,
-{
-    let key = cursor.key(storage);
-    while let Some(val) = cursor.get_val(storage) {
-        cursor.map_times(storage, |t, d| {
-            if *t > after {
-                changes.push(Update {
-                    time: *t,
-                    diff: *d,
-                    key: key.clone(),
-                    value: val.clone(),
-                });
-            }
-        });
-        cursor.step_val(storage);
-    }
-}
-
-/// Appends the rows of the cursor's current key with their multiplicity at
-/// `as_of`, in this cursor's updates alone.
-fn read_counts<C>(cursor: &mut C, storage: &C::Storage, as_of: Time, counted: &mut Vec<((Row, Row), isize)>)
-where
-    C: for<'a> Cursor<Key<'a> = &'a Row, Val<'a> = &'a Row, TimeGat<'a> = &'a Time, DiffGat<'a> = &'a isize>,
-{
-    let key = cursor.key(storage);
-    while let Some(val) = cursor.get_val(storage) {
-        let mut count = 0isize;
-        cursor.map_times(storage, |t, d| {
-            if *t <= as_of {
-                count += *d;
-            }
-        });
-        if count != 0 {
-            counted.push(((key.clone(), val.clone()), count));
-        }
-        cursor.step_val(storage);
-    }
 }

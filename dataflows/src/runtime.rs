@@ -21,12 +21,9 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
-use differential_dataflow::trace::TraceReader;
-use differential_dataflow::trace::implementations::spine_fueled::SpineBatch;
 use reelflow_ingest::log::{AnyLog, EventLog, LogError};
 use timely::dataflow::ProbeHandle;
 use timely::dataflow::operators::{Concatenate, Probe};
-use timely::progress::Antichain;
 use tokio::sync::oneshot;
 
 use crate::cluster::ClusterConfig;
@@ -35,6 +32,7 @@ use crate::metrics::Metrics;
 use crate::peek::{Outstanding, PeekError, PeekRequest, RequestKind, Selector, Traces, Waiting, peek_dataflow};
 use crate::schema::View;
 use crate::source::{SourceOptions, log_source, now_ms};
+use crate::store::{ROWS, Store, ViewStore};
 use crate::stored;
 use crate::subscribe::{Subscriber, Subscribers, Subscription, Taps, deliver, tap};
 use crate::views::{self, Time, Windows};
@@ -406,20 +404,30 @@ fn run_worker(
             options.source.clone(),
             Arc::clone(metrics),
         );
-        let mut traces = Vec::new();
+        let built = views::build(sourced, &options.windows);
+        let mut stores: Vec<Option<Box<dyn ViewStore>>> = View::ALL.iter().map(|_| None).collect();
         let mut tapped = Vec::new();
-        for (view, rows) in views::build(sourced, &options.windows) {
+        for (view, rows) in built.rows {
             let arranged = rows.arrange_by_key_named(view.def().name);
             let batches = arranged.stream.probe_with(&complete);
-            tapped.push(tap(batches, view, Rc::clone(&taps)));
-            traces.push(arranged.trace);
+            tapped.push(tap(batches, view, Rc::clone(&taps), ROWS));
+            stores[view as usize] = Some(Box::new(Store::new(arranged.trace, ROWS)));
+        }
+        let figures = built.figures.arrange_by_key_named("VideoFigures");
+        let batches = figures.stream.probe_with(&complete);
+        for (view, shape) in [(View::VideoStats, views::VIDEO_STATS), (View::Qoe, views::QOE)] {
+            tapped.push(tap(batches.clone(), view, Rc::clone(&taps), shape));
+            stores[view as usize] = Some(Box::new(Store::new(figures.trace.clone(), shape)));
         }
         deliver(
             scope.concatenate(tapped),
             Rc::clone(&subscribers),
             Rc::clone(&tapped_upper),
         );
-        traces
+        stores
+            .into_iter()
+            .map(|s| s.expect("every view is arranged"))
+            .collect::<Vec<_>>()
     });
     let traces: Traces = Rc::new(RefCell::new(traces));
     let outstanding: Outstanding = Rc::new(RefCell::new(HashMap::new()));
@@ -541,24 +549,11 @@ fn since(upper: Time, history: Time, horizon: Time) -> Time {
 /// the rest compact; publishes the arrangement sizes.
 fn maintain(traces: &Traces, history: Time, horizon: Time, metrics: &Metrics, local: usize) {
     let mut traces = traces.borrow_mut();
-    let mut upper = Antichain::new();
     let mut sizes = Vec::with_capacity(traces.len());
-    for (view, trace) in View::ALL.into_iter().zip(traces.iter_mut()) {
-        trace.read_upper(&mut upper);
-        let u = upper.first().copied().unwrap_or(Time::MAX);
-        let since = since(u, history, horizon);
-        let current = trace.get_logical_compaction().first().copied().unwrap_or(0);
-        if since > current {
-            trace.set_logical_compaction(Antichain::from_elem(since).borrow());
-            trace.set_physical_compaction(Antichain::from_elem(since).borrow());
-        }
-        let mut n = 0;
-        trace.map_spans(|span| {
-            if let Some(batch) = &span.inner {
-                n += batch.len();
-            }
-        });
-        sizes.push((view, n));
+    for (view, store) in View::ALL.into_iter().zip(traces.iter_mut()) {
+        let upper = store.upper();
+        store.compact_to(since(upper, history, horizon));
+        sizes.push((view, store.len()));
     }
     let mut updates = metrics.arrangement_updates.lock().expect("metrics lock");
     for (view, n) in sizes {

@@ -41,8 +41,9 @@ use timely::dataflow::operators::generic::operator::Operator;
 use tokio::sync::mpsc;
 
 use crate::datum::Row;
-use crate::peek::{PeekError, Selector, ViewTrace, read_changes, walk};
+use crate::peek::{PeekError, Selector};
 use crate::schema::View;
+use crate::store::{Arranged, Shape, read_changes, walk};
 use crate::stored::Deriving;
 use crate::views::Time;
 
@@ -335,12 +336,18 @@ pub(crate) struct TapUpdate {
     update: Update,
 }
 
-/// Cuts the taps' updates out of the batches `view`'s arrangement adds.
-pub(crate) fn tap<'s>(
-    batches: Stream<'s, Time, Vec<SpanOf<ViewTrace>>>,
+/// Cuts the taps' updates out of the batches `view`'s arrangement adds, as
+/// rows of the `shape` it is read in.
+pub(crate) fn tap<'s, K, V>(
+    batches: Stream<'s, Time, Vec<SpanOf<Arranged<K, V>>>>,
     view: View,
     taps: Taps,
-) -> Stream<'s, Time, Vec<TapUpdate>> {
+    shape: Shape<K, V>,
+) -> Stream<'s, Time, Vec<TapUpdate>>
+where
+    K: Ord + Clone + 'static,
+    V: Ord + Clone + 'static,
+{
     batches.unary(Pipeline, "SubscribeTap", move |_cap, _info| {
         let mut changes = Vec::new();
         move |input, output| {
@@ -360,8 +367,8 @@ pub(crate) fn tap<'s>(
                         .filter(|(_, t)| t.view == view);
                     for (&(origin, id), tap) in mine {
                         let mut cursor = batch.cursor();
-                        walk(&mut cursor, batch, &tap.selector, |cursor, storage| {
-                            read_changes(cursor, storage, tap.from.saturating_sub(1), &mut changes);
+                        walk(&mut cursor, batch, &tap.selector, &shape, |cursor, storage| {
+                            read_changes(cursor, storage, tap.from.saturating_sub(1), &shape, &mut changes);
                         });
                         for update in changes.drain(..) {
                             session.give(TapUpdate { origin, id, update });

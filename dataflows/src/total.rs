@@ -35,8 +35,8 @@
 //! multiplicities and without zeros, as `reduce` gives them, and is called
 //! only when the key has values.
 
+use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
-use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::Hash;
 
 use differential_dataflow::consolidation::consolidate;
@@ -48,6 +48,11 @@ use timely::dataflow::operators::generic::operator::Operator;
 use timely::dataflow::operators::vec::Broadcast;
 
 use crate::views::{Coll, Time};
+
+/// Keys are hashed with foldhash, seeded per map: SipHash cost a tenth of
+/// a session's fold.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
 /// A key's current values, in order, with their (non-zero) multiplicities.
 pub type Values<V> = BTreeMap<V, isize>;
@@ -169,11 +174,11 @@ where
         let by_key = Exchange::new(|((k, _), _, _): &((K, V), Time, isize)| k.hashed());
         self.inner
             .binary_frontier(side.inner.broadcast(), by_key, Pipeline, name, move |_, _| {
-                let mut folds: HashMap<K, Beside<V, S, J>> = HashMap::new();
+                let mut folds: HashMap<K, Beside<V, S, J>> = HashMap::default();
                 // The side as of the last time applied, on every worker.
-                let mut sides: HashMap<J, Values<L>> = HashMap::new();
+                let mut sides: HashMap<J, Values<L>> = HashMap::default();
                 // Which keys' folds have each side key.
-                let mut keys_of: HashMap<J, Vec<K>> = HashMap::new();
+                let mut keys_of: HashMap<J, Vec<K>> = HashMap::default();
                 let mut pending: Vec<((K, V), Time, isize)> = Vec::new();
                 let mut pending_side: Vec<((J, L), Time, isize)> = Vec::new();
                 let mut ready: Vec<((K, V), Time, isize)> = Vec::new();
@@ -183,8 +188,8 @@ where
                 let mut side_updates: Vec<(L, isize)> = Vec::new();
                 // The side keys changed at the time being applied, with
                 // what they held before it, and the keys applied at it.
-                let mut side_before: HashMap<J, Values<L>> = HashMap::new();
-                let mut applied: HashSet<K> = HashSet::new();
+                let mut side_before: HashMap<J, Values<L>> = HashMap::default();
+                let mut applied: HashSet<K> = HashSet::default();
                 let mut rows: Vec<((S, Option<L>), isize)> = Vec::new();
                 move |(input, frontier), (side_input, side_frontier), output| {
                     input.for_each(|cap, data| {
@@ -416,7 +421,7 @@ where
     let by_key = Exchange::new(|((k, _), _, _): &((K, V), Time, isize)| k.hashed());
     coll.inner
         .unary_frontier(by_key, name, move |_, _| {
-            let mut state: HashMap<K, S> = HashMap::new();
+            let mut state: HashMap<K, S> = HashMap::default();
             // Updates whose time the frontier has not passed yet.
             let mut pending: Vec<((K, V), Time, isize)> = Vec::new();
             // Updates whose time it has, being applied.

@@ -22,19 +22,22 @@
 //! one update. Windows are the same updates retracted at `t + window`
 //! ([`crate::window`]), so windowed views change as the frontier passes
 //! even when no event arrives; ranks are a two-level top-k. Every view
-//! ends as `(key row, value row)`.
+//! ends as `(key row, value row)`, but for `video_stats` and `qoe`, which
+//! change with every heartbeat: they end as one collection of each video's
+//! figures, read as either view's rows ([`VIDEO_STATS`], [`QOE`]).
 
 use std::time::Duration;
 
-use differential_dataflow::VecCollection;
 use differential_dataflow::operators::{CountTotal, ThresholdTotal};
+use differential_dataflow::{Hashable, VecCollection};
 use uuid::Uuid;
 
-use crate::datum::Row;
-use crate::definitions::{GroupTotals, MediaState, SessionSummary, VideoTotals, percentile, rows};
+use crate::datum::{Datum, Row};
+use crate::definitions::{GroupTotals, MediaState, SessionSummary, VideoFigures, VideoTotals, percentile, rows};
 use crate::facts::Beacon;
 use crate::schema::View;
 use crate::source::Sourced;
+use crate::store::Shape;
 use crate::stored::retention_stored;
 use crate::total::ReduceTotal;
 use crate::window::windowed;
@@ -76,9 +79,48 @@ fn spread(id: Uuid) -> u8 {
     (id.as_u128() % SPREAD) as u8
 }
 
+/// Every view, as [`build`] makes it.
+pub struct Built<'s> {
+    /// The views arranged as their rows.
+    pub rows: Vec<(View, Coll<'s, (Row, Row)>)>,
+    /// What `video_stats` and `qoe` are read from ([`VIDEO_STATS`], [`QOE`]).
+    pub figures: Coll<'s, (Uuid, VideoFigures)>,
+}
+
+/// The key of a view keyed by a video's id.
+fn video_key(row: &Row) -> Option<Uuid> {
+    match row.as_slice() {
+        [Datum::Uuid(v)] => Some(*v),
+        _ => None,
+    }
+}
+
+/// `video_stats`, read from the videos' figures.
+pub(crate) const VIDEO_STATS: Shape<Uuid, VideoFigures> = Shape {
+    key: video_key,
+    key_row: |v| vec![Datum::Uuid(*v)],
+    val_row: |v, f| rows::video_stats(*v, &f.totals, f.unique_viewers, f.last_view_ms).1,
+};
+
+/// `qoe`, read from the videos' figures.
+pub(crate) const QOE: Shape<Uuid, VideoFigures> = Shape {
+    key: video_key,
+    key_row: |v| vec![Datum::Uuid(*v)],
+    val_row: |v, f| rows::qoe(*v, &f.totals, f.startup_p95_ms).1,
+};
+
+/// The worker that holds the rows of `view` with `key`: what its
+/// arrangement is keyed by, hashed as the arrangement routes its updates.
+pub(crate) fn route(view: View, key: &Row) -> u64 {
+    match view {
+        View::VideoStats | View::Qoe => video_key(key).map_or_else(|| key.hashed(), |v| v.hashed()),
+        _ => key.hashed(),
+    }
+}
+
 /// Builds every view from what the sources read (updates at their log
-/// time), in [`View::ALL`] order.
-pub fn build<'s>(sourced: Sourced<'s>, windows: &Windows) -> Vec<(View, Coll<'s, (Row, Row)>)> {
+/// time).
+pub fn build<'s>(sourced: Sourced<'s>, windows: &Windows) -> Built<'s> {
     let Sourced {
         catalog,
         media,
@@ -166,12 +208,16 @@ pub fn build<'s>(sourced: Sourced<'s>, windows: &Windows) -> Vec<(View, Coll<'s,
         .join(startup_p95)
         .arrange_by_key_named("VideoSessionFigures");
     let figures = totals.clone().join_core(per_session, |v, t, ((u, last), p95)| {
-        Some((*v, *t, *u as i64, *last, *p95))
+        Some((
+            *v,
+            VideoFigures {
+                totals: *t,
+                unique_viewers: *u as i64,
+                last_view_ms: *last,
+                startup_p95_ms: *p95,
+            },
+        ))
     });
-    let video_stats = figures
-        .clone()
-        .map(|(v, t, viewers, last, _)| rows::video_stats(v, &t, viewers, last));
-    let qoe = figures.map(|(v, t, _, _, p95)| rows::qoe(v, &t, p95));
 
     // Stored as a histogram of where sessions stopped ([`crate::stored`]).
     let retention = sessions
@@ -313,16 +359,17 @@ pub fn build<'s>(sourced: Sourced<'s>, windows: &Windows) -> Vec<(View, Coll<'s,
         .count_total()
         .map(|(o, t)| rows::storage_usage(o, &t));
 
-    vec![
-        (View::VideoStatus, video_status),
-        (View::VideoStats, video_stats),
-        (View::ConcurrentViewers, concurrent_viewers),
-        (View::Trending, trending),
-        (View::Qoe, qoe),
-        (View::Retention, retention),
-        (View::WatchHistory, watch_history),
-        (View::GenreStats, genre_stats),
-        (View::StorageUsage, storage_usage),
-        (View::SourceProgress, progress),
-    ]
+    Built {
+        rows: vec![
+            (View::VideoStatus, video_status),
+            (View::ConcurrentViewers, concurrent_viewers),
+            (View::Trending, trending),
+            (View::Retention, retention),
+            (View::WatchHistory, watch_history),
+            (View::GenreStats, genre_stats),
+            (View::StorageUsage, storage_usage),
+            (View::SourceProgress, progress),
+        ],
+        figures,
+    }
 }

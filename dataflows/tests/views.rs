@@ -17,6 +17,7 @@ use reelflow_dataflows::{
     Subscription, Time, Update, View,
 };
 use reelflow_ingest::log::AnyLog;
+use uuid::Uuid;
 
 /// Short windows, so the test sees them retract.
 fn windows() -> Windows {
@@ -93,6 +94,41 @@ async fn check(
                 .await
                 .expect("peek by key");
             assert_eq!(got.rows, vec![stats[0].clone()], "{label}: key lookup at {t}");
+        }
+        // `qoe` is arranged by video id, not as rows: ranges whose bounds
+        // are keys or name none, and keys that are missing or not ids.
+        let qoe = &expected[&View::Qoe];
+        let n = qoe.len();
+        if n > 0 {
+            let (from, to) = (qoe[n / 3].0.clone(), qoe[2 * n / 3].0.clone());
+            let selectors = [
+                Selector::Range {
+                    from: Some(from.clone()),
+                    to: Some(to.clone()),
+                },
+                Selector::Range {
+                    from: Some(vec![Datum::Null]),
+                    to: Some(vec![to[0].clone(), Datum::Null]),
+                },
+                Selector::Range {
+                    from: Some(vec![from[0].clone(), Datum::Int(0)]),
+                    to: None,
+                },
+                Selector::Keys(vec![
+                    to.clone(),
+                    vec![Datum::Int(7)],
+                    from.clone(),
+                    vec![Datum::Uuid(Uuid::nil())],
+                ]),
+            ];
+            for selector in selectors {
+                let got = client
+                    .peek(View::Qoe, selector.clone(), Some(t))
+                    .await
+                    .expect("peek qoe");
+                let want: Vec<_> = qoe.iter().filter(|(k, _)| selector.matches(k)).cloned().collect();
+                assert_eq!(got.rows, want, "{label}: qoe by {selector:?} at {t}");
+            }
         }
         let retention = &expected[&View::Retention];
         if let Some((key, _)) = retention.last() {
