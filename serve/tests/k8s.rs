@@ -25,7 +25,7 @@ fn env(name: &str) -> String {
 }
 
 fn k8s_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../k8s")
+    common::manifest_dir().join("../k8s")
 }
 
 /// Every overlay, by name.

@@ -11,7 +11,7 @@ use sha2::Digest;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tus_js_client_resumes_after_the_connection_is_cut() {
-    let js = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js");
+    let js = common::manifest_dir().join("tests/js");
     assert!(
         js.join("node_modules/tus-js-client").is_dir(),
         "tus-js-client is not installed: run scripts/test.sh (it runs npm ci in serve/tests/js)"

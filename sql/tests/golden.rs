@@ -457,7 +457,12 @@ fn table_rows(out: &reelflow_sql::QueryOutput) -> Vec<String> {
 async fn golden_files() {
     let (_dir, dataflows, engine) = fixture_engine().await;
     let rewrite = std::env::var("REELFLOW_SLT_REWRITE").is_ok_and(|v| v == "1");
-    let slt_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/slt");
+    // As `cargo test` gives it when it runs the test: the path compiled in
+    // is where the binary was built, which a shared build cache can hand
+    // to another checkout.
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| env!("CARGO_MANIFEST_DIR").into(), std::path::PathBuf::from);
+    let slt_dir = manifest_dir.join("tests/slt");
     let mut files: Vec<_> = std::fs::read_dir(&slt_dir)
         .expect("tests/slt")
         .filter_map(|e| e.ok().map(|e| e.path()))
