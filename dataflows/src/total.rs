@@ -79,7 +79,8 @@ pub trait ReduceTotal<'s, K, V> {
     /// the fold's `side_key` at the same time: a left join of the folds
     /// with `side`, `None` where it holds nothing. `side` is broadcast to
     /// every worker, so it should be small; it is joined inside the fold,
-    /// so a fold's change moves through no other operator.
+    /// so a fold's change moves through no other operator. The folds never
+    /// leave the worker, so they may be shared (an `Arc`).
     fn fold_total_beside<S, F, J, L, G>(
         self,
         name: &str,
@@ -88,7 +89,7 @@ pub trait ReduceTotal<'s, K, V> {
         step: F,
     ) -> Coll<'s, (K, (S, Option<L>))>
     where
-        S: ExchangeData,
+        S: Clone + Ord + 'static,
         F: FnMut(&mut Option<S>, &V) + 'static,
         J: ExchangeData + Hash,
         L: ExchangeData,
@@ -165,7 +166,7 @@ where
         mut step: F,
     ) -> Coll<'s, (K, (S, Option<L>))>
     where
-        S: ExchangeData,
+        S: Clone + Ord + 'static,
         F: FnMut(&mut Option<S>, &V) + 'static,
         J: ExchangeData + Hash,
         L: ExchangeData,

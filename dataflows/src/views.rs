@@ -26,6 +26,7 @@
 //! change with every heartbeat: they end as one collection of each video's
 //! figures, read as either view's rows ([`VIDEO_STATS`], [`QOE`]).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use differential_dataflow::operators::{CountTotal, ThresholdTotal};
@@ -156,14 +157,20 @@ pub fn build<'s>(sourced: Sourced<'s>, windows: &Windows) -> Built<'s> {
     // Sessions, each with its video's duration, `None` until known. The
     // durations are few and rarely change, so they are joined inside the
     // session's fold: a heartbeat moves one session through one operator.
+    // Seven readers take each change of a summary, each a few of its
+    // fields, so the summary is shared rather than copied to each.
     let sessions = playback
         .clone()
         .map(|p| (p.session_id, (p.order, p.video_id, p.user_id, p.beacon)))
         .fold_total_beside(
             "Session",
             durations,
-            |s: &SessionSummary| s.video_id,
-            |s, (o, v, u, b)| SessionSummary::step(s, o, *v, *u, b),
+            |s: &Arc<SessionSummary>| s.video_id,
+            |s, (o, v, u, b)| {
+                let mut summary = s.take().map(Arc::unwrap_or_clone);
+                SessionSummary::step(&mut summary, o, *v, *u, b);
+                *s = summary.map(Arc::new);
+            },
         );
     let unique_viewers = sessions
         .clone()
