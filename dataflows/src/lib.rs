@@ -16,7 +16,7 @@
 //! - [`total`]: `reduce` for a totally ordered time, as the views use it.
 //! - [`window`]: updates retracted again once a window has passed.
 //! - [`cluster`]: workers and processes, from flags or a StatefulSet.
-//! - [`reference`]: every view recomputed from scratch, for the tests and
+//! - [`reference`](mod@reference): every view recomputed from scratch, for the tests and
 //!   the benchmark to check the dataflows against.
 //! - [`traffic`]: realistic playback traffic for the benchmark.
 //! - [`workload`]: seeded random logs with late, duplicated and malformed

@@ -11,10 +11,10 @@
 //! and subscriptions derive the percentages as they read: how many
 //! sessions reached a bucket is the sum from it to the end.
 //!
-//! Reads pick the stored rows they need ([`stored_selectors`]: every
+//! Reads pick the stored rows they need (`stored_selectors`: every
 //! bucket of each video the selector touches), derive the rows
 //! ([`derive`]) and keep those the caller asked for; a subscription does
-//! the same change by change ([`Deriving`]), on the caller's side of the
+//! the same change by change (`Deriving`), on the caller's side of the
 //! channel, so no worker spends time on it.
 
 use std::collections::{BTreeMap, BTreeSet};

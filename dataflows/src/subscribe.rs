@@ -6,15 +6,15 @@
 //! 1. The request travels like a peek ([`crate::peek`]) to every worker.
 //!    Once its shard is complete at `as_of`, each worker reads the rows at
 //!    `as_of` *and* the updates after `as_of` its arrangement already
-//!    holds (up to its upper `u`), and registers a [`Tap`] that forwards
+//!    holds (up to its upper `u`), and registers a `Tap` that forwards
 //!    updates at `u` or later.
 //! 2. Each view's arrangement also produces a stream of the batches it
-//!    adds; a tap operator per view ([`tap`]) cuts the registered taps'
+//!    adds; a tap operator per view (`tap`) cuts the registered taps'
 //!    updates out of every new batch and sends them to the worker that took
 //!    the subscription. A batch the tap sees may already be in the
 //!    arrangement the worker read in step 1; its updates are below `u` and
 //!    are not sent again, so no update is lost or doubled.
-//! 3. That worker ([`Subscriber`]) holds the updates until the frontier of
+//! 3. That worker (`Subscriber`) holds the updates until the frontier of
 //!    the taps' stream passes their time — then nothing earlier can still
 //!    arrive from any worker — and releases them in time order, consolidated,
 //!    followed by a progress marker: every change before it has been sent.

@@ -6,7 +6,7 @@
 //! output changes. Log time is a plain `u64`, so none of that is needed —
 //! the same reason differential has `count_total` and `distinct_total`
 //! beside `count` and `distinct`. The operators here work in that style
-//! ([`by_key_in_time_order`]):
+//! (`by_key_in_time_order`):
 //!
 //! - updates are exchanged by key and wait until the frontier has passed
 //!   their time, so a time is applied only once all of it is in;

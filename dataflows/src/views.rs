@@ -24,7 +24,7 @@
 //! even when no event arrives; ranks are a two-level top-k. Every view
 //! ends as `(key row, value row)`, but for `video_stats` and `qoe`, which
 //! change with every heartbeat: they end as one collection of each video's
-//! figures, read as either view's rows ([`VIDEO_STATS`], [`QOE`]).
+//! figures, read as either view's rows (`VIDEO_STATS`, `QOE`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -84,7 +84,7 @@ fn spread(id: Uuid) -> u8 {
 pub struct Built<'s> {
     /// The views arranged as their rows.
     pub rows: Vec<(View, Coll<'s, (Row, Row)>)>,
-    /// What `video_stats` and `qoe` are read from ([`VIDEO_STATS`], [`QOE`]).
+    /// What `video_stats` and `qoe` are read from (`VIDEO_STATS`, `QOE`).
     pub figures: Coll<'s, (Uuid, VideoFigures)>,
 }
 
