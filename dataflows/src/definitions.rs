@@ -96,7 +96,13 @@ impl SessionSummary {
     /// One step of [`SessionSummary::fold`]: the summary `s` of the events
     /// so far with the next one.
     pub fn step(s: &mut Option<Self>, order: &Order, video_id: Uuid, user_id: Option<Uuid>, beacon: &Beacon) {
-        let s = s.get_or_insert(SessionSummary {
+        s.get_or_insert_with(|| Self::begin(order, video_id, user_id))
+            .apply(order, user_id, beacon);
+    }
+
+    /// A session's summary before its first event, `order`, is applied.
+    pub fn begin(order: &Order, video_id: Uuid, user_id: Option<Uuid>) -> Self {
+        SessionSummary {
             video_id,
             user_id,
             started_ms: order.occurred_ms,
@@ -111,7 +117,12 @@ impl SessionSummary {
             fatal: false,
             ended: false,
             paused: false,
-        });
+        }
+    }
+
+    /// Applies the session's next event.
+    pub fn apply(&mut self, order: &Order, user_id: Option<Uuid>, beacon: &Beacon) {
+        let s = self;
         if s.user_id.is_none() {
             s.user_id = user_id;
         }

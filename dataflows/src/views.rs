@@ -167,9 +167,9 @@ pub fn build<'s>(sourced: Sourced<'s>, windows: &Windows) -> Built<'s> {
             durations,
             |s: &Arc<SessionSummary>| s.video_id,
             |s, (o, v, u, b)| {
-                let mut summary = s.take().map(Arc::unwrap_or_clone);
-                SessionSummary::step(&mut summary, o, *v, *u, b);
-                *s = summary.map(Arc::new);
+                // Copied only while a reader still holds the last one.
+                let s = s.get_or_insert_with(|| Arc::new(SessionSummary::begin(o, *v, *u)));
+                Arc::make_mut(s).apply(o, *u, b);
             },
         );
     let unique_viewers = sessions
