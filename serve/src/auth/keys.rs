@@ -244,7 +244,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("keys.json");
         let old = Keyring::load_or_create(&path).expect("create");
-        let old_token = old.sign(&claims(600));
+        // Made once: two calls a second boundary apart differ in `exp`.
+        let signed = claims(600);
+        let old_token = old.sign(&signed);
         std::thread::sleep(Duration::from_millis(5));
         let new_kid = Keyring::rotate(&path, Duration::from_secs(900)).expect("rotate");
         let ring = Keyring::load_or_create(&path).expect("reload");
@@ -253,7 +255,7 @@ mod tests {
         assert_eq!(
             ring.verify::<Claims>(&old_token, "api")
                 .expect("old token still verifies"),
-            claims(600)
+            signed
         );
         let new_token = ring.sign(&claims(600));
         assert!(new_token.split('.').next().is_some());
