@@ -38,14 +38,15 @@
 use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
 use std::hash::Hash;
+use std::iter::Peekable;
 
 use differential_dataflow::consolidation::consolidate;
 use differential_dataflow::hashable::Hashable;
 use differential_dataflow::{AsCollection, ExchangeData};
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
-use timely::dataflow::operators::CapabilitySet;
 use timely::dataflow::operators::generic::operator::Operator;
 use timely::dataflow::operators::vec::Broadcast;
+use timely::dataflow::operators::{CapabilitySet, InputCapability};
 
 use crate::views::{Coll, Time};
 
@@ -193,18 +194,8 @@ where
                 let mut applied: HashSet<K> = HashSet::default();
                 let mut rows: Vec<((S, Option<L>), isize)> = Vec::new();
                 move |(input, frontier), (side_input, side_frontier), output| {
-                    input.for_each(|cap, data| {
-                        for cap in cap.retain_stamp(0).iter() {
-                            caps.insert(cap.clone());
-                        }
-                        pending.append(data);
-                    });
-                    side_input.for_each(|cap, data| {
-                        for cap in cap.retain_stamp(0).iter() {
-                            caps.insert(cap.clone());
-                        }
-                        pending_side.append(data);
-                    });
+                    input.for_each(|cap, data| hold(&cap, data, &mut caps, &mut pending));
+                    side_input.for_each(|cap, data| hold(&cap, data, &mut caps, &mut pending_side));
                     let (frontier, side_frontier) = (frontier.frontier(), side_frontier.frontier());
                     let passed = |t: &Time| !frontier.less_equal(t) && !side_frontier.less_equal(t);
                     ready.extend(pending.extract_if(.., |(_, t, _)| passed(t)));
@@ -230,10 +221,7 @@ where
                             applied.clear();
                             while let Some(((j, _), _, _)) = side.peek().filter(|u| u.1 == time) {
                                 let j = j.clone();
-                                while let Some(((_, l), _, d)) = side.next_if(|((k, _), t, _)| *t == time && *k == j) {
-                                    side_updates.push((l, d));
-                                }
-                                consolidate(&mut side_updates);
+                                gather(&mut side, &j, time, &mut side_updates);
                                 if side_updates.is_empty() {
                                     continue;
                                 }
@@ -248,11 +236,7 @@ where
                             }
                             while let Some(((key, _), _, _)) = main.peek().filter(|u| u.1 == time) {
                                 let key = key.clone();
-                                while let Some(((_, v), _, d)) = main.next_if(|((k, _), t, _)| *t == time && *k == key)
-                                {
-                                    updates.push((v, d));
-                                }
-                                consolidate(&mut updates);
+                                gather(&mut main, &key, time, &mut updates);
                                 if updates.is_empty() {
                                     continue;
                                 }
@@ -304,15 +288,12 @@ where
                             }
                         }
                     }
-                    match pending
+                    let earliest = pending
                         .iter()
                         .map(|u| u.1)
                         .chain(pending_side.iter().map(|u| u.1))
-                        .min()
-                    {
-                        None => caps = CapabilitySet::new(),
-                        Some(t) => caps.downgrade([t]),
-                    }
+                        .min();
+                    release(&mut caps, earliest);
                 }
             })
             .as_collection()
@@ -431,12 +412,7 @@ where
             let mut updates: Vec<(V, isize)> = Vec::new();
             let mut changes: Vec<(O, isize)> = Vec::new();
             move |(input, frontier), output| {
-                input.for_each(|cap, data| {
-                    for cap in cap.retain_stamp(0).iter() {
-                        caps.insert(cap.clone());
-                    }
-                    pending.append(data);
-                });
+                input.for_each(|cap, data| hold(&cap, data, &mut caps, &mut pending));
                 let frontier = frontier.frontier();
                 if pending.iter().any(|(_, t, _)| !frontier.less_equal(t)) {
                     // Moved, not copied into fresh vectors: under load these
@@ -447,17 +423,9 @@ where
                     let cap = caps.delayed(&first);
                     let mut session = output.session(&cap);
                     let mut ready = ready.drain(..).peekable();
-                    while let Some(((key, value), time, diff)) = ready.next() {
-                        updates.push((value, diff));
-                        // The rest of the key's updates at `time`.
-                        while let Some(((k, _), t, _)) = ready.peek() {
-                            if *k != key || *t != time {
-                                break;
-                            }
-                            let ((_, value), _, diff) = ready.next().expect("peeked");
-                            updates.push((value, diff));
-                        }
-                        consolidate(&mut updates);
+                    while let Some(((key, _), time, _)) = ready.peek() {
+                        let (key, time) = (key.clone(), *time);
+                        gather(&mut ready, &key, time, &mut updates);
                         if updates.is_empty() {
                             continue;
                         }
@@ -472,15 +440,44 @@ where
                         }
                     }
                 }
-                // Later output is at the earliest pending time or after it:
-                // nothing earlier is held, so downstream moves on.
-                match pending.iter().map(|(_, t, _)| *t).min() {
-                    None => caps = CapabilitySet::new(),
-                    Some(t) => caps.downgrade([t]),
-                }
+                release(&mut caps, pending.iter().map(|(_, t, _)| *t).min());
             }
         })
         .as_collection()
+}
+
+/// Holds a batch of input: its updates in `pending`, and a capability for
+/// its time in `caps`.
+fn hold<D>(cap: &InputCapability<Time>, data: &mut Vec<D>, caps: &mut CapabilitySet<Time>, pending: &mut Vec<D>) {
+    for cap in cap.retain_stamp(0).iter() {
+        caps.insert(cap.clone());
+    }
+    pending.append(data);
+}
+
+/// Keeps a capability only for `earliest`, the earliest time still pending:
+/// later output is at that time or after it, and nothing earlier is held,
+/// so downstream moves on.
+fn release(caps: &mut CapabilitySet<Time>, earliest: Option<Time>) {
+    match earliest {
+        None => *caps = CapabilitySet::new(),
+        Some(t) => caps.downgrade([t]),
+    }
+}
+
+/// Moves the updates of `key` at `time` at the front of `ready` (sorted so
+/// that a key's updates at a time are together) into `updates`,
+/// consolidated.
+fn gather<K: PartialEq, V: Ord>(
+    ready: &mut Peekable<impl Iterator<Item = ((K, V), Time, isize)>>,
+    key: &K,
+    time: Time,
+    updates: &mut Vec<(V, isize)>,
+) {
+    while let Some(((_, v), _, d)) = ready.next_if(|((k, _), t, _)| *t == time && k == key) {
+        updates.push((v, d));
+    }
+    consolidate(updates);
 }
 
 /// Adds `diff` copies of `value` to `values`, dropping it at zero.

@@ -96,17 +96,22 @@ fn video_key(row: &Row) -> Option<Uuid> {
     }
 }
 
+/// The key row of a view keyed by a video's id.
+fn video_key_row(video: &Uuid) -> Row {
+    vec![Datum::Uuid(*video)]
+}
+
 /// `video_stats`, read from the videos' figures.
 pub(crate) const VIDEO_STATS: Shape<Uuid, VideoFigures> = Shape {
     key: video_key,
-    key_row: |v| vec![Datum::Uuid(*v)],
+    key_row: video_key_row,
     val_row: |v, f| rows::video_stats(*v, &f.totals, f.unique_viewers, f.last_view_ms).1,
 };
 
 /// `qoe`, read from the videos' figures.
 pub(crate) const QOE: Shape<Uuid, VideoFigures> = Shape {
     key: video_key,
-    key_row: |v| vec![Datum::Uuid(*v)],
+    key_row: video_key_row,
     val_row: |v, f| rows::qoe(*v, &f.totals, f.startup_p95_ms).1,
 };
 
