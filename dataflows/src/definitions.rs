@@ -1,10 +1,12 @@
 //! What every number means. The dataflows apply these folds incrementally
-//! (a reduce per entity); the reference implementation applies them once to
-//! all of an entity's events. Definitions follow Mux Data and PeerTube:
+//! (a reduce per entity, or for sessions an accumulator that takes the
+//! events in any order: [`SessionAccumulator`]); the reference
+//! implementation applies them once to all of an entity's events. Definitions follow Mux Data and PeerTube:
 //!
 //! - **Session**: one page load of the player for one video (the
 //!   `session_id` of the beacons). Its events are folded in [`Order`]
-//!   (producer time, then event id); duplicates count once.
+//!   (producer time, then event id); an event counts once, however often
+//!   it was logged (the record logged first counts).
 //! - **View**: a session that attempted playback, i.e. any session with at
 //!   least one event (Mux: "a view is any attempt to play").
 //! - **Unique viewers**: distinct signed-in users, plus one per anonymous
@@ -36,11 +38,15 @@
 //!
 //! [`Order`]: crate::facts::Order
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::datum::{Datum, F64, Row};
 use crate::facts::{Beacon, MediaChange, Order};
+use crate::total::Accumulator;
+use crate::views::Time;
 
 /// How far into the video a session must play to count as completed, in
 /// percent of the duration.
@@ -122,56 +128,37 @@ impl SessionSummary {
 
     /// Applies the session's next event.
     pub fn apply(&mut self, order: &Order, user_id: Option<Uuid>, beacon: &Beacon) {
-        let s = self;
-        if s.user_id.is_none() {
-            s.user_id = user_id;
+        if self.user_id.is_none() {
+            self.user_id = user_id;
         }
-        s.last_ms = s.last_ms.max(order.occurred_ms);
-        let played_to = |s: &mut SessionSummary, p: u64| {
-            s.max_position_ms = s.max_position_ms.max(p);
-            s.last_position_ms = p;
-        };
-        match *beacon {
-            Beacon::Start => s.paused = false,
-            Beacon::FirstFrame { startup_ms } => {
-                s.startup_ms.get_or_insert(startup_ms);
-                s.paused = false;
-            }
-            Beacon::Heartbeat {
-                position_ms,
-                played_ms,
-                bitrate_kbps,
-            } => {
-                s.played_ms += played_ms;
-                played_to(s, position_ms);
-                if let Some(b) = bitrate_kbps {
-                    s.bitrate_sum_kbps += b;
-                    s.bitrate_samples += 1;
-                }
-                if played_ms > 0 {
-                    s.paused = false;
-                }
-            }
-            Beacon::Pause { position_ms } => {
-                played_to(s, position_ms);
-                s.paused = true;
-            }
-            Beacon::Seek { to_ms } => s.last_position_ms = to_ms,
-            Beacon::RebufferStart { position_ms } => {
-                played_to(s, position_ms);
-                s.paused = false;
-            }
-            Beacon::RebufferEnd { duration_ms } => {
-                s.rebuffer_ms += duration_ms;
-                s.paused = false;
-            }
-            Beacon::RenditionChange => {}
-            Beacon::Error { fatal } => s.fatal |= fatal,
-            Beacon::End { position_ms } => {
-                played_to(s, position_ms);
-                s.ended = true;
-            }
+        let e = Effect::of(beacon);
+        self.add(order, &e);
+        if let Some(ms) = e.startup_ms {
+            self.startup_ms.get_or_insert(ms);
         }
+        if let Some(p) = e.position_ms {
+            self.last_position_ms = p;
+        }
+        if let Some(p) = e.paused {
+            self.paused = p;
+        }
+    }
+
+    /// Adds what does not depend on where among the session's events
+    /// `order` falls: sums, maxima and flags.
+    fn add(&mut self, order: &Order, e: &Effect) {
+        self.last_ms = self.last_ms.max(order.occurred_ms);
+        self.played_ms += e.played_ms;
+        if let Some(p) = e.played_to_ms {
+            self.max_position_ms = self.max_position_ms.max(p);
+        }
+        self.rebuffer_ms += e.rebuffer_ms;
+        if let Some(b) = e.bitrate_kbps {
+            self.bitrate_sum_kbps += b;
+            self.bitrate_samples += 1;
+        }
+        self.fatal |= e.fatal;
+        self.ended |= e.ended;
     }
 
     /// Whether it counts as completed for a video of `duration_ms`.
@@ -197,6 +184,179 @@ impl SessionSummary {
         }
         (self.max_position_ms.saturating_mul(RETENTION_BUCKETS) / duration_ms).min(RETENTION_BUCKETS - 1)
     }
+}
+
+/// What one event does to its session's summary.
+#[derive(Default)]
+struct Effect {
+    /// Startup time, from a first frame: the first one counts.
+    startup_ms: Option<u64>,
+    /// A position played to, toward the furthest one.
+    played_to_ms: Option<u64>,
+    /// Where the playhead is after it: the latest one counts.
+    position_ms: Option<u64>,
+    /// Paused or playing after it: the latest one counts.
+    paused: Option<bool>,
+    /// Content played.
+    played_ms: u64,
+    /// Stall time.
+    rebuffer_ms: u64,
+    /// A bitrate sample.
+    bitrate_kbps: Option<u64>,
+    /// A fatal error.
+    fatal: bool,
+    /// The session ended.
+    ended: bool,
+}
+
+impl Effect {
+    fn of(beacon: &Beacon) -> Self {
+        let played_to = |p: u64| Effect {
+            played_to_ms: Some(p),
+            position_ms: Some(p),
+            ..Effect::default()
+        };
+        match *beacon {
+            Beacon::Start => Effect {
+                paused: Some(false),
+                ..Effect::default()
+            },
+            Beacon::FirstFrame { startup_ms } => Effect {
+                startup_ms: Some(startup_ms),
+                paused: Some(false),
+                ..Effect::default()
+            },
+            Beacon::Heartbeat {
+                position_ms,
+                played_ms,
+                bitrate_kbps,
+            } => Effect {
+                played_ms,
+                bitrate_kbps,
+                // A heartbeat that played nothing says nothing about pause.
+                paused: (played_ms > 0).then_some(false),
+                ..played_to(position_ms)
+            },
+            Beacon::Pause { position_ms } => Effect {
+                paused: Some(true),
+                ..played_to(position_ms)
+            },
+            Beacon::Seek { to_ms } => Effect {
+                position_ms: Some(to_ms),
+                ..Effect::default()
+            },
+            Beacon::RebufferStart { position_ms } => Effect {
+                paused: Some(false),
+                ..played_to(position_ms)
+            },
+            Beacon::RebufferEnd { duration_ms } => Effect {
+                rebuffer_ms: duration_ms,
+                paused: Some(false),
+                ..Effect::default()
+            },
+            Beacon::RenditionChange => Effect::default(),
+            Beacon::Error { fatal } => Effect {
+                fatal,
+                ..Effect::default()
+            },
+            Beacon::End { position_ms } => Effect {
+                ended: true,
+                ..played_to(position_ms)
+            },
+        }
+    }
+}
+
+/// A playback record as the session fold takes it: its place, the exact
+/// stamp it was logged at, video, viewer and beacon.
+pub type SessionEvent = (Order, Time, Uuid, Option<Uuid>, Beacon);
+
+/// A session's summary, built from its events in whatever order they
+/// arrive: the same as [`SessionSummary::fold`] of them in [`Order`].
+///
+/// Sums, maxima and flags do not depend on the order. Each field taken
+/// from the first or the latest event of a kind keeps the place of the
+/// event it came from, and a late event replaces it only if it comes
+/// before (or after) that place. So a late event costs one step, like the
+/// next one, and the events themselves are not kept: only their places, to
+/// tell a duplicate. A record whose event id and time were already counted
+/// is a duplicate, even if the rest of it differs; the one logged first
+/// counts (by the exact stamp, then by content), so the choice does not
+/// depend on how the records' times were coarsened.
+#[derive(Default)]
+pub struct SessionAccumulator {
+    /// The places of the events counted, in order.
+    seen: Vec<Order>,
+    summary: Option<Arc<SessionSummary>>,
+    /// Where the viewer, the startup time, the playhead and the pause
+    /// state were taken from.
+    user_at: Option<Order>,
+    startup_at: Option<Order>,
+    position_at: Option<Order>,
+    paused_at: Option<Order>,
+}
+
+impl Accumulator<SessionEvent> for SessionAccumulator {
+    type Total = Arc<SessionSummary>;
+
+    fn add(&mut self, (order, _, video_id, user_id, beacon): &SessionEvent) -> bool {
+        let at = match self.seen.last() {
+            Some(last) if last >= order => match self.seen.binary_search(order) {
+                Ok(_) => return false,
+                Err(at) => at,
+            },
+            _ => self.seen.len(),
+        };
+        self.seen.insert(at, *order);
+        // Copied only while a reader still holds the last one.
+        let s = Arc::make_mut(
+            self.summary
+                .get_or_insert_with(|| Arc::new(SessionSummary::begin(order, *video_id, None))),
+        );
+        if at == 0 {
+            s.video_id = *video_id;
+            s.started_ms = order.occurred_ms;
+        }
+        let e = Effect::of(beacon);
+        s.add(order, &e);
+        if user_id.is_some() && first(order, &mut self.user_at) {
+            s.user_id = *user_id;
+        }
+        if let Some(ms) = e.startup_ms.filter(|_| first(order, &mut self.startup_at)) {
+            s.startup_ms = Some(ms);
+        }
+        if let Some(p) = e.position_ms.filter(|_| latest(order, &mut self.position_at)) {
+            s.last_position_ms = p;
+        }
+        if let Some(p) = e.paused.filter(|_| latest(order, &mut self.paused_at)) {
+            s.paused = p;
+        }
+        true
+    }
+
+    fn total(&self) -> Option<&Arc<SessionSummary>> {
+        self.summary.as_ref()
+    }
+}
+
+/// Whether `order` comes before the place `at` (or there is none), moving
+/// `at` to it if so.
+fn first(order: &Order, at: &mut Option<Order>) -> bool {
+    let earlier = at.is_none_or(|a| *order < a);
+    if earlier {
+        *at = Some(*order);
+    }
+    earlier
+}
+
+/// Whether `order` comes after the place `at` (or there is none), moving
+/// `at` to it if so.
+fn latest(order: &Order, at: &mut Option<Order>) -> bool {
+    let later = at.is_none_or(|a| *order > a);
+    if later {
+        *at = Some(*order);
+    }
+    later
 }
 
 /// Sums over a video's sessions; a difference type, so differential adds
@@ -609,7 +769,79 @@ pub mod rows {
 
 #[cfg(test)]
 mod tests {
+    use rand::rngs::StdRng;
+    use rand::seq::SliceRandom;
+    use rand::{RngExt, SeedableRng};
+
     use super::*;
+
+    /// A seeded session's events, a few sharing a producer time, in
+    /// [`Order`], each with its video and viewer: sometimes another video
+    /// or no viewer, so the first event and the first viewer matter.
+    fn session(seed: u64) -> Vec<(Order, Uuid, Option<Uuid>, Beacon)> {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut events: Vec<(Order, Uuid, Option<Uuid>, Beacon)> = (0..rng.random_range(1..30))
+            .map(|_| {
+                let order = Order {
+                    occurred_ms: rng.random_range(0..20),
+                    event_id: Uuid::from_u128(rng.random()),
+                };
+                let p = rng.random_range(0..100_000);
+                let beacon = match rng.random_range(0..10) {
+                    0 => Beacon::Start,
+                    1 => Beacon::FirstFrame { startup_ms: p },
+                    2 => Beacon::Heartbeat {
+                        position_ms: p,
+                        played_ms: rng.random_range(0..2) * p / 10,
+                        bitrate_kbps: rng.random_bool(0.5).then_some(p / 20),
+                    },
+                    3 => Beacon::Pause { position_ms: p },
+                    4 => Beacon::Seek { to_ms: p },
+                    5 => Beacon::RebufferStart { position_ms: p },
+                    6 => Beacon::RebufferEnd { duration_ms: p / 50 },
+                    7 => Beacon::RenditionChange,
+                    8 => Beacon::Error { fatal: rng.random() },
+                    _ => Beacon::End { position_ms: p },
+                };
+                let video = Uuid::from_u128(rng.random_range(0..2));
+                let user = rng.random_bool(0.5).then(|| Uuid::from_u128(rng.random_range(0..3)));
+                (order, video, user, beacon)
+            })
+            .collect();
+        events.sort();
+        events
+    }
+
+    #[test]
+    fn a_session_accumulated_in_any_order_is_its_fold_in_order() {
+        for seed in 0..500 {
+            let events = session(seed);
+            let folded = SessionSummary::fold(events.iter().map(|(o, v, u, b)| (o, *v, *u, b)));
+            let mut rng = StdRng::seed_from_u64(seed);
+            for _ in 0..4 {
+                // Shuffled, some twice, the second time maybe with another
+                // beacon: the first record of a place counts.
+                let mut arrivals: Vec<SessionEvent> =
+                    events.iter().map(|(o, v, u, b)| (*o, 0, *v, *u, b.clone())).collect();
+                for i in 0..events.len() {
+                    if rng.random_bool(0.2) {
+                        let (o, _, v, u, _) = arrivals[i].clone();
+                        arrivals.push((o, 1, v, u, Beacon::Pause { position_ms: 1 }));
+                    }
+                }
+                arrivals[..events.len()].shuffle(&mut rng);
+                let mut acc = SessionAccumulator::default();
+                let mut counted = 0;
+                for event in &arrivals {
+                    if acc.add(event) {
+                        counted += 1;
+                    }
+                }
+                assert_eq!(counted, events.len(), "seed {seed}");
+                assert_eq!(acc.total().map(|s| s.as_ref()), folded.as_ref(), "seed {seed}");
+            }
+        }
+    }
 
     #[test]
     fn nearest_rank_percentile() {

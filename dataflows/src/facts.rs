@@ -4,9 +4,11 @@
 //! Every fact carries its [`Order`] (the producer's `occurred_at`, then the
 //! event id): folds over an entity's events sort by it, so an event that
 //! reaches the log late still lands in its place, and a duplicate (the same
-//! event id appended twice, as at-least-once producers do) is the same value
-//! and counts once. Playhead positions become whole milliseconds here, so no
-//! float is ever summed inside a dataflow.
+//! event id appended twice, as at-least-once producers do) counts once: a
+//! catalog or media duplicate is the same value, and a session counts only
+//! the first record of each place
+//! ([`crate::definitions::SessionAccumulator`]). Playhead positions become
+//! whole milliseconds here, so no float is ever summed inside a dataflow.
 
 use reelflow_ingest::events::{
     self, CatalogEvent, Envelope, PlaybackEvent, PlaybackKind, ProcessingEvent, TopicEvent, UploadEvent,

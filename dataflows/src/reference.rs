@@ -45,8 +45,10 @@ pub fn views_at(facts: &[(Time, Fact)], at: Time, windows: &Windows) -> BTreeMap
 
     let mut catalog: BTreeMap<Uuid, BTreeSet<(Order, Option<CatalogEntry>)>> = BTreeMap::new();
     let mut media: BTreeMap<Uuid, BTreeSet<(Order, MediaChange)>> = BTreeMap::new();
-    type Ev = (Order, Uuid, Option<Uuid>, Beacon);
-    let mut session_events: BTreeMap<Uuid, BTreeSet<Ev>> = BTreeMap::new();
+    // Each session's events by place; of records with the same place, the
+    // one logged first (then the smallest).
+    type Ev = (Time, Uuid, Option<Uuid>, Beacon);
+    let mut session_events: BTreeMap<Uuid, BTreeMap<Order, Ev>> = BTreeMap::new();
     // Log times of each session's records, and of its starts.
     let mut activity: BTreeMap<Uuid, Vec<Time>> = BTreeMap::new();
     let mut starts: BTreeMap<Uuid, Vec<Time>> = BTreeMap::new();
@@ -62,12 +64,15 @@ pub fn views_at(facts: &[(Time, Fact)], at: Time, windows: &Windows) -> BTreeMap
                 media.entry(m.video_id).or_default().insert((m.order, m.change.clone()));
             }
             Fact::Playback(p) => {
-                session_events.entry(p.session_id).or_default().insert((
-                    p.order,
-                    p.video_id,
-                    p.user_id,
-                    p.beacon.clone(),
-                ));
+                let event = (*t, p.video_id, p.user_id, p.beacon.clone());
+                let counted = session_events
+                    .entry(p.session_id)
+                    .or_default()
+                    .entry(p.order)
+                    .or_insert(event.clone());
+                if event < *counted {
+                    *counted = event;
+                }
                 activity.entry(p.session_id).or_default().push(*t);
                 if p.beacon == Beacon::Start {
                     starts.entry(p.session_id).or_default().push(*t);
@@ -95,7 +100,7 @@ pub fn views_at(facts: &[(Time, Fact)], at: Time, windows: &Windows) -> BTreeMap
         .filter_map(|(sid, events)| {
             Some((
                 *sid,
-                SessionSummary::fold(events.iter().map(|(o, v, u, b)| (o, *v, *u, b)))?,
+                SessionSummary::fold(events.iter().map(|(o, (_, v, u, b))| (o, *v, *u, b)))?,
             ))
         })
         .collect();

@@ -18,18 +18,17 @@
 //!   input arrangement nobody else reads only cost merges.
 //!
 //! [`ReduceTotal::reduce_total`] is `reduce`: a key's state is its values,
-//! in order, with their multiplicities. [`ReduceTotal::fold_total`] is a
-//! reduce whose output is a fold over the distinct values in order: when a
-//! time only adds values after the last one (a session's next events, the
-//! common case), the fold goes on from where it was instead of starting
-//! over, so a session's heartbeat costs one step, not two steps per event
-//! so far — for a two-hour film with a heartbeat every 10 s, one step
-//! instead of up to 1,440. [`ReduceTotal::fold_total_beside`] is that fold
-//! left-joined, in the same operator, with a small collection broadcast to
-//! every worker (a session beside its video's duration): a fold's change
-//! looks its side up, and a change of the side re-sends the folds indexed
-//! under it. Arranging every session's change by video to join it cost as
-//! much as the fold itself.
+//! in order, with their multiplicities.
+//! [`ReduceTotal::accumulate_beside`] is for a key whose values only come
+//! (a session's events) and add up the same in any order (an
+//! [`Accumulator`]): a key's state is what they amount to so far, not the
+//! values, so a late value costs one step like the next one, and a
+//! two-hour film with a heartbeat every 10 s keeps one summary (and what
+//! tells a duplicate), not 720 events. Its totals are left-joined, in the same operator, with a small
+//! collection broadcast to every worker (a session beside its video's
+//! duration): a total's change looks its side up, and a change of the side
+//! re-sends the totals indexed under it. Arranging every session's change
+//! by video to join it cost as much as the fold itself.
 //!
 //! The logic of `reduce_total` sees a key's values in order, with their
 //! multiplicities and without zeros, as `reduce` gives them, and is called
@@ -68,33 +67,42 @@ pub trait ReduceTotal<'s, K, V> {
         O: ExchangeData,
         L: FnMut(&K, &Values<V>, &mut Vec<(O, isize)>) + 'static;
 
-    /// For each key with values, `(key, s)` once, where `s` is what `step`
-    /// makes of its distinct values in order, starting from `None` (and
-    /// nothing while `s` is `None`).
-    fn fold_total<S, F>(self, name: &str, step: F) -> Coll<'s, (K, S)>
-    where
-        S: ExchangeData,
-        F: FnMut(&mut Option<S>, &V) + 'static;
-
-    /// `fold_total`, each key's fold beside the values `side` holds for
-    /// the fold's `side_key` at the same time: a left join of the folds
-    /// with `side`, `None` where it holds nothing. `side` is broadcast to
-    /// every worker, so it should be small; it is joined inside the fold,
-    /// so a fold's change moves through no other operator. The folds never
-    /// leave the worker, so they may be shared (an `Arc`).
-    fn fold_total_beside<S, F, J, L, G>(
+    /// For each key with values, what its values amount to
+    /// ([`Accumulator`]), beside the values `side` holds for the total's
+    /// `side_key` at the same time: a left join of the totals with `side`,
+    /// `None` where it holds nothing. `side` is broadcast to every worker,
+    /// so it should be small; it is joined inside the operator, so a
+    /// total's change moves through no other operator. The totals never
+    /// leave the worker, so they may be shared (an `Arc`). The input only
+    /// grows (facts from the log): a retraction is a bug, and panics.
+    fn accumulate_beside<A, J, L, G>(
         self,
         name: &str,
         side: Coll<'s, (J, L)>,
         side_key: G,
-        step: F,
-    ) -> Coll<'s, (K, (S, Option<L>))>
+    ) -> Besides<'s, K, A::Total, L>
     where
-        S: Clone + Ord + 'static,
-        F: FnMut(&mut Option<S>, &V) + 'static,
+        A: Accumulator<V>,
         J: ExchangeData + Hash,
         L: ExchangeData,
-        G: Fn(&S) -> J + 'static;
+        G: Fn(&A::Total) -> J + 'static;
+}
+
+/// Each key's total beside its side's values (`None` without any).
+pub type Besides<'s, K, T, L> = Coll<'s, (K, (T, Option<L>))>;
+
+/// Output rows of one key's total beside its side, with multiplicities.
+type Rows<T, L> = Vec<((T, Option<L>), isize)>;
+
+/// A key's state in [`ReduceTotal::accumulate_beside`]: what the values
+/// added so far amount to, the same whatever order they were added in.
+pub trait Accumulator<V>: Default + 'static {
+    /// What the values amount to.
+    type Total: Clone + Ord + 'static;
+    /// Adds `value`; false when that changed nothing (a duplicate).
+    fn add(&mut self, value: &V) -> bool;
+    /// The total of the values added; `None` before the first.
+    fn total(&self) -> Option<&Self::Total>;
 }
 
 impl<'s, K, V> ReduceTotal<'s, K, V> for Coll<'s, (K, V)>
@@ -143,43 +151,26 @@ where
         })
     }
 
-    fn fold_total<S, F>(self, name: &str, mut step: F) -> Coll<'s, (K, S)>
-    where
-        S: ExchangeData,
-        F: FnMut(&mut Option<S>, &V) + 'static,
-    {
-        by_key_in_time_order(self, name, move |key, st: &mut Folded<V, S>, updates, out| {
-            let before = st.folded.clone();
-            st.apply(updates, &mut step);
-            if st.folded != before {
-                out.extend(before.map(|s| ((key.clone(), s), -1)));
-                out.extend(st.folded.iter().map(|s| ((key.clone(), s.clone()), 1)));
-            }
-            st.values.is_empty()
-        })
-    }
-
-    fn fold_total_beside<S, F, J, L, G>(
+    fn accumulate_beside<A, J, L, G>(
         self,
         name: &str,
         side: Coll<'s, (J, L)>,
         side_key: G,
-        mut step: F,
-    ) -> Coll<'s, (K, (S, Option<L>))>
+    ) -> Besides<'s, K, A::Total, L>
     where
-        S: Clone + Ord + 'static,
-        F: FnMut(&mut Option<S>, &V) + 'static,
+        A: Accumulator<V>,
         J: ExchangeData + Hash,
         L: ExchangeData,
-        G: Fn(&S) -> J + 'static,
+        G: Fn(&A::Total) -> J + 'static,
     {
+        let name = name.to_string();
         let by_key = Exchange::new(|((k, _), _, _): &((K, V), Time, isize)| k.hashed());
         self.inner
-            .binary_frontier(side.inner.broadcast(), by_key, Pipeline, name, move |_, _| {
-                let mut folds: HashMap<K, Beside<V, S, J>> = HashMap::default();
+            .binary_frontier(side.inner.broadcast(), by_key, Pipeline, &name.clone(), move |_, _| {
+                let mut totals: HashMap<K, Beside<A, J>> = HashMap::default();
                 // The side as of the last time applied, on every worker.
                 let mut sides: HashMap<J, Values<L>> = HashMap::default();
-                // Which keys' folds have each side key.
+                // Which keys' totals have each side key.
                 let mut keys_of: HashMap<J, Vec<K>> = HashMap::default();
                 let mut pending: Vec<((K, V), Time, isize)> = Vec::new();
                 let mut pending_side: Vec<((J, L), Time, isize)> = Vec::new();
@@ -192,7 +183,7 @@ where
                 // what they held before it, and the keys applied at it.
                 let mut side_before: HashMap<J, Values<L>> = HashMap::default();
                 let mut applied: HashSet<K> = HashSet::default();
-                let mut rows: Vec<((S, Option<L>), isize)> = Vec::new();
+                let mut rows: Rows<A::Total, L> = Vec::new();
                 move |(input, frontier), (side_input, side_frontier), output| {
                     input.for_each(|cap, data| hold(&cap, data, &mut caps, &mut pending));
                     side_input.for_each(|cap, data| hold(&cap, data, &mut caps, &mut pending_side));
@@ -240,46 +231,51 @@ where
                                 if updates.is_empty() {
                                     continue;
                                 }
-                                let st = folds.entry(key.clone()).or_default();
+                                let st = totals.entry(key.clone()).or_default();
                                 let was = st
                                     .side_key
                                     .as_ref()
                                     .and_then(|j| side_before.get(j).or_else(|| sides.get(j)));
-                                push_rows(&mut rows, st.fold.folded.as_ref(), was, -1);
-                                st.fold.apply(&mut updates, &mut step);
-                                let side_key = st.fold.folded.as_ref().map(&side_key);
-                                push_rows(
-                                    &mut rows,
-                                    st.fold.folded.as_ref(),
-                                    side_key.as_ref().and_then(|j| sides.get(j)),
-                                    1,
-                                );
-                                if side_key != st.side_key {
-                                    if let Some(old) = st.side_key.take() {
-                                        unindex(&mut keys_of, &old, &key);
+                                let before = st.acc.total().cloned();
+                                let mut changed = false;
+                                for (value, diff) in updates.drain(..) {
+                                    assert!(diff > 0, "{name}: a retraction of what only grows");
+                                    changed |= st.acc.add(&value);
+                                }
+                                // Unchanged, it is re-sent below if its side changed.
+                                if changed {
+                                    push_rows(&mut rows, before.as_ref(), was, -1);
+                                    let side_key = st.acc.total().map(&side_key);
+                                    push_rows(
+                                        &mut rows,
+                                        st.acc.total(),
+                                        side_key.as_ref().and_then(|j| sides.get(j)),
+                                        1,
+                                    );
+                                    if side_key != st.side_key {
+                                        if let Some(old) = st.side_key.take() {
+                                            unindex(&mut keys_of, &old, &key);
+                                        }
+                                        if let Some(j) = &side_key {
+                                            keys_of.entry(j.clone()).or_default().push(key.clone());
+                                        }
+                                        st.side_key = side_key;
                                     }
-                                    if let Some(j) = &side_key {
-                                        keys_of.entry(j.clone()).or_default().push(key.clone());
+                                    consolidate(&mut rows);
+                                    for (row, diff) in rows.drain(..) {
+                                        session.give(((key.clone(), row), time, diff));
                                     }
-                                    st.side_key = side_key;
-                                }
-                                if st.fold.values.is_empty() {
-                                    folds.remove(&key);
-                                }
-                                consolidate(&mut rows);
-                                for (row, diff) in rows.drain(..) {
-                                    session.give(((key.clone(), row), time, diff));
-                                }
-                                if !side_before.is_empty() {
-                                    applied.insert(key);
+                                    if !side_before.is_empty() {
+                                        applied.insert(key);
+                                    }
                                 }
                             }
                             // The keys not applied at this time whose side changed.
                             for (j, before) in &side_before {
                                 for key in keys_of.get(j).into_iter().flatten().filter(|k| !applied.contains(*k)) {
-                                    let folded = folds.get(key).and_then(|st| st.fold.folded.as_ref());
-                                    push_rows(&mut rows, folded, Some(before), -1);
-                                    push_rows(&mut rows, folded, sides.get(j), 1);
+                                    let total = totals.get(key).and_then(|st| st.acc.total());
+                                    push_rows(&mut rows, total, Some(before), -1);
+                                    push_rows(&mut rows, total, sides.get(j), 1);
                                     consolidate(&mut rows);
                                     for (row, diff) in rows.drain(..) {
                                         session.give(((key.clone(), row), time, diff));
@@ -300,64 +296,26 @@ where
     }
 }
 
-/// `fold_total`'s state of a key.
-struct Folded<V, S> {
-    values: Values<V>,
-    /// The fold of `values`.
-    folded: Option<S>,
-}
-
-impl<V: Ord, S> Folded<V, S> {
-    /// Applies a time's `updates` (consolidated, so in order), folding on
-    /// from where it was when they only add values after the last one held.
-    fn apply(&mut self, updates: &mut Vec<(V, isize)>, step: &mut impl FnMut(&mut Option<S>, &V)) {
-        let appends = updates.iter().all(|(_, d)| *d > 0)
-            && match (self.values.last_key_value(), updates.first()) {
-                (Some((last, _)), Some((first, _))) => first > last,
-                _ => true,
-            };
-        if appends {
-            for (value, diff) in updates.drain(..) {
-                step(&mut self.folded, &value);
-                self.values.insert(value, diff);
-            }
-        } else {
-            for (value, diff) in updates.drain(..) {
-                add(&mut self.values, value, diff);
-            }
-            self.folded = None;
-            for value in self.values.keys() {
-                step(&mut self.folded, value);
-            }
-        }
-    }
-}
-
-/// `fold_total_beside`'s state of a key: its fold, and the side key it was
-/// indexed under.
-struct Beside<V, S, J> {
-    fold: Folded<V, S>,
+/// `accumulate_beside`'s state of a key: its accumulator, and the side
+/// key it was indexed under.
+struct Beside<A, J> {
+    acc: A,
     side_key: Option<J>,
 }
 
-impl<V, S, J> Default for Beside<V, S, J> {
+impl<A: Default, J> Default for Beside<A, J> {
     fn default() -> Self {
         Self {
-            fold: Folded::default(),
+            acc: A::default(),
             side_key: None,
         }
     }
 }
 
-/// Adds `diff` times the output rows of `folded` beside `side`: one per
+/// Adds `diff` times the output rows of `total` beside `side`: one per
 /// side value, with its multiplicity, or one with `None`.
-fn push_rows<S: Clone, L: Clone>(
-    rows: &mut Vec<((S, Option<L>), isize)>,
-    folded: Option<&S>,
-    side: Option<&Values<L>>,
-    diff: isize,
-) {
-    let Some(s) = folded else { return };
+fn push_rows<S: Clone, L: Clone>(rows: &mut Rows<S, L>, total: Option<&S>, side: Option<&Values<L>>, diff: isize) {
+    let Some(s) = total else { return };
     match side.filter(|values| !values.is_empty()) {
         None => rows.push(((s.clone(), None), diff)),
         Some(values) => rows.extend(values.iter().map(|(l, c)| ((s.clone(), Some(l.clone())), c * diff))),
@@ -372,15 +330,6 @@ fn unindex<J: Eq + Hash, K: PartialEq>(keys_of: &mut HashMap<J, Vec<K>>, side_ke
         }
         if keys.is_empty() {
             keys_of.remove(side_key);
-        }
-    }
-}
-
-impl<V, S> Default for Folded<V, S> {
-    fn default() -> Self {
-        Self {
-            values: Values::new(),
-            folded: None,
         }
     }
 }
@@ -509,31 +458,24 @@ mod tests {
 
     type Update<D> = (D, Time, isize);
 
-    /// Seeded updates of `(key, value)` in time order, times repeating, the
-    /// values of a key mostly rising (a session's next events) but not
-    /// always, and retractions only of values present.
+    /// Seeded insertions of `(key, value)` in time order, times repeating,
+    /// the values of a key mostly rising (a session's next events) but not
+    /// always (late ones), some again (duplicates), some twice at once.
     fn updates(seed: u64) -> Vec<Update<(u8, u32)>> {
         let mut rng = StdRng::seed_from_u64(seed);
-        let mut present: Vec<(u8, u32)> = Vec::new();
         let mut next = [0u32; 4];
         let mut out = Vec::new();
         let mut time = 0;
         for _ in 0..300 {
             time += rng.random_range(0..3);
             let key = rng.random_range(0..4u8);
-            if !present.is_empty() && rng.random_bool(0.15) {
-                let kv = present.swap_remove(rng.random_range(0..present.len()));
-                out.push((kv, time, -1));
+            let value = if rng.random_bool(0.8) {
+                next[key as usize] += rng.random_range(0..3);
+                next[key as usize]
             } else {
-                let value = if rng.random_bool(0.8) {
-                    next[key as usize] += rng.random_range(0..3);
-                    next[key as usize]
-                } else {
-                    rng.random_range(0..next[key as usize] + 1)
-                };
-                present.push((key, value));
-                out.push(((key, value), time, 1));
-            }
+                rng.random_range(0..next[key as usize] + 1)
+            };
+            out.push(((key, value), time, rng.random_range(1..3i64) as isize));
         }
         out
     }
@@ -556,33 +498,26 @@ mod tests {
         captured.extract().into_iter().flat_map(|(_, d)| d).collect()
     }
 
-    #[test]
-    fn fold_total_is_the_fold_of_the_values_at_every_time() {
-        for seed in 0..20 {
-            let input = updates(seed);
-            let last = input.last().map_or(0, |u| u.1);
-            let fed = input.clone();
-            let output = run(move |scope| {
-                fed.to_stream(scope)
-                    .as_collection()
-                    .fold_total("Fold", |s: &mut Option<Vec<u32>>, v: &u32| {
-                        s.get_or_insert_default().push(*v)
-                    })
-            });
-            for time in 0..=last {
-                let mut expected: Vec<((u8, Vec<u32>), isize)> = Vec::new();
-                for key in 0..4 {
-                    let values: Vec<u32> = at(&input, time)
-                        .into_iter()
-                        .filter(|((k, _), _)| *k == key)
-                        .map(|((_, v), _)| v)
-                        .collect();
-                    if !values.is_empty() {
-                        expected.push(((key, values), 1));
-                    }
+    /// The distinct values added, in order.
+    #[derive(Default)]
+    struct Distinct(Option<Vec<u32>>);
+
+    impl Accumulator<u32> for Distinct {
+        type Total = Vec<u32>;
+
+        fn add(&mut self, value: &u32) -> bool {
+            let values = self.0.get_or_insert_default();
+            match values.binary_search(value) {
+                Ok(_) => false,
+                Err(at) => {
+                    values.insert(at, *value);
+                    true
                 }
-                assert_eq!(at(&output, time), expected, "seed {seed}, time {time}");
             }
+        }
+
+        fn total(&self) -> Option<&Vec<u32>> {
+            self.0.as_ref()
         }
     }
 
@@ -609,9 +544,9 @@ mod tests {
     }
 
     #[test]
-    fn fold_total_beside_is_the_fold_left_joined_with_the_side_at_every_time() {
+    fn accumulate_beside_is_the_total_left_joined_with_the_side_at_every_time() {
         type Beside = (u8, (Vec<u32>, Option<u8>));
-        // The side key of a fold: its first value, so a late smaller value
+        // The side key of a total: its first value, so a late smaller value
         // can move a key to another side key.
         let side_key = |s: &Vec<u32>| (s[0] % 3) as u8;
         for seed in 0..20 {
@@ -626,17 +561,15 @@ mod tests {
             let (fed, fed_side) = (input.clone(), side.clone());
             let output = run(move |scope| {
                 let side = fed_side.to_stream(scope).as_collection();
-                fed.to_stream(scope).as_collection().fold_total_beside(
-                    "FoldBeside",
-                    side,
-                    side_key,
-                    |s: &mut Option<Vec<u32>>, v: &u32| s.get_or_insert_default().push(*v),
-                )
+                fed.to_stream(scope)
+                    .as_collection()
+                    .accumulate_beside::<Distinct, _, _, _>("AccumulateBeside", side, side_key)
             });
             for time in 0..=last {
                 let side_now = at(&side, time);
                 let mut expected: Vec<(Beside, isize)> = Vec::new();
                 for key in 0..4 {
+                    // Distinct, in order, as `at` consolidates them.
                     let values: Vec<u32> = at(&input, time)
                         .into_iter()
                         .filter(|((k, _), _)| *k == key)
@@ -663,5 +596,17 @@ mod tests {
                 assert_eq!(at(&output, time), expected, "seed {seed}, time {time}");
             }
         }
+    }
+
+    #[test]
+    #[should_panic(expected = "a retraction of what only grows")]
+    fn accumulate_beside_refuses_a_retraction() {
+        run(|scope| {
+            let side = Vec::<((u8, u8), Time, isize)>::new().to_stream(scope).as_collection();
+            vec![((0u8, 1u32), 0, 1), ((0, 1), 1, -1)]
+                .to_stream(scope)
+                .as_collection()
+                .accumulate_beside::<Distinct, _, _, _>("Refuses", side, |_| 0u8)
+        });
     }
 }

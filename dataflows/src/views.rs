@@ -10,10 +10,11 @@
 //! `_total` kind ([`crate::total`]), which keeps no output history. A
 //! collection joined more than once (`totals`) is arranged once and shared,
 //! and joined once with everything slow-moving its views show. A session's
-//! summary is a fold that goes on from where it was when a time only adds
-//! later events, and it is joined with its video's duration inside the
-//! fold ([`ReduceTotal::fold_total_beside`]), so a heartbeat moves through
-//! no join before the sums. What downstream of the sessions looks at
+//! summary is accumulated from its events in whatever order they come,
+//! without keeping them ([`SessionAccumulator`]), and it is joined with its
+//! video's duration in the same operator
+//! ([`ReduceTotal::accumulate_beside`]), so a heartbeat moves through no
+//! join before the sums. What downstream of the sessions looks at
 //! only a part of a summary that a heartbeat rarely changes (the viewer,
 //! the start, the startup time, the retention bucket, idleness) is
 //! consolidated within each batch first (`consolidate_stream`), so the
@@ -26,7 +27,6 @@
 //! change with every heartbeat: they end as one collection of each video's
 //! figures, read as either view's rows (`VIDEO_STATS`, `QOE`).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use differential_dataflow::operators::{CountTotal, ThresholdTotal};
@@ -34,7 +34,7 @@ use differential_dataflow::{Hashable, VecCollection};
 use uuid::Uuid;
 
 use crate::datum::{Datum, Row};
-use crate::definitions::{GroupTotals, MediaState, SessionSummary, VideoFigures, VideoTotals, percentile, rows};
+use crate::definitions::{GroupTotals, MediaState, SessionAccumulator, VideoFigures, VideoTotals, percentile, rows};
 use crate::facts::Beacon;
 use crate::schema::View;
 use crate::source::Sourced;
@@ -161,22 +161,13 @@ pub fn build<'s>(sourced: Sourced<'s>, windows: &Windows) -> Built<'s> {
 
     // Sessions, each with its video's duration, `None` until known. The
     // durations are few and rarely change, so they are joined inside the
-    // session's fold: a heartbeat moves one session through one operator.
-    // Seven readers take each change of a summary, each a few of its
-    // fields, so the summary is shared rather than copied to each.
+    // session's accumulator: a heartbeat moves one session through one
+    // operator. Seven readers take each change of a summary, each a few of
+    // its fields, so the summary is shared rather than copied to each.
     let sessions = playback
         .clone()
-        .map(|p| (p.session_id, (p.order, p.video_id, p.user_id, p.beacon)))
-        .fold_total_beside(
-            "Session",
-            durations,
-            |s: &Arc<SessionSummary>| s.video_id,
-            |s, (o, v, u, b)| {
-                // Copied only while a reader still holds the last one.
-                let s = s.get_or_insert_with(|| Arc::new(SessionSummary::begin(o, *v, *u)));
-                Arc::make_mut(s).apply(o, *u, b);
-            },
-        );
+        .map(|p| (p.session_id, (p.order, p.logged_at, p.video_id, p.user_id, p.beacon)))
+        .accumulate_beside::<SessionAccumulator, _, _, _>("Session", durations, |s| s.video_id);
     let unique_viewers = sessions
         .clone()
         .map(|(sid, (s, _))| (s.video_id, s.user_id.unwrap_or(sid)))

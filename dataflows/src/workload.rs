@@ -1,8 +1,8 @@
 //! Seeded random event logs for testing the views against
 //! [`crate::reference`]: catalog changes, uploads, processing runs and
 //! playback sessions, with events that reach the log late (out of
-//! producer-time order), duplicates (the same event id appended twice) and
-//! malformed records in every topic. Used by this crate's tests and by the
+//! producer-time order), duplicates (the same event id appended twice, or
+//! once more with other content) and malformed records in every topic. Used by this crate's tests and by the
 //! multi-process tests of the `reelflow` command.
 
 use std::collections::BTreeMap;
@@ -44,15 +44,22 @@ impl Gen {
     }
 
     fn raw<T: TopicEvent>(&mut self, event: T, occurred_ms: i64) -> Raw {
-        let e = Envelope {
-            schema_version: T::SCHEMA_VERSION,
-            event_id: self.id(),
-            occurred_at: DateTime::from_timestamp_millis(occurred_ms).expect("valid time"),
-            event,
-        };
-        (T::TOPIC, e.key(), e.to_bytes())
+        raw_as(self.id(), event, occurred_ms)
     }
 }
+
+/// The record of `event` with this id and time.
+fn raw_as<T: TopicEvent>(event_id: Uuid, event: T, occurred_ms: i64) -> Raw {
+    let e = Envelope {
+        schema_version: T::SCHEMA_VERSION,
+        event_id,
+        occurred_at: DateTime::from_timestamp_millis(occurred_ms).expect("valid time"),
+        event,
+    };
+    (T::TOPIC, e.key(), e.to_bytes())
+}
+
+impl Gen {}
 
 /// A workload of `phases` phases from `seed`.
 pub fn workload(seed: u64, phases: usize) -> Workload {
@@ -240,21 +247,30 @@ pub fn workload(seed: u64, phases: usize) -> Workload {
                 fatal: true,
             });
         }
+        let event = |kind| PlaybackEvent {
+            session_id: session,
+            video_id: video,
+            user_id: user,
+            kind,
+        };
         for (k, kind) in kinds.into_iter().enumerate() {
             t += g.rng.random_range(1..3000);
-            let raw = g.raw(
-                PlaybackEvent {
-                    session_id: session,
-                    video_id: video,
-                    user_id: user,
-                    kind,
-                },
-                t,
-            );
-            let phase = (start_phase + k / 3).min(last);
+            let id = g.id();
+            let raw = raw_as(id, event(kind), t);
+            let mut phase = (start_phase + k / 3).min(last);
+            let next = (phase + 1).min(last);
             if g.rng.random_bool(0.05) {
-                let again = (phase + 1).min(last);
-                out[again].push(raw.clone());
+                out[next].push(raw.clone());
+            }
+            if g.rng.random_bool(0.03) {
+                // The same event id and time with other content: only the
+                // record logged first counts.
+                let other = raw_as(id, event(PlaybackKind::Pause { position_s: 0.5 }), t);
+                out[if g.rng.random_bool(0.5) { phase } else { next }].push(other);
+            }
+            if g.rng.random_bool(0.05) {
+                // Late: logged after the session's later events.
+                phase = next;
             }
             out[phase].push(raw);
         }
