@@ -21,9 +21,10 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
+use differential_dataflow::{ExchangeData, Hashable};
 use reelflow_ingest::log::{AnyLog, EventLog, LogError};
-use timely::dataflow::ProbeHandle;
 use timely::dataflow::operators::{Concatenate, Probe};
+use timely::dataflow::{ProbeHandle, Stream};
 use tokio::sync::oneshot;
 
 use crate::cluster::ClusterConfig;
@@ -32,10 +33,10 @@ use crate::metrics::Metrics;
 use crate::peek::{Outstanding, PeekError, PeekRequest, RequestKind, Selector, Traces, Waiting, peek_dataflow};
 use crate::schema::View;
 use crate::source::{SourceOptions, log_source, now_ms};
-use crate::store::{ROWS, Store, ViewStore};
+use crate::store::{ROWS, Shape, Store, ViewStore};
 use crate::stored;
-use crate::subscribe::{Subscriber, Subscribers, Subscription, Taps, deliver, tap};
-use crate::views::{self, Time, Windows};
+use crate::subscribe::{Subscriber, Subscribers, Subscription, TapUpdate, Taps, deliver, tap};
+use crate::views::{self, Coll, Time, Windows};
 
 /// How to run the dataflows.
 #[derive(Clone, Debug)]
@@ -405,20 +406,21 @@ fn run_worker(
             Arc::clone(metrics),
         );
         let built = views::build(sourced, &options.windows);
-        let mut stores: Vec<Option<Box<dyn ViewStore>>> = View::ALL.iter().map(|_| None).collect();
-        let mut tapped = Vec::new();
+        let mut arranging = Arranging {
+            complete: complete.clone(),
+            taps: Rc::clone(&taps),
+            tapped: Vec::new(),
+            stores: View::ALL.iter().map(|_| None).collect(),
+        };
         for (view, rows) in built.rows {
-            let arranged = rows.arrange_by_key_named(view.def().name);
-            let batches = arranged.stream.probe_with(&complete);
-            tapped.push(tap(batches, view, Rc::clone(&taps), ROWS));
-            stores[view as usize] = Some(Box::new(Store::new(arranged.trace, ROWS)));
+            arranging.arrange(rows, view.def().name, &[(view, ROWS)]);
         }
-        let figures = built.figures.arrange_by_key_named("VideoFigures");
-        let batches = figures.stream.probe_with(&complete);
-        for (view, shape) in [(View::VideoStats, views::VIDEO_STATS), (View::Qoe, views::QOE)] {
-            tapped.push(tap(batches.clone(), view, Rc::clone(&taps), shape));
-            stores[view as usize] = Some(Box::new(Store::new(figures.trace.clone(), shape)));
-        }
+        let figures = [(View::VideoStats, views::VIDEO_STATS), (View::Qoe, views::QOE)];
+        arranging.arrange(built.figures, "VideoFigures", &figures);
+        arranging.arrange(built.retention, "retention", &[(View::Retention, views::RETENTION)]);
+        let watch_history = [(View::WatchHistory, views::WATCH_HISTORY)];
+        arranging.arrange(built.watch_history, "watch_history", &watch_history);
+        let Arranging { tapped, stores, .. } = arranging;
         deliver(
             scope.concatenate(tapped),
             Rc::clone(&subscribers),
@@ -543,6 +545,34 @@ fn publish_frontier(complete: &ProbeHandle<Time>, metrics: &Metrics, local: usiz
 /// `history` before it, and never before the `horizon`, up to `upper`.
 fn since(upper: Time, history: Time, horizon: Time) -> Time {
     upper.saturating_sub(history).max(horizon.min(upper))
+}
+
+/// The views' arrangements as the dataflow is built: a store per view,
+/// and the taps of their batches for subscriptions.
+struct Arranging<'s> {
+    /// Passed by every arrangement's batches.
+    complete: ProbeHandle<Time>,
+    taps: Taps,
+    tapped: Vec<Stream<'s, Time, Vec<TapUpdate>>>,
+    stores: Vec<Option<Box<dyn ViewStore>>>,
+}
+
+impl<'s> Arranging<'s> {
+    /// Arranges `coll` once, as `name`, and reads it as each of `views` in
+    /// its shape.
+    fn arrange<K, V>(&mut self, coll: Coll<'s, (K, V)>, name: &str, views: &[(View, Shape<K, V>)])
+    where
+        K: ExchangeData + Hashable + Ord,
+        V: ExchangeData + Ord,
+    {
+        let arranged = coll.arrange_by_key_named(name);
+        let batches = arranged.stream.probe_with(&self.complete);
+        for &(view, shape) in views {
+            self.tapped
+                .push(tap(batches.clone(), view, Rc::clone(&self.taps), shape));
+            self.stores[view as usize] = Some(Box::new(Store::new(arranged.trace.clone(), shape)));
+        }
+    }
 }
 
 /// Keeps `history` of the views readable (none before `horizon`) and lets

@@ -1,16 +1,18 @@
 //! A view's arrangement on one worker, in the types its dataflow makes,
 //! read as rows.
 //!
-//! Most views are arranged as the rows they are read as ([`ROWS`]).
-//! `video_stats` and `qoe` change with every heartbeat, and arranging their
-//! rows — vectors of datums, compared datum by datum and cloned at every
-//! merge — cost the dataflows more than any join. Both are made of the same
-//! figures per video, so they share one arrangement of those figures, keyed
-//! by the video's id, and their rows are made only when read: by a peek
+//! Views that change seldom are arranged as the rows they are read as
+//! ([`ROWS`]). Those that change with every heartbeat are arranged in the
+//! dataflow's own types, and their rows are made only when read: by a peek
 //! ([`ViewStore::answer`]) or a subscription's tap
-//! ([`crate::subscribe::tap`]). A [`Shape`] says how a view reads its
+//! ([`crate::subscribe::tap`]). Rows — vectors of datums, compared datum by
+//! datum and cloned at every merge — cost those arrangements more than the
+//! joins that fed them. `video_stats` and `qoe` are made of the same figures
+//! per video, so they share one arrangement of those figures; `retention`
+//! and `watch_history` have one each. A [`Shape`] says how a view reads its
 //! arrangement's keys and values as rows; keys are ordered as their rows
-//! are, so key lookups seek and ranges scan in order.
+//! are, so key lookups seek, and ranges seek their lower bound (often a
+//! prefix: a video's buckets, a viewer's history) and scan in order.
 
 use differential_dataflow::consolidation::consolidate;
 use differential_dataflow::operators::arrange::TraceAgent;
@@ -32,6 +34,10 @@ pub(crate) type Arranged<K, V> = TraceAgent<ValSpine<K, V, Time, isize>>;
 pub(crate) struct Shape<K, V> {
     /// The key a key row names; `None` if no key has that row.
     pub key: fn(&Row) -> Option<K>,
+    /// A key at or before the first key whose row is at or after `row`
+    /// (a range's lower bound, often a prefix of a key's row); `None` to
+    /// start from the first key.
+    pub seek: fn(&Row) -> Option<K>,
     /// A key's row. Keys must be ordered as their rows are.
     pub key_row: fn(&K) -> Row,
     /// A value's row.
@@ -48,6 +54,7 @@ impl<K, V> Copy for Shape<K, V> {}
 /// Views arranged as their rows.
 pub(crate) const ROWS: Shape<Row, Row> = Shape {
     key: |row| Some(row.clone()),
+    seek: |row| Some(row.clone()),
     key_row: Row::clone,
     val_row: |_, v| v.clone(),
 };
@@ -203,9 +210,7 @@ pub(crate) fn walk<K, V, C>(
             }
         }
         Selector::Range { from, to } => {
-            // A bound that names no key (a prefix of a typed key) is
-            // scanned up to rather than sought.
-            if let Some(from) = from.as_ref().and_then(shape.key) {
+            if let Some(from) = from.as_ref().and_then(shape.seek) {
                 cursor.seek_key(storage, &from);
             }
             while let Some(key) = cursor.get_key(storage) {

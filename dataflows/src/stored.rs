@@ -35,10 +35,12 @@ pub(crate) fn is_stored(view: View) -> bool {
 /// The stored row of `retention`: the sessions of `video` whose furthest
 /// point is in `bucket`.
 pub fn retention_stored(video: uuid::Uuid, bucket: u64, sessions: i64) -> (Row, Row) {
-    (
-        vec![Datum::Uuid(video), Datum::Int(bucket as i64)],
-        vec![Datum::Int(sessions)],
-    )
+    (retention_key(video, bucket), vec![Datum::Int(sessions)])
+}
+
+/// The key row of `retention`, stored or read: a video and a bucket.
+pub fn retention_key(video: uuid::Uuid, bucket: u64) -> Row {
+    vec![Datum::Uuid(video), Datum::Int(bucket as i64)]
 }
 
 /// The stored rows to read for `selector` of `view`: every bucket of each

@@ -1,4 +1,4 @@
-//! Reduce and fold for totally ordered time.
+//! Reduce and accumulate for totally ordered time.
 //!
 //! Differential's `reduce` works for any partially ordered time: for every
 //! key it changes, it keeps the output's history in a second arrangement

@@ -39,7 +39,7 @@ use crate::facts::Beacon;
 use crate::schema::View;
 use crate::source::Sourced;
 use crate::store::Shape;
-use crate::stored::retention_stored;
+use crate::stored::retention_key;
 use crate::total::ReduceTotal;
 use crate::window::windowed;
 
@@ -86,12 +86,29 @@ pub struct Built<'s> {
     pub rows: Vec<(View, Coll<'s, (Row, Row)>)>,
     /// What `video_stats` and `qoe` are read from (`VIDEO_STATS`, `QOE`).
     pub figures: Coll<'s, (Uuid, VideoFigures)>,
+    /// How many sessions of a video stopped in a bucket ([`RETENTION`]).
+    pub retention: Coll<'s, ((Uuid, u64), i64)>,
+    /// A viewer's history of a video ([`WATCH_HISTORY`]).
+    pub watch_history: Coll<'s, ((Uuid, Uuid), Watched)>,
 }
+
+/// What `watch_history` shows of a viewer and a video: the last position,
+/// the time played, whether any session completed it, the last time.
+pub type Watched = (u64, u64, bool, i64);
 
 /// The key of a view keyed by a video's id.
 fn video_key(row: &Row) -> Option<Uuid> {
     match row.as_slice() {
         [Datum::Uuid(v)] => Some(*v),
+        _ => None,
+    }
+}
+
+/// Where to start looking for the keys of a view keyed by a video's id
+/// from `row` on.
+fn video_seek(row: &Row) -> Option<Uuid> {
+    match row.as_slice() {
+        [Datum::Uuid(v), ..] => Some(*v),
         _ => None,
     }
 }
@@ -104,6 +121,7 @@ fn video_key_row(video: &Uuid) -> Row {
 /// `video_stats`, read from the videos' figures.
 pub(crate) const VIDEO_STATS: Shape<Uuid, VideoFigures> = Shape {
     key: video_key,
+    seek: video_seek,
     key_row: video_key_row,
     val_row: |v, f| rows::video_stats(*v, &f.totals, f.unique_viewers, f.last_view_ms).1,
 };
@@ -111,17 +129,54 @@ pub(crate) const VIDEO_STATS: Shape<Uuid, VideoFigures> = Shape {
 /// `qoe`, read from the videos' figures.
 pub(crate) const QOE: Shape<Uuid, VideoFigures> = Shape {
     key: video_key,
+    seek: video_seek,
     key_row: video_key_row,
     val_row: |v, f| rows::qoe(*v, &f.totals, f.startup_p95_ms).1,
+};
+
+/// `retention`'s stored rows ([`crate::stored`]): sessions per video and
+/// bucket.
+pub(crate) const RETENTION: Shape<(Uuid, u64), i64> = Shape {
+    key: |row| match row.as_slice() {
+        [Datum::Uuid(v), Datum::Int(b)] => u64::try_from(*b).ok().map(|b| (*v, b)),
+        _ => None,
+    },
+    // A video's buckets are read by its id alone.
+    seek: |row| match row.as_slice() {
+        [Datum::Uuid(v), Datum::Int(b), ..] => Some((*v, u64::try_from(*b).unwrap_or(0))),
+        [Datum::Uuid(v), ..] => Some((*v, 0)),
+        _ => None,
+    },
+    key_row: |(v, b)| retention_key(*v, *b),
+    val_row: |_, sessions| vec![Datum::Int(*sessions)],
+};
+
+/// `watch_history`, keyed by viewer and video.
+pub(crate) const WATCH_HISTORY: Shape<(Uuid, Uuid), Watched> = Shape {
+    key: |row| match row.as_slice() {
+        [Datum::Uuid(u), Datum::Uuid(v)] => Some((*u, *v)),
+        _ => None,
+    },
+    // A viewer's history is read by their id alone.
+    seek: |row| match row.as_slice() {
+        [Datum::Uuid(u), Datum::Uuid(v), ..] => Some((*u, *v)),
+        [Datum::Uuid(u), ..] => Some((*u, Uuid::nil())),
+        _ => None,
+    },
+    key_row: |(u, v)| vec![Datum::Uuid(*u), Datum::Uuid(*v)],
+    val_row: |(u, v), (pos, played, completed, last)| rows::watch_history(*u, *v, *pos, *played, *completed, *last).1,
 };
 
 /// The worker that holds the rows of `view` with `key`: what its
 /// arrangement is keyed by, hashed as the arrangement routes its updates.
 pub(crate) fn route(view: View, key: &Row) -> u64 {
-    match view {
-        View::VideoStats | View::Qoe => video_key(key).map_or_else(|| key.hashed(), |v| v.hashed()),
-        _ => key.hashed(),
-    }
+    let typed = match view {
+        View::VideoStats | View::Qoe => video_key(key).map(|v| v.hashed()),
+        View::Retention => (RETENTION.key)(key).map(|k| k.hashed()),
+        View::WatchHistory => (WATCH_HISTORY.key)(key).map(|k| k.hashed()),
+        _ => None,
+    };
+    typed.unwrap_or_else(|| key.hashed())
 }
 
 /// Builds every view from what the sources read (updates at their log
@@ -233,7 +288,7 @@ pub fn build<'s>(sourced: Sourced<'s>, windows: &Windows) -> Built<'s> {
         .reduce_total("Retention", |_v, input, output| {
             output.extend(input.iter().map(|(bucket, sessions)| ((*bucket, *sessions as i64), 1)));
         })
-        .map(|(v, (bucket, sessions))| retention_stored(v, bucket, sessions));
+        .map(|(v, (bucket, sessions))| ((v, bucket), sessions));
 
     let watch_history = sessions
         .clone()
@@ -247,8 +302,7 @@ pub fn build<'s>(sourced: Sourced<'s>, windows: &Windows) -> Built<'s> {
             let played: u64 = input.keys().map(|v| v.3).sum();
             let completed = input.keys().any(|v| v.4);
             output.push(((last_position_ms, played, completed, last_ms), 1));
-        })
-        .map(|((u, v), (pos, played, completed, last))| rows::watch_history(u, v, pos, played, completed, last));
+        });
 
     let concurrent_viewers = {
         let recent = windowed(
@@ -367,12 +421,12 @@ pub fn build<'s>(sourced: Sourced<'s>, windows: &Windows) -> Built<'s> {
             (View::VideoStatus, video_status),
             (View::ConcurrentViewers, concurrent_viewers),
             (View::Trending, trending),
-            (View::Retention, retention),
-            (View::WatchHistory, watch_history),
             (View::GenreStats, genre_stats),
             (View::StorageUsage, storage_usage),
             (View::SourceProgress, progress),
         ],
         figures,
+        retention,
+        watch_history,
     }
 }

@@ -95,12 +95,16 @@ async fn check(
                 .expect("peek by key");
             assert_eq!(got.rows, vec![stats[0].clone()], "{label}: key lookup at {t}");
         }
-        // `qoe` is arranged by video id, not as rows: ranges whose bounds
-        // are keys or name none, and keys that are missing or not ids.
-        let qoe = &expected[&View::Qoe];
-        let n = qoe.len();
-        if n > 0 {
-            let (from, to) = (qoe[n / 3].0.clone(), qoe[2 * n / 3].0.clone());
+        // Views arranged in the dataflow's types, not as rows: ranges whose
+        // bounds are keys, prefixes of keys or name none, and keys that are
+        // missing or not of the key's types.
+        for view in [View::Qoe, View::Retention, View::WatchHistory] {
+            let rows = &expected[&view];
+            let n = rows.len();
+            if n == 0 {
+                continue;
+            }
+            let (from, to) = (rows[n / 3].0.clone(), rows[2 * n / 3].0.clone());
             let selectors = [
                 Selector::Range {
                     from: Some(from.clone()),
@@ -111,23 +115,23 @@ async fn check(
                     to: Some(vec![to[0].clone(), Datum::Null]),
                 },
                 Selector::Range {
-                    from: Some(vec![from[0].clone(), Datum::Int(0)]),
+                    from: Some(vec![from[0].clone(), Datum::Int(-1)]),
                     to: None,
                 },
+                Selector::prefix(vec![from[0].clone()]),
+                Selector::prefix(vec![Datum::Int(7)]),
                 Selector::Keys(vec![
                     to.clone(),
                     vec![Datum::Int(7)],
                     from.clone(),
                     vec![Datum::Uuid(Uuid::nil())],
+                    rows[0].0.clone(),
                 ]),
             ];
             for selector in selectors {
-                let got = client
-                    .peek(View::Qoe, selector.clone(), Some(t))
-                    .await
-                    .expect("peek qoe");
-                let want: Vec<_> = qoe.iter().filter(|(k, _)| selector.matches(k)).cloned().collect();
-                assert_eq!(got.rows, want, "{label}: qoe by {selector:?} at {t}");
+                let got = client.peek(view, selector.clone(), Some(t)).await.expect("peek");
+                let want: Vec<_> = rows.iter().filter(|(k, _)| selector.matches(k)).cloned().collect();
+                assert_eq!(got.rows, want, "{label}: {} by {selector:?} at {t}", view.def().name);
             }
         }
         let retention = &expected[&View::Retention];
