@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
+use differential_dataflow::operators::arrange::Arranged as Arrangement;
 use differential_dataflow::{ExchangeData, Hashable};
 use reelflow_ingest::log::{AnyLog, EventLog, LogError};
 use timely::dataflow::operators::{Concatenate, Probe};
@@ -33,7 +34,7 @@ use crate::metrics::Metrics;
 use crate::peek::{Outstanding, PeekError, PeekRequest, RequestKind, Selector, Traces, Waiting, peek_dataflow};
 use crate::schema::View;
 use crate::source::{SourceOptions, log_source, now_ms};
-use crate::store::{ROWS, Shape, Store, ViewStore};
+use crate::store::{Arranged, ROWS, Shape, Store, ViewStore};
 use crate::stored;
 use crate::subscribe::{Subscriber, Subscribers, Subscription, TapUpdate, Taps, deliver, tap};
 use crate::views::{self, Coll, Time, Windows};
@@ -416,7 +417,7 @@ fn run_worker(
             arranging.arrange(rows, view.def().name, &[(view, ROWS)]);
         }
         let figures = [(View::VideoStats, views::VIDEO_STATS), (View::Qoe, views::QOE)];
-        arranging.arrange(built.figures, "VideoFigures", &figures);
+        arranging.read(built.figures, &figures);
         arranging.arrange(built.retention, "retention", &[(View::Retention, views::RETENTION)]);
         let watch_history = [(View::WatchHistory, views::WATCH_HISTORY)];
         arranging.arrange(built.watch_history, "watch_history", &watch_history);
@@ -565,7 +566,15 @@ impl<'s> Arranging<'s> {
         K: ExchangeData + Hashable + Ord,
         V: ExchangeData + Ord,
     {
-        let arranged = coll.arrange_by_key_named(name);
+        self.read(coll.arrange_by_key_named(name), views);
+    }
+
+    /// Reads `arranged` as each of `views` in its shape.
+    fn read<K, V>(&mut self, arranged: Arrangement<'s, Arranged<K, V>>, views: &[(View, Shape<K, V>)])
+    where
+        K: Ord + Clone + 'static,
+        V: Ord + Clone + 'static,
+    {
         let batches = arranged.stream.probe_with(&self.complete);
         for &(view, shape) in views {
             self.tapped

@@ -8,8 +8,10 @@
 //! two levels, so a popular video's reduce never sees every session).
 //! Log time is totally ordered, so every reduce, count and distinct is the
 //! `_total` kind ([`crate::total`]), which keeps no output history. A
-//! collection joined more than once (`totals`) is arranged once and shared,
-//! and joined once with everything slow-moving its views show. A session's
+//! video's sums change with every heartbeat: they are added up and joined
+//! with everything slow-moving its views show in one operator
+//! ([`join_sums`]), whose result is arranged once and shared by
+//! `video_stats`, `qoe` and `genre_stats`. A session's
 //! summary is accumulated from its events in whatever order they come,
 //! without keeping them ([`SessionAccumulator`]), and it is joined with its
 //! video's duration in the same operator
@@ -22,13 +24,15 @@
 //! and arranged; the same folds a batch's changes to one video's sums into
 //! one update. Windows are the same updates retracted at `t + window`
 //! ([`crate::window`]), so windowed views change as the frontier passes
-//! even when no event arrives; ranks are a two-level top-k. Every view
-//! ends as `(key row, value row)`, but for `video_stats` and `qoe`, which
-//! change with every heartbeat: they end as one collection of each video's
-//! figures, read as either view's rows (`VIDEO_STATS`, `QOE`).
+//! even when no event arrives; ranks are a two-level top-k. Views that
+//! change seldom end as `(key row, value row)`; those that change with
+//! every heartbeat end in their own types and are read as rows
+//! (`crate::store`): each video's figures (`video_stats` and `qoe`,
+//! `VIDEO_STATS`, `QOE`), `retention` and `watch_history`.
 
 use std::time::Duration;
 
+use differential_dataflow::operators::arrange::Arranged as Arrangement;
 use differential_dataflow::operators::{CountTotal, ThresholdTotal};
 use differential_dataflow::{Hashable, VecCollection};
 use uuid::Uuid;
@@ -38,9 +42,9 @@ use crate::definitions::{GroupTotals, MediaState, SessionAccumulator, VideoFigur
 use crate::facts::Beacon;
 use crate::schema::View;
 use crate::source::Sourced;
-use crate::store::Shape;
+use crate::store::{Arranged, Shape};
 use crate::stored::retention_key;
-use crate::total::ReduceTotal;
+use crate::total::{ReduceTotal, join_sums};
 use crate::window::windowed;
 
 /// Log time in milliseconds: the dataflows' timestamp.
@@ -84,11 +88,12 @@ fn spread(id: Uuid) -> u8 {
 pub struct Built<'s> {
     /// The views arranged as their rows.
     pub rows: Vec<(View, Coll<'s, (Row, Row)>)>,
-    /// What `video_stats` and `qoe` are read from (`VIDEO_STATS`, `QOE`).
-    pub figures: Coll<'s, (Uuid, VideoFigures)>,
-    /// How many sessions of a video stopped in a bucket ([`RETENTION`]).
+    /// What `video_stats` and `qoe` are read from (`VIDEO_STATS`, `QOE`),
+    /// arranged: `genre_stats` joins it too.
+    pub figures: Arrangement<'s, Arranged<Uuid, VideoFigures>>,
+    /// How many sessions of a video stopped in a bucket (`RETENTION`).
     pub retention: Coll<'s, ((Uuid, u64), i64)>,
-    /// A viewer's history of a video ([`WATCH_HISTORY`]).
+    /// A viewer's history of a video (`WATCH_HISTORY`).
     pub watch_history: Coll<'s, ((Uuid, Uuid), Watched)>,
 }
 
@@ -234,8 +239,7 @@ pub fn build<'s>(sourced: Sourced<'s>, windows: &Windows) -> Built<'s> {
     let totals = sessions
         .clone()
         .explode(|(_, (s, d))| Some((s.video_id, VideoTotals::of(&s, d))))
-        .consolidate_stream()
-        .count_total();
+        .consolidate_stream();
     let last_view = sessions
         .clone()
         .map(|(sid, (s, _))| ((s.video_id, spread(sid)), s.started_ms))
@@ -257,16 +261,12 @@ pub fn build<'s>(sourced: Sourced<'s>, windows: &Windows) -> Built<'s> {
             let values: Vec<(u64, i64)> = input.iter().filter_map(|(v, c)| v.map(|ms| (ms, *c as i64))).collect();
             output.push((percentile(&values, 95), 1));
         });
-    // `totals` changes with every heartbeat; it is arranged once and joined
-    // once, with everything else `video_stats` and `qoe` show, which
+    // `totals` changes with every heartbeat; it is summed and joined in one
+    // operator with everything else `video_stats` and `qoe` show, which
     // changes only when a session starts or first shows a frame.
-    let totals = totals.arrange_by_key_named("VideoTotals");
-    let per_session = unique_viewers
-        .join(last_view)
-        .join(startup_p95)
-        .arrange_by_key_named("VideoSessionFigures");
-    let figures = totals.clone().join_core(per_session, |v, t, ((u, last), p95)| {
-        Some((
+    let per_session = unique_viewers.join(last_view).join(startup_p95);
+    let figures = join_sums(totals, per_session, "VideoFigures", |v, t, ((u, last), p95)| {
+        (
             *v,
             VideoFigures {
                 totals: *t,
@@ -274,8 +274,9 @@ pub fn build<'s>(sourced: Sourced<'s>, windows: &Windows) -> Built<'s> {
                 last_view_ms: *last,
                 startup_p95_ms: *p95,
             },
-        ))
-    });
+        )
+    })
+    .arrange_by_key_named("VideoFigures");
 
     // Stored as a histogram of where sessions stopped ([`crate::stored`]).
     let retention = sessions
@@ -373,7 +374,7 @@ pub fn build<'s>(sourced: Sourced<'s>, windows: &Windows) -> Built<'s> {
         .concat(
             genres
                 .arrange_by_key_named("Genres")
-                .join_core(totals, |_, g, t| Some((g.clone(), *t)))
+                .join_core(figures.clone(), |_, g, f| Some((g.clone(), f.totals)))
                 .explode(|(g, t)| {
                     Some((
                         g,
