@@ -228,10 +228,18 @@ pub fn build<'s>(sourced: Sourced<'s>, windows: &Windows) -> Built<'s> {
         .clone()
         .map(|p| (p.session_id, (p.order, p.logged_at, p.video_id, p.user_id, p.beacon)))
         .accumulate_beside::<SessionAccumulator, _, _, _>("Session", durations, |s| s.video_id);
-    let unique_viewers = sessions
+    // What of a session a heartbeat rarely changes: its video, viewer,
+    // start, startup time and whether it is watching. Consolidated once,
+    // so a heartbeat's retraction and insertion cancel here, and the
+    // unique viewers, the last view, the p95 and idleness read only what
+    // changed.
+    let states = sessions
         .clone()
-        .map(|(sid, (s, _))| (s.video_id, s.user_id.unwrap_or(sid)))
-        .consolidate_stream()
+        .map(|(sid, (s, _))| (sid, (s.video_id, s.user_id, s.started_ms, s.startup_ms, s.watching())))
+        .consolidate_stream();
+    let unique_viewers = states
+        .clone()
+        .map(|(sid, (v, u, ..))| (v, u.unwrap_or(sid)))
         .distinct_total()
         .map(|(v, _)| v)
         .count_total();
@@ -240,10 +248,9 @@ pub fn build<'s>(sourced: Sourced<'s>, windows: &Windows) -> Built<'s> {
         .clone()
         .explode(|(_, (s, d))| Some((s.video_id, VideoTotals::of(&s, d))))
         .consolidate_stream();
-    let last_view = sessions
+    let last_view = states
         .clone()
-        .map(|(sid, (s, _))| ((s.video_id, spread(sid)), s.started_ms))
-        .consolidate_stream()
+        .map(|(sid, (v, _, started_ms, ..))| ((v, spread(sid)), started_ms))
         .reduce_total("LastView1", |_k, input, output| {
             output.push((*input.last_key_value().expect("called with values").0, 1))
         })
@@ -253,10 +260,9 @@ pub fn build<'s>(sourced: Sourced<'s>, windows: &Windows) -> Built<'s> {
         });
     // Every video with sessions has a p95 (`None` without any first
     // frame), unique viewers and a last view.
-    let startup_p95 = sessions
+    let startup_p95 = states
         .clone()
-        .map(|(_, (s, _))| (s.video_id, s.startup_ms))
-        .consolidate_stream()
+        .map(|(_, (v, _, _, startup_ms, _))| (v, startup_ms))
         .reduce_total("StartupP95", |_v, input, output| {
             let values: Vec<(u64, i64)> = input.iter().filter_map(|(v, c)| v.map(|ms| (ms, *c as i64))).collect();
             output.push((percentile(&values, 95), 1));
@@ -311,11 +317,7 @@ pub fn build<'s>(sourced: Sourced<'s>, windows: &Windows) -> Built<'s> {
             windows.concurrent,
         )
         .distinct_total();
-        let idle = sessions
-            .clone()
-            .filter(|(_, (s, _))| !s.watching())
-            .map(|(sid, _)| sid)
-            .consolidate_stream();
+        let idle = states.filter(|(_, (.., watching))| !watching).map(|(sid, _)| sid);
         recent
             .antijoin(idle)
             .map(|(_, v)| v)
