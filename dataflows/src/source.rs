@@ -49,8 +49,9 @@ use differential_dataflow::AsCollection;
 use reelflow_ingest::log::{AnyLog, EventLog, PartitionReader, Record};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::Scope;
-use timely::dataflow::operators::core::Partition;
-use timely::dataflow::operators::generic::operator::source;
+use timely::dataflow::operators::Capability;
+use timely::dataflow::operators::generic::OutputBuilder;
+use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use tokio::sync::mpsc;
 
 use crate::datum::{Datum, Row};
@@ -183,15 +184,6 @@ pub fn now_ms() -> Time {
         .map_or(0, |d| d.as_millis() as Time)
 }
 
-/// What the source emits: facts, and rows of `source_progress`.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
-pub enum SourceOutput {
-    /// A decoded event.
-    Fact(Fact),
-    /// A `source_progress` row.
-    Progress((Row, Row)),
-}
-
 /// What the sources read, split by kind.
 pub struct Sourced<'s> {
     /// From `reelflow.catalog`.
@@ -216,10 +208,22 @@ pub fn log_source<'s>(
 ) -> Sourced<'s> {
     let mine = assignment(partitions, scope.index(), scope.peers());
     let worker = scope.worker();
-    let stream = source::<_, CapacityContainerBuilder<Vec<(SourceOutput, Time, isize)>>, _, _>(
-        scope,
-        "LogSource",
-        move |capability, info| {
+    // One output per kind, so no record is copied to be split.
+    let mut builder = OperatorBuilder::new("LogSource".to_owned(), scope);
+    let info = builder.operator_info();
+    let (catalog_out, catalog) = builder.new_output();
+    let (media_out, media) = builder.new_output();
+    let (playback_out, playback) = builder.new_output();
+    let (progress_out, progress) = builder.new_output();
+    let mut outputs = (
+        OutputBuilder::<_, Builder<CatalogFact>>::from(catalog_out),
+        OutputBuilder::<_, Builder<MediaFact>>::from(media_out),
+        OutputBuilder::<_, Builder<PlaybackFact>>::from(playback_out),
+        OutputBuilder::<_, Builder<(Row, Row)>>::from(progress_out),
+    );
+    builder.build(
+        // One capability per output, all at the same time.
+        move |mut caps| {
             let activator = worker.sync_activator_for(info.address.to_vec());
             let wake = Arc::new(activator);
             let (tx, mut rx) = mpsc::channel::<Feed>(64);
@@ -245,15 +249,13 @@ pub fn log_source<'s>(
                 .filter_map(|(t, p)| Some(((topic_index(t)?, *p), PartitionClock::default())))
                 .collect();
             let self_activator = worker.activator_for(info.address.clone());
-            let mut cap = Some(capability);
             // `None` until the first activation, which publishes every
             // partition's status at once: `/metrics` lists them from the start.
             let mut last_progress: Option<Instant> = None;
             let grace = options.idle_grace.as_millis() as Time;
             let stamping = Stamping::of(&options);
-            let mut out: Vec<(SourceOutput, Time, isize)> = Vec::new();
-            move |output| {
-                let Some(c) = cap.as_mut() else { return };
+            let mut read = Read::default();
+            move |_frontiers| {
                 let mut budget = 64 * options.batch;
                 let mut records = 0u64;
                 let mut reclocked = 0u64;
@@ -277,11 +279,11 @@ pub fn log_source<'s>(
                                 clock.next_offset = r.offset + 1;
                                 records += 1;
                                 match decode(&r.topic, &r.value) {
-                                    Ok(mut fact) => {
-                                        if let Fact::Playback(p) = &mut fact {
-                                            p.logged_at = exact;
-                                        }
-                                        out.push((SourceOutput::Fact(fact), ts, 1));
+                                    Ok(Fact::Catalog(c)) => read.catalog.push((c, ts, 1)),
+                                    Ok(Fact::Media(m)) => read.media.push((m, ts, 1)),
+                                    Ok(Fact::Playback(mut p)) => {
+                                        p.logged_at = exact;
+                                        read.playback.push((p, ts, 1));
                                     }
                                     Err(reason) => {
                                         malformed += 1;
@@ -318,7 +320,7 @@ pub fn log_source<'s>(
 
                 if last_progress.is_none_or(|t| t.elapsed() >= options.progress_every) {
                     last_progress = Some(Instant::now());
-                    let at = *c.time();
+                    let at = *caps[0].time();
                     let mut statuses = metrics.partitions.lock().expect("metrics lock");
                     for ((t, partition), clock) in clocks.iter_mut() {
                         let topic = &topics[*t];
@@ -333,16 +335,17 @@ pub fn log_source<'s>(
                         let row = progress_row(topic, *partition, &status);
                         if clock.reported.as_ref() != Some(&row) {
                             if let Some(old) = clock.reported.replace(row.clone()) {
-                                out.push((SourceOutput::Progress(old), at, -1));
+                                read.progress.push((old, at, -1));
                             }
-                            out.push((SourceOutput::Progress(row), at, 1));
+                            read.progress.push((row, at, 1));
                         }
                     }
                 }
 
-                if !out.is_empty() {
-                    output.session(c).give_iterator(out.drain(..));
-                }
+                give(&mut outputs.0, &caps[0], &mut read.catalog);
+                give(&mut outputs.1, &caps[1], &mut read.media);
+                give(&mut outputs.2, &caps[2], &mut read.playback);
+                give(&mut outputs.3, &caps[3], &mut read.progress);
                 let lower = stamping.time(
                     clocks
                         .values()
@@ -350,8 +353,8 @@ pub fn log_source<'s>(
                         .min()
                         .unwrap_or_else(|| stamping.exact(0, now_ms())),
                 );
-                if lower > *c.time() {
-                    c.downgrade(&lower);
+                if lower > *caps[0].time() {
+                    caps.iter_mut().for_each(|c| c.downgrade(&lower));
                 }
                 // Idle workers move with the clock; everyone refreshes progress.
                 self_activator.activate_after(if clocks.is_empty() {
@@ -362,38 +365,34 @@ pub fn log_source<'s>(
             }
         },
     );
-    // One output per kind, each record moved to exactly one: a stream read
-    // by several operators is cloned for all but the last of them.
-    let mut parts = stream
-        .partition::<CapacityContainerBuilder<Vec<_>>, _, _>(4, |(o, t, d)| {
-            let part = match &o {
-                SourceOutput::Fact(Fact::Catalog(_)) => 0,
-                SourceOutput::Fact(Fact::Media(_)) => 1,
-                SourceOutput::Fact(Fact::Playback(_)) => 2,
-                SourceOutput::Progress(_) => 3,
-            };
-            (part, (o, t, d))
-        })
-        .into_iter()
-        .map(AsCollection::as_collection);
-    let mut next = || parts.next().expect("four parts");
     Sourced {
-        catalog: next().flat_map(|o| match o {
-            SourceOutput::Fact(Fact::Catalog(c)) => Some(c),
-            _ => None,
-        }),
-        media: next().flat_map(|o| match o {
-            SourceOutput::Fact(Fact::Media(m)) => Some(m),
-            _ => None,
-        }),
-        playback: next().flat_map(|o| match o {
-            SourceOutput::Fact(Fact::Playback(p)) => Some(p),
-            _ => None,
-        }),
-        progress: next().flat_map(|o| match o {
-            SourceOutput::Progress(r) => Some(r),
-            SourceOutput::Fact(_) => None,
-        }),
+        catalog: catalog.as_collection(),
+        media: media.as_collection(),
+        playback: playback.as_collection(),
+        progress: progress.as_collection(),
+    }
+}
+
+/// The container builder of an output of the source.
+type Builder<D> = CapacityContainerBuilder<Vec<(D, Time, isize)>>;
+
+/// What one activation of the source read, by output.
+#[derive(Default)]
+struct Read {
+    catalog: Vec<(CatalogFact, Time, isize)>,
+    media: Vec<(MediaFact, Time, isize)>,
+    playback: Vec<(PlaybackFact, Time, isize)>,
+    progress: Vec<((Row, Row), Time, isize)>,
+}
+
+/// Sends `data` to `output` at `cap`'s time.
+fn give<D: Clone + 'static>(
+    output: &mut OutputBuilder<Time, Builder<D>>,
+    cap: &Capability<Time>,
+    data: &mut Vec<(D, Time, isize)>,
+) {
+    if !data.is_empty() {
+        output.activate().session(cap).give_iterator(data.drain(..));
     }
 }
 
