@@ -1,7 +1,8 @@
 //! What every number means. The dataflows apply these folds incrementally
 //! (a reduce per entity, or for sessions an accumulator that takes the
 //! events in any order: [`SessionAccumulator`]); the reference
-//! implementation applies them once to all of an entity's events. Definitions follow Mux Data and PeerTube:
+//! implementation applies them once to all of an entity's events.
+//! Definitions follow Mux Data and PeerTube:
 //!
 //! - **Session**: one page load of the player for one video (the
 //!   `session_id` of the beacons). Its events are folded in [`Order`]
