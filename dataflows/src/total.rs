@@ -165,10 +165,10 @@ where
         L: ExchangeData,
         G: Fn(&A::Total) -> J + 'static,
     {
-        let name = name.to_string();
+        let label = name.to_string();
         let by_key = Exchange::new(|((k, _), _, _): &((K, V), Time, isize)| k.hashed());
         self.inner
-            .binary_frontier(side.inner.broadcast(), by_key, Pipeline, &name.clone(), move |_, _| {
+            .binary_frontier(side.inner.broadcast(), by_key, Pipeline, name, move |_, _| {
                 let mut totals: HashMap<K, Beside<A, J>> = HashMap::default();
                 // The side as of the last time applied, on every worker.
                 let mut sides: HashMap<J, Values<L>> = HashMap::default();
@@ -241,7 +241,7 @@ where
                                 let before = st.acc.total().cloned();
                                 let mut changed = false;
                                 for (value, diff) in updates.drain(..) {
-                                    assert!(diff > 0, "{name}: a retraction of what only grows");
+                                    assert!(diff > 0, "{label}: a retraction of what only grows");
                                     changed |= st.acc.add(&value);
                                 }
                                 // Unchanged, it is re-sent below if its side changed.
