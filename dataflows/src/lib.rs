@@ -14,7 +14,8 @@
 //! - `store`: a view's arrangement in its dataflow's types, read as rows.
 //! - [`stored`]: views arranged in a smaller form than they are read.
 //! - [`total`]: `reduce` for a totally ordered time, as the views use it.
-//! - [`window`]: updates retracted again once a window has passed.
+//! - [`changes`]: what a reader takes of a session's change.
+//! - [`window`]: what was seen in the last window, retracted once it has passed.
 //! - [`cluster`]: workers and processes, from flags or a StatefulSet.
 //! - [`reference`](mod@reference): every view recomputed from scratch, for the tests and
 //!   the benchmark to check the dataflows against.
@@ -24,6 +25,7 @@
 //! - [`schema`] and [`datum`]: the views' names, columns and values, shared
 //!   with the SQL layer.
 
+pub mod changes;
 pub mod cluster;
 pub mod datum;
 pub mod definitions;

@@ -473,7 +473,12 @@ where
 
 /// Holds a batch of input: its updates in `pending`, and a capability for
 /// its time in `caps`.
-fn hold<D>(cap: &InputCapability<Time>, data: &mut Vec<D>, caps: &mut CapabilitySet<Time>, pending: &mut Vec<D>) {
+pub(crate) fn hold<D>(
+    cap: &InputCapability<Time>,
+    data: &mut Vec<D>,
+    caps: &mut CapabilitySet<Time>,
+    pending: &mut Vec<D>,
+) {
     for cap in cap.retain_stamp(0).iter() {
         caps.insert(cap.clone());
     }
@@ -483,7 +488,7 @@ fn hold<D>(cap: &InputCapability<Time>, data: &mut Vec<D>, caps: &mut Capability
 /// Keeps a capability only for `earliest`, the earliest time still pending:
 /// later output is at that time or after it, and nothing earlier is held,
 /// so downstream moves on.
-fn release(caps: &mut CapabilitySet<Time>, earliest: Option<Time>) {
+pub(crate) fn release(caps: &mut CapabilitySet<Time>, earliest: Option<Time>) {
     match earliest {
         None => *caps = CapabilitySet::new(),
         Some(t) => caps.downgrade([t]),
@@ -523,7 +528,7 @@ fn add<V: Ord>(values: &mut Values<V>, value: V, diff: isize) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use differential_dataflow::AsCollection;
     use rand::rngs::StdRng;
     use rand::{RngExt, SeedableRng};
@@ -532,7 +537,8 @@ mod tests {
 
     use super::*;
 
-    type Update<D> = (D, Time, isize);
+    /// An update: data, time, multiplicity.
+    pub(crate) type Update<D> = (D, Time, isize);
 
     /// Seeded insertions of `(key, value)` in time order, times repeating,
     /// the values of a key mostly rising (a session's next events) but not
@@ -557,7 +563,7 @@ mod tests {
     }
 
     /// `updates` accumulated to `time`, consolidated.
-    fn at<D: Ord + Clone>(updates: &[Update<D>], time: Time) -> Vec<(D, isize)> {
+    pub(crate) fn at<D: Ord + Clone>(updates: &[Update<D>], time: Time) -> Vec<(D, isize)> {
         let mut v: Vec<(D, isize)> = updates
             .iter()
             .filter(|(_, t, _)| *t <= time)
@@ -567,7 +573,8 @@ mod tests {
         v
     }
 
-    fn run<D: ExchangeData>(
+    /// What the dataflow `build` makes outputs, fed all at once.
+    pub(crate) fn run<D: ExchangeData>(
         build: impl for<'s> FnOnce(timely::dataflow::Scope<'s, Time>) -> Coll<'s, D> + Send + Sync + 'static,
     ) -> Vec<Update<D>> {
         let captured = timely::example(move |scope| build(scope).inner.capture());

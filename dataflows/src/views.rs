@@ -18,13 +18,13 @@
 //! ([`ReduceTotal::accumulate_beside`]), so a heartbeat moves through no
 //! join before the sums. What downstream of the sessions looks at
 //! only a part of a summary that a heartbeat rarely changes (the viewer,
-//! the start, the startup time, the retention bucket, idleness) is
-//! consolidated within each batch first (`consolidate_stream`), so the
-//! heartbeat's retraction and insertion cancel before they are exchanged
-//! and arranged; the same folds a batch's changes to one video's sums into
-//! one update. Windows are the same updates retracted at `t + window`
-//! ([`crate::window`]), so windowed views change as the frontier passes
-//! even when no event arrives; ranks are a two-level top-k. Views that
+//! the start, the startup time, the retention bucket, idleness) takes a
+//! session's change as a pair ([`crate::changes`]), so the heartbeat's
+//! retraction and insertion cancel before they are exchanged and
+//! arranged; the same makes a session's change to its video's sums one
+//! update. A window keeps each thing seen in it once, until the
+//! window has passed its last sighting ([`crate::window`]), so windowed
+//! views change as the frontier passes even when no event arrives; ranks are a two-level top-k. Views that
 //! change seldom end as `(key row, value row)`; those that change with
 //! every heartbeat end in their own types and are read as rows
 //! (`crate::store`): each video's figures (`video_stats` and `qoe`,
@@ -37,6 +37,7 @@ use differential_dataflow::operators::{CountTotal, ThresholdTotal};
 use differential_dataflow::{Hashable, VecCollection};
 use uuid::Uuid;
 
+use crate::changes::{project_changes, sum_changes};
 use crate::datum::{Datum, Row};
 use crate::definitions::{GroupTotals, MediaState, SessionAccumulator, VideoFigures, VideoTotals, percentile, rows};
 use crate::facts::Beacon;
@@ -45,7 +46,7 @@ use crate::source::Sourced;
 use crate::store::{Arranged, Shape};
 use crate::stored::retention_key;
 use crate::total::{ReduceTotal, join_sums};
-use crate::window::windowed;
+use crate::window::distinct_in_window;
 
 /// Log time in milliseconds: the dataflows' timestamp.
 pub type Time = u64;
@@ -233,10 +234,9 @@ pub fn build<'s>(sourced: Sourced<'s>, windows: &Windows) -> Built<'s> {
     // so a heartbeat's retraction and insertion cancel here, and the
     // unique viewers, the last view, the p95 and idleness read only what
     // changed.
-    let states = sessions
-        .clone()
-        .map(|(sid, (s, _))| (sid, (s.video_id, s.user_id, s.started_ms, s.startup_ms, s.watching())))
-        .consolidate_stream();
+    let states = project_changes(sessions.clone(), "SessionStates", |sid, (s, _)| {
+        Some((*sid, (s.video_id, s.user_id, s.started_ms, s.startup_ms, s.watching())))
+    });
     let unique_viewers = states
         .clone()
         .map(|(sid, (v, u, ..))| (v, u.unwrap_or(sid)))
@@ -244,10 +244,9 @@ pub fn build<'s>(sourced: Sourced<'s>, windows: &Windows) -> Built<'s> {
         .map(|(v, _)| v)
         .count_total();
 
-    let totals = sessions
-        .clone()
-        .explode(|(_, (s, d))| Some((s.video_id, VideoTotals::of(&s, d))))
-        .consolidate_stream();
+    let totals = sum_changes(sessions.clone(), "SessionTotals", |_, (s, d)| {
+        Some((s.video_id, VideoTotals::of(s, *d)))
+    });
     let last_view = states
         .clone()
         .map(|(sid, (v, _, started_ms, ..))| ((v, spread(sid)), started_ms))
@@ -285,17 +284,14 @@ pub fn build<'s>(sourced: Sourced<'s>, windows: &Windows) -> Built<'s> {
     .arrange_by_key_named("VideoFigures");
 
     // Stored as a histogram of where sessions stopped ([`crate::stored`]).
-    let retention = sessions
-        .clone()
-        .flat_map(|(_, (s, d))| match d {
-            Some(d) if s.startup_ms.is_some() => Some((s.video_id, s.retention_bucket(d))),
-            _ => None,
-        })
-        .consolidate_stream()
-        .reduce_total("Retention", |_v, input, output| {
-            output.extend(input.iter().map(|(bucket, sessions)| ((*bucket, *sessions as i64), 1)));
-        })
-        .map(|(v, (bucket, sessions))| ((v, bucket), sessions));
+    let retention = project_changes(sessions.clone(), "RetentionBuckets", |_, (s, d)| match d {
+        Some(d) if s.startup_ms.is_some() => Some((s.video_id, s.retention_bucket(*d))),
+        _ => None,
+    })
+    .reduce_total("Retention", |_v, input, output| {
+        output.extend(input.iter().map(|(bucket, sessions)| ((*bucket, *sessions as i64), 1)));
+    })
+    .map(|(v, (bucket, sessions))| ((v, bucket), sessions));
 
     let watch_history = sessions
         .clone()
@@ -312,11 +308,11 @@ pub fn build<'s>(sourced: Sourced<'s>, windows: &Windows) -> Built<'s> {
         });
 
     let concurrent_viewers = {
-        let recent = windowed(
+        let recent = distinct_in_window(
             playback.clone().map(|p| ((p.session_id, p.video_id), p.logged_at)),
             windows.concurrent,
-        )
-        .distinct_total();
+            "Recent",
+        );
         let idle = states.filter(|(_, (.., watching))| !watching).map(|(sid, _)| sid);
         recent
             .antijoin(idle)
@@ -334,8 +330,7 @@ pub fn build<'s>(sourced: Sourced<'s>, windows: &Windows) -> Built<'s> {
         let mut counts = None;
         for (w, (_, len)) in windows.trending.iter().enumerate() {
             let w = w as u8;
-            let c = windowed(starts.clone(), *len)
-                .distinct_total()
+            let c = distinct_in_window(starts.clone(), *len, "Started")
                 .map(move |(v, _)| (w, v))
                 .count_total();
             counts = Some(match counts {
