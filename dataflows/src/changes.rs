@@ -8,9 +8,10 @@
 //! a part (a video's sums). Projecting every update and consolidating the
 //! batch sorted it for each reader. Here each pair is projected side by
 //! side: a part left alone sends nothing, and sums are added up per key
-//! in a map, so a batch sends one difference per video. An update without its pair (a batch ends between them,
-//! or a total's side holds several values) is projected as it is, which
-//! is the same collection, only less consolidated.
+//! in a map, so a batch sends one difference per video. An update
+//! without its pair (a batch ends between them, or a total's side holds
+//! several values) is projected as it is: the same collection, only less
+//! consolidated.
 
 use std::hash::Hash;
 

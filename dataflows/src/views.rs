@@ -3,8 +3,8 @@
 //! Shape: facts are split by kind; each entity's events are folded by a
 //! reduce keyed by the entity (catalog entry and media state per video,
 //! summary per playback session — see [`crate::definitions`]); sums over
-//! sessions are differences ([`VideoTotals`]) that differential adds up
-//! with `count_total`; maxima and percentiles are reduces (the maximum in
+//! sessions are differences ([`VideoTotals`]), added up per video
+//! ([`join_sums`]); maxima and percentiles are reduces (the maximum in
 //! two levels, so a popular video's reduce never sees every session).
 //! Log time is totally ordered, so every reduce, count and distinct is the
 //! `_total` kind ([`crate::total`]), which keeps no output history. A
@@ -21,14 +21,14 @@
 //! the start, the startup time, the retention bucket, idleness) takes a
 //! session's change as a pair ([`crate::changes`]), so the heartbeat's
 //! retraction and insertion cancel before they are exchanged and
-//! arranged; the same makes a session's change to its video's sums one
-//! update. A window keeps each thing seen in it once, until the
-//! window has passed its last sighting ([`crate::window`]), so windowed
-//! views change as the frontier passes even when no event arrives; ranks are a two-level top-k. Views that
-//! change seldom end as `(key row, value row)`; those that change with
-//! every heartbeat end in their own types and are read as rows
-//! (`crate::store`): each video's figures (`video_stats` and `qoe`,
-//! `VIDEO_STATS`, `QOE`), `retention` and `watch_history`.
+//! arranged, and a batch's changes to one video's sums are one update. A
+//! window keeps each thing seen in it once, until the window has passed
+//! its last sighting ([`crate::window`]), so windowed views change as the
+//! frontier passes even when no event arrives; ranks are a two-level
+//! top-k. Views that change seldom end as `(key row, value row)`; those
+//! that change with every heartbeat end in their own types and are read
+//! as rows (`crate::store`): each video's figures (`video_stats` and
+//! `qoe`, `VIDEO_STATS`, `QOE`), `retention` and `watch_history`.
 
 use std::time::Duration;
 
@@ -230,10 +230,10 @@ pub fn build<'s>(sourced: Sourced<'s>, windows: &Windows) -> Built<'s> {
         .map(|p| (p.session_id, (p.order, p.logged_at, p.video_id, p.user_id, p.beacon)))
         .accumulate_beside::<SessionAccumulator, _, _, _>("Session", durations, |s| s.video_id);
     // What of a session a heartbeat rarely changes: its video, viewer,
-    // start, startup time and whether it is watching. Consolidated once,
-    // so a heartbeat's retraction and insertion cancel here, and the
-    // unique viewers, the last view, the p95 and idleness read only what
-    // changed.
+    // start, startup time and whether it is watching. Projected once, a
+    // change's two sides together, so a heartbeat's retraction and
+    // insertion cancel here, and the unique viewers, the last view, the
+    // p95 and idleness read only what changed.
     let states = project_changes(sessions.clone(), "SessionStates", |sid, (s, _)| {
         Some((*sid, (s.video_id, s.user_id, s.started_ms, s.startup_ms, s.watching())))
     });
