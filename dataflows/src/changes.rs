@@ -20,10 +20,8 @@ use differential_dataflow::{AsCollection, Data};
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::operator::Operator;
 
+use crate::total::HashMap;
 use crate::views::{Coll, Time};
-
-/// Batches are added up in a map hashed with foldhash, as in [`crate::total`].
-type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// Hands `each` the updates of `data` two at a time where two are one
 /// key's change at one time (the same key and time, opposite

@@ -53,7 +53,7 @@ use crate::views::{Coll, Time};
 
 /// Keys are hashed with foldhash, seeded per map: SipHash cost a tenth of
 /// a session's fold.
-type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+pub(crate) type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
 /// A key's current values, in order, with their (non-zero) multiplicities.

@@ -24,11 +24,8 @@ use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::CapabilitySet;
 use timely::dataflow::operators::generic::operator::Operator;
 
-use crate::total::{hold, release};
+use crate::total::{HashMap, hold, release};
 use crate::views::{Coll, Time};
-
-/// Type of the keys' map: foldhash, as in [`crate::total`].
-type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// The distinct `d` of `c` seen in the last `len`: an update `(d, logged)`
 /// at time `t` keeps `d` present from `t` until `logged + len` (or `t`, if
