@@ -70,6 +70,9 @@
 //! listen = "127.0.0.1:8081"        # `reelflow dataflow`: views, /metrics, /healthz, /readyz
 //! history_s = 300                  # past times readable with as_of
 //! idle_grace_ms = 25               # idle partitions' frontier trails the clock by this much
+//! idle_check_ms = 5                # how often idle partitions are checked; longer: less idle CPU, staler views
+//! tick_ms = 10                     # records' times are rounded up to this; longer: less work, staler views
+//! catch_up_tick_ms = 1000          # the same for records older than the history, read on a restart
 //!
 //! [limits]                         # per process
 //! register_per_ip_per_hour = 20
@@ -230,6 +233,15 @@ pub struct DataflowConfig {
     pub history_s: u64,
     /// How far an idle partition's frontier trails the clock, ms.
     pub idle_grace_ms: u64,
+    /// How often an idle partition is checked against its high watermark,
+    /// ms: what an idle process spends its CPU on, and how soon the views
+    /// pass a moment nothing happened in.
+    pub idle_check_ms: u64,
+    /// Records' times are rounded up to a multiple of this, ms: the
+    /// views' granularity, which their work is counted in.
+    pub tick_ms: u64,
+    /// The same for records older than the retained history, ms.
+    pub catch_up_tick_ms: u64,
 }
 
 impl Default for DataflowConfig {
@@ -244,6 +256,9 @@ impl Default for DataflowConfig {
             listen: "127.0.0.1:8081".parse().expect("valid address"),
             history_s: 300,
             idle_grace_ms: 25,
+            idle_check_ms: 5,
+            tick_ms: 10,
+            catch_up_tick_ms: 1000,
         }
     }
 }
@@ -676,7 +691,11 @@ impl Config {
             partitions: self.log.partitions,
             ..Default::default()
         };
-        options.source.idle_grace = std::time::Duration::from_millis(self.dataflow.idle_grace_ms);
+        let ms = std::time::Duration::from_millis;
+        options.source.idle_grace = ms(self.dataflow.idle_grace_ms);
+        options.source.idle_check = ms(self.dataflow.idle_check_ms);
+        options.source.tick = ms(self.dataflow.tick_ms);
+        options.source.catch_up_tick = ms(self.dataflow.catch_up_tick_ms);
         Ok(options)
     }
 
@@ -736,6 +755,23 @@ impl Config {
         }
         if self.dataflow.history_s == 0 {
             bail!("dataflow.history_s must be at least 1");
+        }
+        let d = &self.dataflow;
+        if !(1..=1000).contains(&d.idle_check_ms) {
+            bail!(
+                "dataflow.idle_check_ms must be between 1 and 1000, not {}",
+                d.idle_check_ms
+            );
+        }
+        if !(1..=1000).contains(&d.tick_ms) {
+            bail!("dataflow.tick_ms must be between 1 and 1000, not {}", d.tick_ms);
+        }
+        if d.catch_up_tick_ms < d.tick_ms || d.catch_up_tick_ms > 60_000 {
+            bail!(
+                "dataflow.catch_up_tick_ms must be between tick_ms ({}) and 60000, not {}",
+                d.tick_ms,
+                d.catch_up_tick_ms
+            );
         }
         if self.transcode.workers == 0 || self.transcode.workers > 64 {
             bail!("transcode.workers must be between 1 and 64");
@@ -902,6 +938,39 @@ mod tests {
         };
         let err = format!("{:#}", Config::load(&args).expect_err("bad brokers"));
         assert!(err.contains("\"no-port\" is not host:port"), "{err}");
+    }
+
+    #[test]
+    fn the_dataflows_ticks_come_from_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("reelflow.toml");
+        std::fs::write(
+            &file,
+            "[dataflow]\nidle_check_ms = 20\ntick_ms = 50\ncatch_up_tick_ms = 5000\n",
+        )
+        .expect("write");
+        let args = ConfigArgs {
+            file: Some(file.clone()),
+            ..Default::default()
+        };
+        let source = Config::load(&args)
+            .expect("valid")
+            .dataflow_options()
+            .expect("options")
+            .source;
+        assert_eq!(source.idle_check, std::time::Duration::from_millis(20));
+        assert_eq!(source.tick, std::time::Duration::from_millis(50));
+        assert_eq!(source.catch_up_tick, std::time::Duration::from_secs(5));
+
+        for (text, named) in [
+            ("tick_ms = 0", "dataflow.tick_ms"),
+            ("idle_check_ms = 0", "dataflow.idle_check_ms"),
+            ("tick_ms = 100\ncatch_up_tick_ms = 50", "dataflow.catch_up_tick_ms"),
+        ] {
+            std::fs::write(&file, format!("[dataflow]\n{text}\n")).expect("write");
+            let err = format!("{:#}", Config::load(&args).expect_err(text));
+            assert!(err.contains(named), "{text}: {err}");
+        }
     }
 
     #[test]
