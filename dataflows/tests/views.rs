@@ -59,6 +59,17 @@ async fn on_a_fresh_log(workers: usize) -> (tempfile::TempDir, AnyLog, Dataflows
 
 /// Checks every view at every time in `times` against the reference, plus
 /// key and range lookups, and the malformed count in `source_progress`.
+/// Every view's rows, by view.
+type Views = BTreeMap<View, Vec<(Row, Row)>>;
+
+/// Every view at each of `times`, recomputed from scratch.
+fn expected(facts: &[(Time, Fact)], times: &[Time], windows: &Windows) -> Vec<(Time, Views)> {
+    times
+        .iter()
+        .map(|&t| (t, reference::views_at(facts, t, windows)))
+        .collect()
+}
+
 async fn check(
     client: &PeekClient,
     facts: &[(Time, Fact)],
@@ -67,12 +78,16 @@ async fn check(
     windows: &Windows,
     label: &str,
 ) {
-    for &t in times {
+    check_expected(client, &expected(facts, times, windows), malformed, label).await;
+}
+
+async fn check_expected(client: &PeekClient, views: &[(Time, Views)], malformed: usize, label: &str) {
+    for (t, expected) in views {
+        let t = *t;
         client
             .wait_until_readable(t, Duration::from_secs(30))
             .await
             .unwrap_or_else(|e| panic!("{label}: views never readable at {t}: {e}"));
-        let expected = reference::views_at(facts, t, windows);
         for view in View::ALL {
             if view == View::SourceProgress {
                 continue;
@@ -146,7 +161,11 @@ async fn check(
             assert_eq!(got.rows, want, "{label}: range lookup at {t}");
         }
     }
-    // Malformed records are counted, per partition, in source_progress.
+    check_progress(client, malformed, label).await;
+}
+
+/// Malformed records are counted, per partition, in source_progress.
+async fn check_progress(client: &PeekClient, malformed: usize, label: &str) {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         let progress = client
@@ -293,10 +312,11 @@ async fn a_restart_replays_identical_contents() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn catching_up_past_the_history_keeps_every_readable_time_exact() {
     // Readable history slides with the clock, so a time is checked only if
-    // it stays readable for a while (`MARGIN`); windows longer than that
-    // still hold records from before the horizon when it is checked.
+    // it stays readable for a while (`MARGIN`) after the dataflows caught
+    // up; windows longer than that still hold records from before the
+    // horizon when it is checked.
     const HISTORY: Duration = Duration::from_secs(10);
-    const MARGIN: Time = 6_000;
+    const MARGIN: Time = 3_000;
     let windows = Windows {
         concurrent: Duration::from_secs(8),
         trending: vec![
@@ -319,6 +339,19 @@ async fn catching_up_past_the_history_keeps_every_readable_time_exact() {
         times.sort();
         times.dedup();
         let (first, middle, last) = (times[0], times[times.len() / 2], times[times.len() - 1]);
+        // Times an event was stamped at, and later ones while windows end,
+        // from about the horizon on: at most 24, spread out, their views
+        // recomputed now, while the log grows old.
+        let mut candidates: Vec<Time> = times
+            .iter()
+            .flat_map(|t| (0..=12).map(move |s| t + s * 1_000))
+            .filter(|t| *t > middle && *t <= last + 13_000)
+            .collect();
+        candidates.sort();
+        candidates.dedup();
+        let step = candidates.len().div_ceil(24).max(1);
+        let candidates: Vec<Time> = candidates.into_iter().step_by(step).collect();
+        let expected = expected(&facts, &candidates, &windows);
         // Until the middle of the log is as old as the history.
         let old = middle + HISTORY.as_millis() as Time;
         tokio::time::sleep(Duration::from_millis(old.saturating_sub(now_ms()))).await;
@@ -331,20 +364,36 @@ async fn catching_up_past_the_history_keeps_every_readable_time_exact() {
         let client = dataflows.client();
         let horizon = started - HISTORY.as_millis() as Time;
         assert!(first < horizon, "{label}: some of the log is before the horizon");
-        // Times an event was stamped at, and later ones while windows end.
-        let mut readable: Vec<Time> = times
-            .iter()
-            .flat_map(|t| (0..=12).map(move |s| t + s * 1_000))
-            .filter(|t| *t >= horizon + MARGIN && *t <= last + 13_000)
-            .collect();
-        readable.sort();
-        readable.dedup();
-        // Each time is checked before it leaves the history, however busy
-        // the machine: at most twelve of them, spread from the earliest on.
-        let step = readable.len().div_ceil(12).max(1);
-        let readable: Vec<Time> = readable.into_iter().step_by(step).collect();
-        assert!(readable.len() >= 5, "{label}: too few readable times: {readable:?}");
-        check(&client, &facts, malformed, &readable, &windows, &label).await;
+        // Catching up takes longer on a busy machine, while the history
+        // slides on: the times still readable for `MARGIN` are checked once
+        // it is done.
+        client.wait_until_readable(last, Duration::from_secs(60)).await.unwrap();
+        let earliest = now_ms() - HISTORY.as_millis() as Time + MARGIN;
+        let mut checked = Vec::new();
+        for (t, views) in expected.into_iter().filter(|(t, _)| *t >= earliest) {
+            client.wait_until_readable(t, Duration::from_secs(30)).await.unwrap();
+            let mut all = true;
+            for view in View::ALL.into_iter().filter(|v| *v != View::SourceProgress) {
+                match client.peek(view, Selector::All, Some(t)).await {
+                    Ok(got) => assert_eq!(got.rows, views[&view], "{label}: {} at {t}", view.def().name),
+                    // A machine busy enough can take longer than `MARGIN`
+                    // over the times before: this one left the history.
+                    Err(PeekError::Compacted { .. }) if t < now_ms() - HISTORY.as_millis() as Time => {
+                        all = false;
+                        break;
+                    }
+                    Err(e) => panic!("{label}: reading {} at {t}: {e}", view.def().name),
+                }
+            }
+            if all {
+                checked.push(t);
+            }
+        }
+        assert!(
+            checked.len() >= 5 && checked[0] < horizon + 12_000,
+            "{label}: too few times checked, or none with windows reaching before the horizon {horizon}: {checked:?}"
+        );
+        check_progress(&client, malformed, &label).await;
         match client.peek(View::VideoStats, Selector::All, Some(first)).await {
             Err(PeekError::Compacted { .. }) => {}
             other => panic!("{label}: a time before the horizon was read: {other:?}"),
