@@ -57,8 +57,17 @@ async fn on_a_fresh_log(workers: usize) -> (tempfile::TempDir, AnyLog, Dataflows
     (dir, log, dataflows)
 }
 
-/// Checks every view at every time in `times` against the reference, plus
-/// key and range lookups, and the malformed count in `source_progress`.
+/// A fresh embedded log with the topics, and workload `seed` of `phases`
+/// phases appended to it, `pause` apart.
+async fn written_log(seed: u64, phases: usize, pause: Duration) -> (tempfile::TempDir, AnyLog, common::Workload) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = common::embedded(dir.path());
+    common::create_topics(&log, 3).await;
+    let workload = common::workload(seed, phases);
+    common::append_all(&log, &workload, pause).await;
+    (dir, log, workload)
+}
+
 /// Every view's rows, by view.
 type Views = BTreeMap<View, Vec<(Row, Row)>>;
 
@@ -70,6 +79,8 @@ fn expected(facts: &[(Time, Fact)], times: &[Time], windows: &Windows) -> Vec<(T
         .collect()
 }
 
+/// Checks every view at every time in `times` against the reference, plus
+/// key and range lookups, and the malformed count in `source_progress`.
 async fn check(
     client: &PeekClient,
     facts: &[(Time, Fact)],
@@ -78,12 +89,7 @@ async fn check(
     windows: &Windows,
     label: &str,
 ) {
-    check_expected(client, &expected(facts, times, windows), malformed, label).await;
-}
-
-async fn check_expected(client: &PeekClient, views: &[(Time, Views)], malformed: usize, label: &str) {
-    for (t, expected) in views {
-        let t = *t;
+    for (t, expected) in expected(facts, times, windows) {
         client
             .wait_until_readable(t, Duration::from_secs(30))
             .await
@@ -200,11 +206,7 @@ async fn check_progress(client: &PeekClient, malformed: usize, label: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn views_match_the_reference_with_1_2_and_4_workers() {
     for seed in 1..=5 {
-        let dir = tempfile::tempdir().unwrap();
-        let log = common::embedded(dir.path());
-        common::create_topics(&log, 3).await;
-        let workload = common::workload(seed, 5);
-        common::append_all(&log, &workload, Duration::from_millis(120)).await;
+        let (_dir, log, workload) = written_log(seed, 5, Duration::from_millis(120)).await;
         let (facts, malformed, times) = common::stamped(&log, TICK_MS).await;
         assert_eq!(malformed, workload.malformed);
         for workers in [1, 2, 4] {
@@ -226,11 +228,7 @@ async fn two_timely_processes_match_the_reference() {
 }
 
 async fn two_processes(seed: u64) {
-    let dir = tempfile::tempdir().unwrap();
-    let log = common::embedded(dir.path());
-    common::create_topics(&log, 3).await;
-    let workload = common::workload(seed, 4);
-    common::append_all(&log, &workload, Duration::from_millis(100)).await;
+    let (_dir, log, _) = written_log(seed, 4, Duration::from_millis(100)).await;
     let (facts, malformed, times) = common::stamped(&log, TICK_MS).await;
     let ports: Vec<u16> = (0..2)
         .map(|_| {
@@ -278,11 +276,7 @@ async fn two_processes(seed: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_replays_identical_contents() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = common::embedded(dir.path());
-    common::create_topics(&log, 3).await;
-    let workload = common::workload(11, 4);
-    common::append_all(&log, &workload, Duration::from_millis(100)).await;
+    let (_dir, log, _) = written_log(11, 4, Duration::from_millis(100)).await;
     let (_, _, times) = common::stamped(&log, TICK_MS).await;
     let mut runs = Vec::new();
     for _ in 0..2 {
@@ -329,11 +323,7 @@ async fn catching_up_past_the_history_keeps_every_readable_time_exact() {
         let label = format!("catching up in {catch_up_ms} ms ticks");
         // A log of its own, so how long the pass before took does not move
         // this one's times out of the history.
-        let dir = tempfile::tempdir().unwrap();
-        let log = common::embedded(dir.path());
-        common::create_topics(&log, 3).await;
-        let workload = common::workload(13, 6);
-        common::append_all(&log, &workload, Duration::from_millis(400)).await;
+        let (_dir, log, _) = written_log(13, 6, Duration::from_millis(400)).await;
         let (facts, malformed, _) = common::stamped(&log, TICK_MS).await;
         let mut times: Vec<Time> = facts.iter().map(|(t, _)| *t).collect();
         times.sort();
