@@ -356,6 +356,11 @@ pub fn build<'s>(sourced: Sourced<'s>, windows: &Windows) -> Built<'s> {
             .map(move |(w, (rank, (n, v)))| rows::trending(&names[w as usize], rank, v, -n))
     };
 
+    // A video's figures change with every batch of heartbeats; their
+    // changes are added up per genre within each batch before they are
+    // exchanged and counted, so `genre_stats` takes one update per genre
+    // and batch rather than two per video (their arrangement took 2.7 % of
+    // a replay's worker time; BENCHMARKS.md, "Run 33").
     let genres = live.clone().flat_map(|(v, e)| e.genre.map(|g| (v, g)));
     let genre_stats = genres
         .clone()
@@ -368,21 +373,22 @@ pub fn build<'s>(sourced: Sourced<'s>, windows: &Windows) -> Built<'s> {
                 },
             ))
         })
-        .concat(
+        .concat(sum_changes(
             genres
                 .arrange_by_key_named("Genres")
-                .join_core(figures.clone(), |_, g, f| Some((g.clone(), f.totals)))
-                .explode(|(g, t)| {
-                    Some((
-                        g,
-                        GroupTotals {
-                            views: t.sessions,
-                            played_ms: t.played_ms,
-                            ..GroupTotals::default()
-                        },
-                    ))
-                }),
-        )
+                .join_core(figures.clone(), |_, g, f| Some((g.clone(), f.totals))),
+            "GenreSums",
+            |g, t| {
+                Some((
+                    g.clone(),
+                    GroupTotals {
+                        views: t.sessions,
+                        played_ms: t.played_ms,
+                        ..GroupTotals::default()
+                    },
+                ))
+            },
+        ))
         .count_total()
         .map(|(g, t)| rows::genre_stats(&g, &t));
 
