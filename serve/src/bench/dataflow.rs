@@ -10,6 +10,12 @@
 //!   the timestamp, so a log written as fast as possible puts a million
 //!   records into a few dozen 10 ms ticks, and a replay of it does far
 //!   less work per record than one of a log written as traffic arrives.
+//!   Each run also reports the CPU the whole process used (workers, log
+//!   readers, the Kafka client's threads; not a broker on the same
+//!   machine), so records per CPU second compare the logs without the
+//!   machine's other tenants, and its peak resident memory (which holds
+//!   the generated traffic too, and whatever the allocator had not yet
+//!   returned from the run before).
 //! - **Restart**: the embedded log again, 1 and 2 workers, once all of it
 //!   is older than the retained history (30 s): what a restarted worker
 //!   replays. The sources stamp such records in 1 s ticks
@@ -80,6 +86,15 @@ pub struct Throughput {
     pub records_per_s: f64,
     /// Per worker (one core each).
     pub records_per_s_per_core: f64,
+    /// CPU seconds the process used meanwhile: the workers, the log
+    /// readers and the log client's own threads (a Kafka broker on the same
+    /// machine is not in it).
+    pub cpu_seconds: f64,
+    /// Records per CPU second of the process.
+    pub records_per_cpu_s: f64,
+    /// Peak resident memory of the process during the run, MiB (the
+    /// generated traffic, kept for the next runs, is in it).
+    pub peak_rss_mib: f64,
 }
 
 /// The freshness run.
@@ -186,6 +201,8 @@ async fn records_in(log: &AnyLog) -> anyhow::Result<u64> {
 async fn time_catch_up(log: &AnyLog, label: &'static str, workers: usize) -> anyhow::Result<Throughput> {
     let records = records_in(log).await?;
     let end = reelflow_dataflows::source::now_ms();
+    super::reset_peak_rss();
+    let cpu_before = super::process_cpu_s();
     let started = Instant::now();
     let dataflows = Dataflows::start(log.clone(), options(workers)).await?;
     let client = dataflows.client();
@@ -194,6 +211,8 @@ async fn time_catch_up(log: &AnyLog, label: &'static str, workers: usize) -> any
         .await
         .context("waiting for the dataflows to catch up")?;
     let seconds = started.elapsed().as_secs_f64();
+    let cpu_seconds = super::process_cpu_s() - cpu_before;
+    let peak_rss_mib = super::peak_rss_kib() as f64 / 1024.0;
     // A real read of the result, to be sure it is there.
     let top = client.peek(View::Trending, Selector::All, None).await?;
     anyhow::ensure!(!top.rows.is_empty(), "trending is empty after the run");
@@ -206,6 +225,9 @@ async fn time_catch_up(log: &AnyLog, label: &'static str, workers: usize) -> any
         seconds,
         records_per_s,
         records_per_s_per_core: records_per_s / workers as f64,
+        cpu_seconds,
+        records_per_cpu_s: records as f64 / cpu_seconds,
+        peak_rss_mib,
     })
 }
 
@@ -454,11 +476,19 @@ pub fn render(r: &Report) -> String {
         },
         r.cores
     );
-    out += "log       workers  records     seconds  records/s   records/s/core\n";
+    out += "log       workers  records     seconds  records/s   records/s/core  CPU s  records/CPU s  peak MiB\n";
     for t in &r.throughput {
         out += &format!(
-            "{:<9} {:>7}  {:>10}  {:>7.2}  {:>10.0}  {:>14.0}\n",
-            t.log, t.workers, t.records, t.seconds, t.records_per_s, t.records_per_s_per_core
+            "{:<9} {:>7}  {:>10}  {:>7.2}  {:>10.0}  {:>14.0}  {:>5.1}  {:>13.0}  {:>8.0}\n",
+            t.log,
+            t.workers,
+            t.records,
+            t.seconds,
+            t.records_per_s,
+            t.records_per_s_per_core,
+            t.cpu_seconds,
+            t.records_per_cpu_s,
+            t.peak_rss_mib
         );
     }
     out += &format!(

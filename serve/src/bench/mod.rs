@@ -36,6 +36,46 @@ async fn append_traffic(
     }
 }
 
+/// User and system seconds from `/proc/self/stat`: the fields `first` and
+/// `first + 1` after the command name, in clock ticks of 1/100 s.
+fn stat_seconds(first: usize) -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(first) + ticks(first + 1)) / 100.0
+}
+
+/// CPU seconds (user + system) this process used, all its threads.
+fn process_cpu_s() -> f64 {
+    stat_seconds(11)
+}
+
+/// CPU seconds (user + system) of this process's reaped children.
+fn children_cpu_s() -> f64 {
+    stat_seconds(13)
+}
+
+/// Peak resident memory of this process (VmHWM), in KiB.
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Starts [`peak_rss_kib`] again from the current resident memory (Linux's
+/// `clear_refs`), so a run's peak is its own.
+fn reset_peak_rss() {
+    if let Err(e) = std::fs::write("/proc/self/clear_refs", "5") {
+        tracing::warn!(error = %e, "cannot reset the peak resident memory; peaks include earlier runs");
+    }
+}
+
 /// Prints a bench's report: one JSON object with `--json`, else its table.
 pub fn print_report<R: serde::Serialize>(json: bool, report: &R, render: fn(&R) -> String) -> anyhow::Result<()> {
     if json {

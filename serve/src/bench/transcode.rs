@@ -24,6 +24,8 @@ use reelflow_ingest::transcode::test_pattern::TestPattern;
 use reelflow_ingest::transcode::{JobLimits, transcode};
 use serde::Serialize;
 
+use super::children_cpu_s;
+
 /// Flags of `reelflow bench transcode`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct TranscodeBenchArgs {
@@ -65,17 +67,6 @@ pub struct TranscodeBenchReport {
     /// Seconds from the start of our job (the upload's completion, here)
     /// until the video was playable.
     pub first_playable_s: Option<f64>,
-}
-
-/// User + system seconds of reaped children of this process.
-fn children_cpu_s() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name in parentheses; cutime and cstime are
-    // fields 16 and 17 (1-based), in clock ticks of 1/100 s.
-    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(13) + ticks(14)) / 100.0
 }
 
 async fn measure<F: std::future::Future<Output = anyhow::Result<()>>>(name: &str, f: F) -> anyhow::Result<Run> {

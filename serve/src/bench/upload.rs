@@ -59,17 +59,6 @@ pub struct UploadBenchReport {
     pub peak_rss_mib: f64,
 }
 
-fn vm_hwm_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 /// Deterministic bytes of the file, `len` from `offset`, made on the fly.
 fn bytes_at(offset: u64, len: u64) -> Bytes {
     (offset..offset + len)
@@ -163,7 +152,7 @@ pub async fn run(args: UploadBenchArgs) -> anyhow::Result<UploadBenchReport> {
         offset += n;
     }
     let tus_s = t.elapsed().as_secs_f64();
-    let peak_rss_mib = vm_hwm_kib() as f64 / 1024.0;
+    let peak_rss_mib = super::peak_rss_kib() as f64 / 1024.0;
     server.abort();
 
     // The same bytes straight to the S3 server, multipart, same part size.
