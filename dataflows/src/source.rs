@@ -43,7 +43,9 @@
 //! downstream run. Taking all the channel held (up to 64 polls) made every
 //! operator's buffers and batches half a million records deep during a
 //! replay: its peak memory was 3.0 GB instead of 1.7 GB, and 13 % of the
-//! workers' time went to page faults on fresh memory, against 3 % now
+//! workers' time went to page faults on fresh memory, against 3 % now.
+//! The price: one worker runs the whole dataflow more often for the same
+//! records, and replayed 5–11 % slower; two workers were as fast or faster
 //! (BENCHMARKS.md, "Run 33").
 
 use std::collections::BTreeMap;
