@@ -255,6 +255,47 @@ mod cases {
         assert_eq!((late[0].offset, late[0].value.as_slice()), (50, &b"late"[..]));
     }
 
+    /// A backlog read a few records at a time: no poll hands out more than
+    /// it was asked for, and across the polls every record arrives exactly
+    /// once, in order within its partition.
+    pub async fn small_polls_over_a_backlog<H: Harness>(h: &H) {
+        let log = h.open().await;
+        let topic = h.topic("small-polls");
+        log.create_topic(&topic, 4).await.expect("create topic");
+        let owned: Vec<(String, String)> = (0..2_000)
+            .map(|i| (format!("video-{}", i % 37), format!("event-{i}")))
+            .collect();
+        let mut expected: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+        for chunk in owned.chunks(500) {
+            let batch: Vec<(&[u8], &[u8])> = chunk.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes())).collect();
+            let at = log.append_batch(&topic, &batch).await.expect("append batch");
+            for ((_, v), a) in chunk.iter().zip(at) {
+                expected.entry(a.partition).or_default().push(v.clone());
+            }
+        }
+        let mut reader = log
+            .reader(&topic, &[(0, 0), (1, 0), (2, 0), (3, 0)])
+            .await
+            .expect("reader");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut read = Vec::new();
+        while read.len() < owned.len() {
+            assert!(Instant::now() < deadline, "only {} of 2000 records arrived", read.len());
+            let got = reader.poll(7, Duration::from_millis(500)).await.expect("poll");
+            assert!(got.len() <= 7, "asked for 7 records, got {}", got.len());
+            read.extend(got);
+        }
+        assert!(
+            reader.poll(7, Duration::from_millis(300)).await.expect("poll").is_empty(),
+            "records beyond the 2000 appended"
+        );
+        let got: BTreeMap<u32, Vec<String>> = by_partition(&read)
+            .into_iter()
+            .map(|(p, rs)| (p, rs.iter().map(|r| String::from_utf8(r.value.clone()).expect("utf8")).collect()))
+            .collect();
+        assert_eq!(got, expected, "the records read differ from those appended");
+    }
+
     /// Many producers at once: every append is acknowledged exactly once with
     /// its own offset, and each producer's records keep their order.
     pub async fn concurrent_producers<H: Harness>(h: &H) {
@@ -493,6 +534,7 @@ macro_rules! contract {
 contract!(
     order_and_offsets,
     replay_from_offset,
+    small_polls_over_a_backlog,
     concurrent_producers,
     restart_recovery,
     corrupt_record,

@@ -7,17 +7,19 @@
 //! created with `message.timestamp.type=LogAppendTime`: a record's timestamp
 //! is the broker's clock when it was written, which is what the dataflows
 //! use as time, so replays are deterministic and producers' clocks do not
-//! matter.
+//! matter. Readers take fetched records off the client's queue in batches
+//! ([`batch`]).
+
+mod batch;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::FutureExt;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
@@ -25,6 +27,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
+use self::batch::FetchQueue;
 use super::{
     Appended, EventLog, GroupConsumer, LogError, LogResult, PartitionReader, Record, partition_for, validate_topic,
 };
@@ -300,16 +303,22 @@ impl EventLog for KafkaLog {
             tpl.add_partition_offset(topic, p as i32, Offset::Offset(offset as i64))
                 .map_err(kafka("building assignment"))?;
         }
-        // Readers never join a group: the id only satisfies the client.
-        let consumer: StreamConsumer = self
+        // Readers never join a group: the id only gives the client the
+        // consumer queue that batches are popped from.
+        let consumer: BaseConsumer = self
             .config
             .consumer(&format!("{}-reader", self.config.client_id))
             .create()
             .map_err(kafka("creating reader"))?;
-        consumer
+        let queue = FetchQueue::new(consumer).map_err(kafka("creating reader"))?;
+        queue
+            .consumer()
             .assign(&tpl)
             .map_err(kafka(format!("assigning partitions of {topic}")))?;
-        Ok(KafkaReader { consumer })
+        Ok(KafkaReader {
+            topic: topic.to_string(),
+            queue: Arc::new(Mutex::new(queue)),
+        })
     }
 
     async fn consumer(&self, group: &str, topic: &str) -> LogResult<KafkaConsumer> {
@@ -327,26 +336,40 @@ impl EventLog for KafkaLog {
     }
 }
 
-/// Reads assigned Kafka partitions from given offsets.
+/// Reads assigned Kafka partitions from given offsets, a batch of fetched
+/// records at a time (see [`batch`]).
 pub struct KafkaReader {
-    consumer: StreamConsumer,
+    topic: String,
+    queue: Arc<Mutex<FetchQueue>>,
 }
 
 impl PartitionReader for KafkaReader {
     async fn poll(&mut self, max: usize, timeout: Duration) -> LogResult<Vec<Record>> {
         let mut out = Vec::new();
-        match tokio::time::timeout(timeout, self.consumer.recv()).await {
-            Err(_) => return Ok(out),
-            Ok(m) => out.push(to_record(&m.map_err(kafka("reading"))?)),
+        // What the client already fetched, without waiting.
+        self.queue
+            .lock()
+            .expect("fetch queue")
+            .pop(&self.topic, max, Duration::ZERO, &mut out)
+            .map_err(kafka("reading"))?;
+        if !out.is_empty() || timeout.is_zero() || max == 0 {
+            return Ok(out);
         }
-        // Drain what the client already fetched, without waiting again.
-        while out.len() < max {
-            match self.consumer.recv().now_or_never() {
-                Some(m) => out.push(to_record(&m.map_err(kafka("reading"))?)),
-                None => break,
+        // Nothing yet: wait for the first record on a blocking thread, then
+        // take whatever arrived with it.
+        let queue = Arc::clone(&self.queue);
+        let topic = self.topic.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut queue = queue.lock().expect("fetch queue");
+            queue.pop(&topic, 1, timeout, &mut out)?;
+            if !out.is_empty() {
+                queue.pop(&topic, max - 1, Duration::ZERO, &mut out)?;
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
+        .await
+        .map_err(|e| LogError::Invalid(format!("Kafka read task panicked: {e}")))?
+        .map_err(kafka("reading"))
     }
 }
 
