@@ -1,7 +1,9 @@
 //! `reelflow bench log`: append and read throughput of both logs with
 //! ~200-byte events, and, in the same run against the same broker, Kafka's
-//! own producer benchmark (`org.apache.kafka.tools.ProducerPerformance`)
-//! with the same producer settings as ours (idempotent, `acks=all`, lz4).
+//! own tools as peers: `org.apache.kafka.tools.ProducerPerformance` with the
+//! same producer settings as ours (idempotent, `acks=all`, lz4), and
+//! `org.apache.kafka.tools.ConsumerPerformance` reading the very topic our
+//! reader read.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -90,6 +92,10 @@ pub struct LogBenchReport {
     pub peer: Option<Throughput>,
     /// Our Kafka append rate over the peer's.
     pub kafka_append_vs_peer: Option<f64>,
+    /// Kafka's own ConsumerPerformance reading our Kafka topic.
+    pub read_peer: Option<Throughput>,
+    /// Our Kafka read rate over that peer's.
+    pub kafka_read_vs_peer: Option<f64>,
 }
 
 /// A JSON-ish value of exactly `len` bytes, shaped like a playback event.
@@ -220,6 +226,57 @@ async fn run_peer(classpath: &str, brokers: &str, topic: &str, args: &LogBenchAr
     ))
 }
 
+/// Runs Kafka's ConsumerPerformance over `topic` (which holds `args.events`
+/// records) and parses the line under its header. The rate taken is
+/// `fetch.nMsg.sec`, which leaves out the time the tool spends joining its
+/// consumer group; our reader is assigned its partitions and joins none.
+async fn run_read_peer(classpath: &str, brokers: &str, topic: &str, args: &LogBenchArgs) -> anyhow::Result<Throughput> {
+    let output = tokio::process::Command::new("java")
+        .args(["-Xmx1g", "-cp", classpath, "org.apache.kafka.tools.ConsumerPerformance"])
+        .args(["--bootstrap-server", brokers, "--topic", topic])
+        .args(["--messages", &args.events.to_string(), "--timeout", "30000"])
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .context("starting java for ConsumerPerformance")?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        bail!(
+            "ConsumerPerformance failed ({}): {}\n{}",
+            output.status,
+            stdout,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let mut lines = stdout.lines().skip_while(|l| !l.starts_with("start.time"));
+    let (header, values) = (lines.next(), lines.next());
+    let (Some(header), Some(values)) = (header, values) else {
+        bail!("no statistics in ConsumerPerformance output:\n{stdout}");
+    };
+    let field = |name: &str| -> anyhow::Result<f64> {
+        let i = header
+            .split(',')
+            .position(|h| h.trim() == name)
+            .with_context(|| format!("no {name} in {header:?}"))?;
+        values
+            .split(',')
+            .nth(i)
+            .and_then(|v| v.trim().parse().ok())
+            .with_context(|| format!("cannot parse {name} in {values:?}"))
+    };
+    let consumed = field("data.consumed.in.nMsg")?;
+    if consumed as usize != args.events {
+        bail!("ConsumerPerformance read {consumed} of {} records", args.events);
+    }
+    let rate = field("fetch.nMsg.sec")?;
+    Ok(Throughput::new(
+        "kafka ConsumerPerformance (peer)",
+        args.events,
+        args.event_bytes,
+        Duration::from_secs_f64(args.events as f64 / rate),
+    ))
+}
+
 /// Runs the benchmark and prints its report.
 pub async fn run(args: LogBenchArgs) -> anyhow::Result<LogBenchReport> {
     if args.producers == 0 || args.batch == 0 || args.events == 0 {
@@ -247,24 +304,27 @@ pub async fn run(args: LogBenchArgs) -> anyhow::Result<LogBenchReport> {
         let _ = std::fs::remove_dir_all(&path);
     }
 
-    let mut peer = None;
+    let (mut peer, mut read_peer) = (None, None);
     if let Some(brokers) = &args.kafka {
         let log = KafkaLog::connect(KafkaConfig {
             brokers: brokers.clone(),
             ..KafkaConfig::default()
         })?;
-        results.extend(bench_log("kafka", &log, &format!("bench.log.{run_id}"), &args).await?);
+        let ours = format!("bench.log.{run_id}");
+        results.extend(bench_log("kafka", &log, &ours, &args).await?);
         if let Some(cp) = &args.kafka_classpath {
+            read_peer = Some(run_read_peer(cp, brokers, &ours, &args).await?);
             let topic = format!("bench.peer.{run_id}");
             log.create_topic(&topic, args.partitions).await?;
             peer = Some(run_peer(cp, brokers, &topic, &args).await?);
         }
     }
-    let ours = results
-        .iter()
-        .find(|r| r.name == "kafka append")
-        .map(|r| r.events_per_s);
-    let kafka_append_vs_peer = ours.zip(peer.as_ref().map(|p| p.events_per_s)).map(|(a, b)| a / b);
+    let ratio = |name: &str, peer: &Option<Throughput>| {
+        let ours = results.iter().find(|r| r.name == name).map(|r| r.events_per_s);
+        ours.zip(peer.as_ref().map(|p| p.events_per_s)).map(|(a, b)| a / b)
+    };
+    let kafka_append_vs_peer = ratio("kafka append", &peer);
+    let kafka_read_vs_peer = ratio("kafka read", &read_peer);
     Ok(LogBenchReport {
         events: args.events,
         event_bytes: args.event_bytes,
@@ -273,6 +333,8 @@ pub async fn run(args: LogBenchArgs) -> anyhow::Result<LogBenchReport> {
         results,
         peer,
         kafka_append_vs_peer,
+        read_peer,
+        kafka_read_vs_peer,
     })
 }
 
@@ -282,7 +344,7 @@ pub fn render(report: &LogBenchReport) -> String {
         "reelflow bench log: {} events of {} bytes, batches of {}, {} producers\n\n{:<36} {:>12} {:>10} {:>9}\n",
         report.events, report.event_bytes, report.batch, report.producers, "", "events/s", "MB/s", "seconds"
     );
-    for r in report.results.iter().chain(report.peer.iter()) {
+    for r in report.results.iter().chain(&report.peer).chain(&report.read_peer) {
         out.push_str(&format!(
             "{:<36} {:>12.0} {:>10.1} {:>9.2}\n",
             r.name, r.events_per_s, r.mb_per_s, r.seconds
@@ -292,6 +354,9 @@ pub fn render(report: &LogBenchReport) -> String {
         out.push_str(&format!(
             "\nkafka append / ProducerPerformance = {ratio:.2}x (target >= 0.8x)\n"
         ));
+    }
+    if let Some(ratio) = report.kafka_read_vs_peer {
+        out.push_str(&format!("kafka read / ConsumerPerformance = {ratio:.2}x\n"));
     }
     out
 }
