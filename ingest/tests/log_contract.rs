@@ -286,12 +286,23 @@ mod cases {
             read.extend(got);
         }
         assert!(
-            reader.poll(7, Duration::from_millis(300)).await.expect("poll").is_empty(),
+            reader
+                .poll(7, Duration::from_millis(300))
+                .await
+                .expect("poll")
+                .is_empty(),
             "records beyond the 2000 appended"
         );
         let got: BTreeMap<u32, Vec<String>> = by_partition(&read)
             .into_iter()
-            .map(|(p, rs)| (p, rs.iter().map(|r| String::from_utf8(r.value.clone()).expect("utf8")).collect()))
+            .map(|(p, rs)| {
+                (
+                    p,
+                    rs.iter()
+                        .map(|r| String::from_utf8(r.value.clone()).expect("utf8"))
+                        .collect(),
+                )
+            })
             .collect();
         assert_eq!(got, expected, "the records read differ from those appended");
     }
