@@ -352,14 +352,20 @@ pub struct KafkaReader {
 impl PartitionReader for KafkaReader {
     async fn poll(&mut self, max: usize, timeout: Duration) -> LogResult<Vec<Record>> {
         let mut out = Vec::new();
-        // What the client already fetched, without waiting.
-        self.queue
-            .lock()
-            .expect("fetch queue")
-            .pop(&self.topic, max, Duration::ZERO, &mut out)
-            .map_err(kafka("reading"))?;
-        if !out.is_empty() || timeout.is_zero() || max == 0 {
+        if max == 0 {
             return Ok(out);
+        }
+        // What the client already fetched, without waiting. The queue is
+        // only ever locked elsewhere by the wait below, when an earlier
+        // poll was dropped mid-wait; then this one waits on the blocking
+        // thread too, never on the runtime's.
+        if let Ok(mut queue) = self.queue.try_lock() {
+            queue
+                .pop(&self.topic, max, Duration::ZERO, &mut out)
+                .map_err(kafka("reading"))?;
+            if !out.is_empty() || timeout.is_zero() {
+                return Ok(out);
+            }
         }
         // Nothing yet: wait for the first record on a blocking thread, then
         // take whatever arrived with it.
