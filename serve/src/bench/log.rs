@@ -178,34 +178,50 @@ async fn bench_log<L: EventLog + Clone>(
     ])
 }
 
-/// Runs Kafka's ProducerPerformance and parses its summary line:
-/// `N records sent, X records/sec (Y MB/sec), …`.
-async fn run_peer(classpath: &str, brokers: &str, topic: &str, args: &LogBenchArgs) -> anyhow::Result<Throughput> {
+/// Runs `org.apache.kafka.tools.{tool}` with `tool_args` and returns its
+/// standard output, or its whole output in the error if it failed.
+async fn run_kafka_tool(classpath: &str, tool: &str, tool_args: &[&str]) -> anyhow::Result<String> {
     let output = tokio::process::Command::new("java")
-        .args(["-Xmx1g", "-cp", classpath, "org.apache.kafka.tools.ProducerPerformance"])
-        .args(["--topic", topic, "--num-records", &args.events.to_string()])
-        .args(["--record-size", &args.event_bytes.to_string(), "--throughput", "-1"])
-        .arg("--producer-props")
-        .arg(format!("bootstrap.servers={brokers}"))
-        .args([
-            "acks=all",
-            "enable.idempotence=true",
-            "compression.type=lz4",
-            "linger.ms=5",
-        ])
+        .args(["-Xmx1g", "-cp", classpath, &format!("org.apache.kafka.tools.{tool}")])
+        .args(tool_args)
         .stdin(Stdio::null())
         .output()
         .await
-        .context("starting java for ProducerPerformance")?;
-    let stdout = String::from_utf8_lossy(&output.stdout);
+        .with_context(|| format!("starting java for {tool}"))?;
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     if !output.status.success() {
         bail!(
-            "ProducerPerformance failed ({}): {}\n{}",
+            "{tool} failed ({}): {}\n{}",
             output.status,
             stdout,
             String::from_utf8_lossy(&output.stderr)
         );
     }
+    Ok(stdout)
+}
+
+/// Runs Kafka's ProducerPerformance and parses its summary line:
+/// `N records sent, X records/sec (Y MB/sec), …`.
+async fn run_peer(classpath: &str, brokers: &str, topic: &str, args: &LogBenchArgs) -> anyhow::Result<Throughput> {
+    let (events, bytes) = (args.events.to_string(), args.event_bytes.to_string());
+    let servers = format!("bootstrap.servers={brokers}");
+    let tool_args = [
+        "--topic",
+        topic,
+        "--num-records",
+        &events,
+        "--record-size",
+        &bytes,
+        "--throughput",
+        "-1",
+        "--producer-props",
+        &servers,
+        "acks=all",
+        "enable.idempotence=true",
+        "compression.type=lz4",
+        "linger.ms=5",
+    ];
+    let stdout = run_kafka_tool(classpath, "ProducerPerformance", &tool_args).await?;
     let summary = stdout
         .lines()
         .rev()
@@ -231,23 +247,18 @@ async fn run_peer(classpath: &str, brokers: &str, topic: &str, args: &LogBenchAr
 /// `fetch.nMsg.sec`, which leaves out the time the tool spends joining its
 /// consumer group; our reader is assigned its partitions and joins none.
 async fn run_read_peer(classpath: &str, brokers: &str, topic: &str, args: &LogBenchArgs) -> anyhow::Result<Throughput> {
-    let output = tokio::process::Command::new("java")
-        .args(["-Xmx1g", "-cp", classpath, "org.apache.kafka.tools.ConsumerPerformance"])
-        .args(["--bootstrap-server", brokers, "--topic", topic])
-        .args(["--messages", &args.events.to_string(), "--timeout", "30000"])
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .context("starting java for ConsumerPerformance")?;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    if !output.status.success() {
-        bail!(
-            "ConsumerPerformance failed ({}): {}\n{}",
-            output.status,
-            stdout,
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
+    let events = args.events.to_string();
+    let tool_args = [
+        "--bootstrap-server",
+        brokers,
+        "--topic",
+        topic,
+        "--messages",
+        &events,
+        "--timeout",
+        "30000",
+    ];
+    let stdout = run_kafka_tool(classpath, "ConsumerPerformance", &tool_args).await?;
     let mut lines = stdout.lines().skip_while(|l| !l.starts_with("start.time"));
     let (header, values) = (lines.next(), lines.next());
     let (Some(header), Some(values)) = (header, values) else {
