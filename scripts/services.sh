@@ -117,7 +117,15 @@ rootLogger.appenderRef.file.ref = file
 PROPS
   local cp; cp="$(cat "$KAFKA_HOME/classpath")"
   local cluster_id
-  cluster_id="$(python3 -c 'import uuid,base64;print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')"
+  # Base64 of a random UUID, as Kafka's own `random-uuid` makes it: one in
+  # 64 starts with '-', which the storage tool would take for an option, so
+  # draw again until it does not (Kafka's Uuid.randomUuid does the same).
+  cluster_id="$(python3 -c 'import uuid,base64
+while True:
+    s = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    if not s.startswith("-"):
+        print(s)
+        break')"
   java -cp "$cp" -Dlog4j2.configurationFile="$dir/log4j2.properties" kafka.tools.StorageTool \
     format -t "$cluster_id" -c "$dir/server.properties" > "$dir/format.log" 2>&1 \
     || { cat "$dir/format.log" >&2; die "formatting Kafka storage failed"; }
