@@ -96,8 +96,9 @@ impl KafkaConfig {
         // When a partition's queue of fetched records is full, fetch again
         // 10 ms later, not 1 s: a reader catching up drains 100,000 records
         // far sooner than that, and then waited for the rest of the second.
-        // Reading a backlog went from about 360,000 to 1.3 million records
-        // a second (BENCHMARKS.md, `reelflow bench log`).
+        // Reading a backlog went from about 360,000 records a second to
+        // 1,000,000 (1.3 million with batches; BENCHMARKS.md, "Reading Kafka
+        // in batches").
         c.set("fetch.queue.backoff.ms", "10");
         c
     }
