@@ -512,9 +512,9 @@ fn upload_and_sql_from_the_terminal() {
     let _ = follow.wait();
 }
 
-/// A TCP proxy to `upstream` that cuts its first connection once more than
-/// `cut_after` bytes went up it, the way a flaky network does; returns its
-/// address and how many connections it cut.
+/// A TCP proxy to `upstream` that cuts one connection, the way a flaky
+/// network does: the one that takes the bytes sent up through it past
+/// `cut_after`. Returns its address and how many connections it cut.
 fn cutting_proxy(upstream: &str, cut_after: usize) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -522,25 +522,30 @@ fn cutting_proxy(upstream: &str, cut_after: usize) -> (String, std::sync::Arc<st
     let addr = listener.local_addr().expect("addr").to_string();
     let cuts = Arc::new(AtomicUsize::new(0));
     let (upstream, counter) = (upstream.to_string(), Arc::clone(&cuts));
+    // Counted over every connection: the client may spread its requests
+    // over several, and the upload's bytes are most of what goes through.
+    let carried = Arc::new(AtomicUsize::new(0));
     std::thread::spawn(move || {
-        for (n, client) in listener.incoming().enumerate() {
+        for client in listener.incoming() {
             let Ok(client) = client else { return };
             let Ok(server) = TcpStream::connect(&upstream) else {
                 return;
             };
             let (mut c_in, mut s_out) = (client.try_clone().expect("clone"), server.try_clone().expect("clone"));
             let (mut s_in, mut c_out) = (server, client);
-            let counter = Arc::clone(&counter);
+            let (counter, carried) = (Arc::clone(&counter), Arc::clone(&carried));
             std::thread::spawn(move || {
-                let mut carried = 0;
                 let mut buf = [0u8; 16384];
                 while let Ok(k) = c_in.read(&mut buf) {
                     if k == 0 {
                         break;
                     }
-                    carried += k;
-                    if n == 0 && carried > cut_after && counter.load(Ordering::SeqCst) == 0 {
-                        counter.fetch_add(1, Ordering::SeqCst);
+                    // Cut whichever connection carries the upload past the mark.
+                    if carried.fetch_add(k, Ordering::SeqCst) + k > cut_after
+                        && counter
+                            .compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst)
+                            .is_ok()
+                    {
                         let _ = c_in.shutdown(std::net::Shutdown::Both);
                         let _ = s_out.shutdown(std::net::Shutdown::Both);
                         break;
