@@ -31,8 +31,8 @@ use crate::log::Record;
 /// A consumer and a handle on the queue its fetched messages arrive on.
 pub(super) struct FetchQueue {
     queue: *mut rd::rd_kafka_queue_t,
-    // Dropped after `queue` is released (see `Drop`).
-    consumer: BaseConsumer,
+    // Owned only to outlive `queue`, which `Drop` releases first.
+    _consumer: BaseConsumer,
 }
 
 // SAFETY: librdkafka's queues are locked internally and may be used from any
@@ -40,7 +40,7 @@ pub(super) struct FetchQueue {
 unsafe impl Send for FetchQueue {}
 
 impl FetchQueue {
-    /// Takes over `consumer`, which must already be assigned its partitions.
+    /// Takes over `consumer`, once it is assigned its partitions.
     pub(super) fn new(consumer: BaseConsumer) -> Result<Self, KafkaError> {
         // SAFETY: the client pointer is valid for as long as `consumer`, which
         // this struct owns; the returned handle is released in `Drop`.
@@ -50,12 +50,10 @@ impl FetchQueue {
                 "the consumer has no queue (it needs a group.id)".into(),
             ));
         }
-        Ok(Self { queue, consumer })
-    }
-
-    /// The consumer, for calls other than popping.
-    pub(super) fn consumer(&self) -> &BaseConsumer {
-        &self.consumer
+        Ok(Self {
+            queue,
+            _consumer: consumer,
+        })
     }
 
     /// Appends up to `max` records of `topic` to `out`, waiting up to

@@ -317,11 +317,10 @@ impl EventLog for KafkaLog {
             .consumer(&format!("{}-reader", self.config.client_id))
             .create()
             .map_err(kafka("creating reader"))?;
-        let queue = FetchQueue::new(consumer).map_err(kafka("creating reader"))?;
-        queue
-            .consumer()
+        consumer
             .assign(&tpl)
             .map_err(kafka(format!("assigning partitions of {topic}")))?;
+        let queue = FetchQueue::new(consumer).map_err(kafka("creating reader"))?;
         Ok(KafkaReader {
             topic: topic.to_string(),
             queue: Arc::new(Mutex::new(queue)),
