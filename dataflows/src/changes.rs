@@ -92,16 +92,21 @@ where
         .unary(Pipeline, name, move |_, _| {
             let mut sums: HashMap<(J, Time), R> = HashMap::default();
             move |input, output| {
-                input.for_each(|cap, data| {
-                    for_each_change(data, |k, t, (a, ra), other| {
-                        let pa = project(k, a).map(|(j, s)| (j, s.multiply(&ra)));
-                        let pb = other.and_then(|(b, rb)| project(k, b).map(|(j, s)| (j, s.multiply(&rb))));
-                        for (j, s) in pa.into_iter().chain(pb) {
-                            sums.entry((j, t))
-                                .and_modify(|sum: &mut R| sum.plus_equals(&s))
-                                .or_insert(s);
-                        }
-                    });
+                // Every message waiting at one time is added up together:
+                // a popular key's changes sent one message apart are one
+                // difference too.
+                input.for_each_stamp(|cap, containers| {
+                    for data in containers {
+                        for_each_change(data, |k, t, (a, ra), other| {
+                            let pa = project(k, a).map(|(j, s)| (j, s.multiply(&ra)));
+                            let pb = other.and_then(|(b, rb)| project(k, b).map(|(j, s)| (j, s.multiply(&rb))));
+                            for (j, s) in pa.into_iter().chain(pb) {
+                                sums.entry((j, t))
+                                    .and_modify(|sum: &mut R| sum.plus_equals(&s))
+                                    .or_insert(s);
+                            }
+                        });
+                    }
                     let mut session = output.session(&cap);
                     for ((j, t), sum) in sums.drain() {
                         if !sum.is_zero() {
