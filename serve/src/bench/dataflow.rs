@@ -30,6 +30,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use reelflow_dataflows::source::SourceOptions;
 use reelflow_dataflows::traffic::Traffic;
 use reelflow_dataflows::workload::{self, Raw};
 use reelflow_dataflows::{ClusterConfig, DataflowOptions, Dataflows, Datum, Selector, View};
@@ -60,6 +61,11 @@ pub struct DataflowBenchArgs {
     /// how much work the dataflows do per record.
     #[arg(long, default_value_t = 50_000)]
     pub append_rate: usize,
+    /// Records' times are rounded up to this many milliseconds in every
+    /// run, as the `dataflow.tick_ms` setting does: a longer tick means
+    /// less work per record and staler views.
+    #[arg(long, default_value_t = default_tick_ms(), value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub tick_ms: u64,
     /// Kafka brokers; without it the Kafka run is skipped.
     #[arg(long, env = "REELFLOW_BENCH_KAFKA")]
     pub kafka: Option<String>,
@@ -137,6 +143,8 @@ pub struct Report {
     /// Events per second the throughput logs were written at; 0 for as
     /// fast as possible.
     pub append_rate: usize,
+    /// Milliseconds records' times are rounded up to.
+    pub tick_ms: u64,
     /// Throughput runs.
     pub throughput: Vec<Throughput>,
     /// 2 workers over 1, embedded log.
@@ -150,11 +158,20 @@ pub struct Report {
 /// History the dataflows keep readable.
 const HISTORY: Duration = Duration::from_secs(30);
 
-fn options(workers: usize) -> DataflowOptions {
+/// The dataflows' own tick, what `--tick-ms` defaults to.
+fn default_tick_ms() -> u64 {
+    SourceOptions::default().tick.as_millis() as u64
+}
+
+fn options(workers: usize, tick_ms: u64) -> DataflowOptions {
     DataflowOptions {
         cluster: ClusterConfig::single(workers),
         history: HISTORY,
         peek_timeout: Duration::from_secs(600),
+        source: SourceOptions {
+            tick: Duration::from_millis(tick_ms),
+            ..SourceOptions::default()
+        },
         ..DataflowOptions::default()
     }
 }
@@ -198,13 +215,13 @@ async fn records_in(log: &AnyLog) -> anyhow::Result<u64> {
 }
 
 /// Starts the dataflows over `log` and times them until complete past now.
-async fn time_catch_up(log: &AnyLog, label: &'static str, workers: usize) -> anyhow::Result<Throughput> {
+async fn time_catch_up(log: &AnyLog, label: &'static str, workers: usize, tick_ms: u64) -> anyhow::Result<Throughput> {
     let records = records_in(log).await?;
     let end = reelflow_dataflows::source::now_ms();
     super::reset_peak_rss();
     let cpu_before = super::process_cpu_s();
     let started = Instant::now();
-    let dataflows = Dataflows::start(log.clone(), options(workers)).await?;
+    let dataflows = Dataflows::start(log.clone(), options(workers, tick_ms)).await?;
     let client = dataflows.client();
     client
         .wait_until_readable(end, Duration::from_secs(3600))
@@ -245,7 +262,7 @@ async fn freshness(args: &DataflowBenchArgs, traffic: &mut Traffic, catalog: &[R
     workload::create_topics(&log, 8).await;
     append_paced(&log, &[catalog], 0).await?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let dataflows = Dataflows::start(log.clone(), options(cores)).await?;
+    let dataflows = Dataflows::start(log.clone(), options(cores, args.tick_ms)).await?;
     let client = dataflows.client();
     client
         .wait_until_readable(reelflow_dataflows::source::now_ms(), Duration::from_secs(600))
@@ -418,7 +435,7 @@ pub async fn run(args: DataflowBenchArgs) -> anyhow::Result<Report> {
     let written = Instant::now();
     for workers in [1, 2] {
         eprintln!("embedded log, {workers} worker(s)…");
-        throughput.push(time_catch_up(&log, "embedded", workers).await?);
+        throughput.push(time_catch_up(&log, "embedded", workers, args.tick_ms).await?);
     }
     let wait = HISTORY.saturating_sub(written.elapsed());
     eprintln!(
@@ -428,7 +445,7 @@ pub async fn run(args: DataflowBenchArgs) -> anyhow::Result<Report> {
     tokio::time::sleep(wait).await;
     for workers in [1, 2] {
         eprintln!("restart on the embedded log, {workers} worker(s)…");
-        throughput.push(time_catch_up(&log, "restart", workers).await?);
+        throughput.push(time_catch_up(&log, "restart", workers, args.tick_ms).await?);
     }
     drop(log);
     if let Some(brokers) = &args.kafka {
@@ -439,7 +456,7 @@ pub async fn run(args: DataflowBenchArgs) -> anyhow::Result<Report> {
         })?);
         workload::create_topics(&log, 8).await;
         append_paced(&log, &[&catalog, &playback], args.append_rate).await?;
-        throughput.push(time_catch_up(&log, "kafka", cores).await?);
+        throughput.push(time_catch_up(&log, "kafka", cores, args.tick_ms).await?);
     }
     let speedup_2_over_1 = throughput[1].records_per_s / throughput[0].records_per_s;
     eprintln!("freshness at {} events/s for {} s…", args.rate, args.seconds);
@@ -456,6 +473,7 @@ pub async fn run(args: DataflowBenchArgs) -> anyhow::Result<Report> {
         events: args.events,
         videos: args.videos,
         append_rate: args.append_rate,
+        tick_ms: args.tick_ms,
         throughput,
         speedup_2_over_1,
         freshness,
@@ -466,7 +484,7 @@ pub async fn run(args: DataflowBenchArgs) -> anyhow::Result<Report> {
 /// The report as a table.
 pub fn render(r: &Report) -> String {
     let mut out = format!(
-        "dataflow benchmark: {} playback events over {} videos (+{} catalog records), logs written at {}, {} cores\n\n",
+        "dataflow benchmark: {} playback events over {} videos (+{} catalog records), logs written at {}, {} ms ticks, {} cores\n\n",
         r.events,
         r.videos,
         r.videos * 3,
@@ -474,6 +492,7 @@ pub fn render(r: &Report) -> String {
             0 => "full speed".to_string(),
             rate => format!("{rate} events/s"),
         },
+        r.tick_ms,
         r.cores
     );
     out += "log       workers  records     seconds  records/s   records/s/core  CPU s  records/CPU s  peak MiB\n";
