@@ -36,6 +36,13 @@ async fn append_traffic(
     }
 }
 
+/// The time at which the views hold every record logged by `log_time_ms`:
+/// the sources round log times up to `tick_ms`, so a view readable at the
+/// log time itself may still lack the last tick's records.
+fn complete_at(log_time_ms: u64, tick_ms: u64) -> u64 {
+    reelflow_dataflows::source::stamp(log_time_ms as i64, 0, tick_ms)
+}
+
 /// User and system seconds from `/proc/self/stat`: the fields `first` and
 /// `first + 1` after the command name, in clock ticks of 1/100 s.
 fn stat_seconds(first: usize) -> f64 {
