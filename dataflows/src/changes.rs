@@ -75,8 +75,9 @@ where
 
 /// `c` as sums: each update as `(key, sum)` by `project` (`None` drops
 /// it), a difference times the update's multiplicity, added up per key
-/// and time within each batch: a session's change is one difference, and
-/// a popular video's sessions changed at one time are one more.
+/// and time over every message waiting at one time: a session's change is
+/// one difference, and a popular video's sessions changed at one time are
+/// one more.
 pub fn sum_changes<'s, K, V, J, R>(
     c: Coll<'s, (K, V)>,
     name: &str,
