@@ -217,7 +217,7 @@ async fn records_in(log: &AnyLog) -> anyhow::Result<u64> {
 /// Starts the dataflows over `log` and times them until complete past now.
 async fn time_catch_up(log: &AnyLog, label: &'static str, workers: usize, tick_ms: u64) -> anyhow::Result<Throughput> {
     let records = records_in(log).await?;
-    let end = super::complete_at(reelflow_dataflows::source::now_ms(), tick_ms);
+    let end = super::complete_now(tick_ms);
     super::reset_peak_rss();
     let cpu_before = super::process_cpu_s();
     let started = Instant::now();
@@ -265,10 +265,7 @@ async fn freshness(args: &DataflowBenchArgs, traffic: &mut Traffic, catalog: &[R
     let dataflows = Dataflows::start(log.clone(), options(cores, args.tick_ms)).await?;
     let client = dataflows.client();
     client
-        .wait_until_readable(
-            super::complete_at(reelflow_dataflows::source::now_ms(), args.tick_ms),
-            Duration::from_secs(600),
-        )
+        .wait_until_readable(super::complete_now(args.tick_ms), Duration::from_secs(600))
         .await?;
     let tick = Duration::from_millis(10);
     let per_tick = (args.rate / 100).max(1);
@@ -286,7 +283,7 @@ async fn freshness(args: &DataflowBenchArgs, traffic: &mut Traffic, catalog: &[R
         if tick_no.is_multiple_of(10) {
             // Every record of the batch is at this time or before: its
             // log time is at most now, rounded up to the tick.
-            let bound = super::complete_at(reelflow_dataflows::source::now_ms(), args.tick_ms);
+            let bound = super::complete_now(args.tick_ms);
             let client = client.clone();
             waits.push(tokio::spawn(async move {
                 client.wait_until_readable(bound, Duration::from_secs(60)).await?;

@@ -36,11 +36,11 @@ async fn append_traffic(
     }
 }
 
-/// The time at which the views hold every record logged by `log_time_ms`:
-/// the sources round log times up to `tick_ms`, so a view readable at the
-/// log time itself may still lack the last tick's records.
-fn complete_at(log_time_ms: u64, tick_ms: u64) -> u64 {
-    reelflow_dataflows::source::stamp(log_time_ms as i64, 0, tick_ms)
+/// The time at which the views hold every record logged until now: the
+/// sources round log times up to `tick_ms`, so a view readable at this
+/// moment itself may still lack the last tick's records.
+fn complete_now(tick_ms: u64) -> u64 {
+    reelflow_dataflows::source::stamp(reelflow_dataflows::source::now_ms() as i64, 0, tick_ms)
 }
 
 /// User and system seconds from `/proc/self/stat`: the fields `first` and

@@ -234,10 +234,7 @@ pub async fn run(args: SqlBenchArgs) -> anyhow::Result<Report> {
         peek_timeout: Duration::from_secs(600),
         ..DataflowOptions::default()
     };
-    let end = super::complete_at(
-        reelflow_dataflows::source::now_ms(),
-        options.source.tick.as_millis() as u64,
-    );
+    let end = super::complete_now(options.source.tick.as_millis() as u64);
     let dataflows = Dataflows::start(log, options).await?;
     let client = dataflows.client();
     client.wait_until_readable(end, Duration::from_secs(3600)).await?;
