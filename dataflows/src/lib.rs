@@ -10,6 +10,7 @@
 //! - [`views`]: the dataflow that maintains every view incrementally.
 //! - [`peek`] and [`runtime`]: reading any view at a timestamp across all
 //!   workers and processes.
+//! - [`history`]: which past times stay readable, agreed by every process.
 //! - [`subscribe`]: a view's rows, then its changes as they happen.
 //! - `store`: a view's arrangement in its dataflow's types, read as rows.
 //! - [`stored`]: views arranged in a smaller form than they are read.
@@ -30,6 +31,7 @@ pub mod cluster;
 pub mod datum;
 pub mod definitions;
 pub mod facts;
+pub mod history;
 pub mod metrics;
 pub mod peek;
 pub mod reference;

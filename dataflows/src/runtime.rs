@@ -11,13 +11,15 @@
 //! Nothing before the start less the history (the *horizon*) is ever
 //! readable: the sources stamp older records coarsely to catch up faster
 //! ([`crate::source`]), so the views are not readable until complete past
-//! the horizon, and no read may ask for a time before it (`since`).
+//! the horizon, and no read may ask for a time before it (`since`). The
+//! workers of every process agree on one horizon and history before they
+//! build the views ([`crate::history`]).
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex, OnceLock, mpsc};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
@@ -30,6 +32,7 @@ use tokio::sync::oneshot;
 
 use crate::cluster::ClusterConfig;
 use crate::datum::Row;
+use crate::history::{self, Retained};
 use crate::metrics::Metrics;
 use crate::peek::{Outstanding, PeekError, PeekRequest, RequestKind, Selector, Traces, Waiting, peek_dataflow};
 use crate::schema::View;
@@ -125,24 +128,26 @@ struct ClientInner {
     metrics: Arc<Metrics>,
     timeout: Duration,
     peers: usize,
-    history: Time,
-    /// The start less the history: nothing before it is readable.
-    horizon: Time,
+    /// What the cluster keeps readable, once its workers have agreed.
+    retained: Arc<OnceLock<Retained>>,
 }
 
 impl PeekClient {
     /// The latest time at which every view is complete on every local
     /// worker, if any is yet at or past the horizon.
     pub fn readable_at(&self) -> Option<Time> {
+        let horizon = self.retained()?.horizon;
         let frontier = self.inner.metrics.frontier.lock().expect("metrics lock");
         if frontier.len() < self.inner.commands.len() {
             return None;
         }
-        frontier
-            .values()
-            .min()
-            .filter(|f| **f > self.inner.horizon)
-            .map(|f| f - 1)
+        frontier.values().min().filter(|f| **f > horizon).map(|f| f - 1)
+    }
+
+    /// Which past times stay readable, as every process of the cluster
+    /// agreed; `None` until they have.
+    pub fn retained(&self) -> Option<Retained> {
+        self.inner.retained.get().copied()
     }
 
     /// Workers in the whole cluster.
@@ -165,7 +170,7 @@ impl PeekClient {
         };
         // The retained history is the same for every reader, whether or not
         // the arrangements have compacted that far yet.
-        if let Some(since) = readable.map(|r| since(r, self.inner.history, self.inner.horizon))
+        if let Some(since) = readable.zip(self.retained()).map(|(r, retained)| retained.since(r))
             && as_of < since
         {
             return Err(PeekError::Compacted { as_of, since });
@@ -283,11 +288,10 @@ impl Dataflows {
         log: AnyLog,
         runtime: tokio::runtime::Handle,
         partitions: Vec<(String, u32)>,
-        mut options: DataflowOptions,
+        options: DataflowOptions,
     ) -> Result<Self, StartError> {
         let workers = options.cluster.workers;
-        let horizon = now_ms().saturating_sub(options.history.as_millis() as Time);
-        options.source.horizon = horizon;
+        let retained = Arc::new(OnceLock::new());
         let metrics = Arc::new(Metrics::default());
         let shutdown = Arc::new(AtomicBool::new(false));
         let (senders, receivers): (Vec<_>, Vec<_>) = (0..workers).map(|_| mpsc::channel::<Command>()).unzip();
@@ -301,14 +305,14 @@ impl Dataflows {
                 metrics: Arc::clone(&metrics),
                 timeout: options.peek_timeout,
                 peers: options.cluster.peers(),
-                history: options.history.as_millis() as Time,
-                horizon,
+                retained: Arc::clone(&retained),
             }),
         };
         let config = options.cluster.timely();
         let process = options.cluster.process;
         let stop = Arc::clone(&shutdown);
         let registered = Arc::clone(&threads);
+        let agreed = Arc::clone(&retained);
         let guards = timely::execute(config, move |worker| {
             let local = worker.index() - process * workers;
             let commands = receivers.lock().expect("receivers lock")[local]
@@ -325,6 +329,7 @@ impl Dataflows {
                 local,
                 commands,
                 &stop,
+                &agreed,
             );
         })
         .map_err(StartError::Cluster)?;
@@ -387,7 +392,17 @@ fn run_worker(
     local: usize,
     commands: mpsc::Receiver<Command>,
     shutdown: &AtomicBool,
+    agreed: &OnceLock<Retained>,
 ) {
+    let Some(retained) = history::agree(worker, Retained::proposed(options.history), shutdown) else {
+        return;
+    };
+    // Every worker agreed on the same.
+    let _ = agreed.set(retained);
+    let source = SourceOptions {
+        horizon: retained.horizon,
+        ..options.source.clone()
+    };
     let index = worker.index();
     let peers = worker.peers();
     let taps: Taps = Rc::default();
@@ -403,7 +418,7 @@ fn run_worker(
             log.clone(),
             runtime.clone(),
             partitions,
-            options.source.clone(),
+            source,
             Arc::clone(metrics),
         );
         let built = views::build(sourced, &options.windows);
@@ -441,8 +456,6 @@ fn run_worker(
         taps,
         Rc::clone(&subscribers),
     );
-    let history = options.history.as_millis() as Time;
-    let horizon = options.source.horizon;
     let mut next_id = 0u64;
     let mut last_maintenance = Instant::now() - Duration::from_secs(1);
     let mut published = 0;
@@ -515,7 +528,7 @@ fn run_worker(
         publish_frontier(&complete, metrics, local, &mut published);
         if last_maintenance.elapsed() >= Duration::from_millis(250) {
             last_maintenance = Instant::now();
-            maintain(&traces, history, horizon, metrics, local);
+            maintain(&traces, retained, metrics, local);
             if local == 0 {
                 metrics.sample_rate();
             }
@@ -540,12 +553,6 @@ fn publish_frontier(complete: &ProbeHandle<Time>, metrics: &Metrics, local: usiz
         *published = frontier;
         metrics.frontier.lock().expect("metrics lock").insert(local, frontier);
     }
-}
-
-/// The oldest readable time when the views are complete up to `upper`:
-/// `history` before it, and never before the `horizon`, up to `upper`.
-fn since(upper: Time, history: Time, horizon: Time) -> Time {
-    upper.saturating_sub(history).max(horizon.min(upper))
 }
 
 /// The views' arrangements as the dataflow is built: a store per view,
@@ -584,14 +591,14 @@ impl<'s> Arranging<'s> {
     }
 }
 
-/// Keeps `history` of the views readable (none before `horizon`) and lets
-/// the rest compact; publishes the arrangement sizes.
-fn maintain(traces: &Traces, history: Time, horizon: Time, metrics: &Metrics, local: usize) {
+/// Keeps what is `retained` of the views readable and lets the rest
+/// compact; publishes the arrangement sizes.
+fn maintain(traces: &Traces, retained: Retained, metrics: &Metrics, local: usize) {
     let mut traces = traces.borrow_mut();
     let mut sizes = Vec::with_capacity(traces.len());
     for (view, store) in View::ALL.into_iter().zip(traces.iter_mut()) {
         let upper = store.upper();
-        store.compact_to(since(upper, history, horizon));
+        store.compact_to(retained.since(upper));
         sizes.push((view, store.len()));
     }
     let mut updates = metrics.arrangement_updates.lock().expect("metrics lock");

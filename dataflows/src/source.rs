@@ -83,7 +83,8 @@ pub struct SourceOptions {
     pub tick: Duration,
     /// Times before `horizon` are rounded up to a multiple of this instead.
     pub catch_up_tick: Duration,
-    /// The oldest time that will be read, set when the dataflows start.
+    /// The oldest time that will be read, set when the dataflows start:
+    /// what every process of the cluster agreed ([`crate::history`]).
     pub horizon: Time,
 }
 

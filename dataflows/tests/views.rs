@@ -240,9 +240,17 @@ async fn two_processes(seed: u64) {
         })
         .collect();
     let addresses: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
-    let start = |process| {
+    // Process 1 starts later and keeps a second less history, as a pod
+    // started later or configured apart would.
+    let start = |process: usize| {
         let cluster = ClusterConfig::explicit(2, process, addresses.clone()).unwrap();
-        Dataflows::start(log.clone(), options(cluster))
+        let mut options = options(cluster);
+        options.history -= Duration::from_secs(process as u64);
+        let log = log.clone();
+        async move {
+            tokio::time::sleep(Duration::from_millis(300 * process as u64)).await;
+            Dataflows::start(log, options).await
+        }
     };
     let (a, b) = tokio::join!(start(0), start(1));
     let (a, b) = (a.expect("process 0"), b.expect("process 1"));
@@ -252,6 +260,14 @@ async fn two_processes(seed: u64) {
     let checked = tokio::spawn(async move {
         check(&ca, &facts, malformed, &times, &windows(), "process 0 of 2").await;
         check(&cb, &facts, malformed, &times, &windows(), "process 1 of 2").await;
+        // Both keep the same past readable: the later start's horizon and
+        // the shorter history.
+        let (ra, rb) = (ca.retained().expect("agreed"), cb.retained().expect("agreed"));
+        assert_eq!(ra, rb, "the processes agree on what stays readable");
+        assert_eq!(
+            ra.history,
+            options(ClusterConfig::single(1)).history.as_millis() as Time - 1000
+        );
     })
     .await;
     let checked = match checked {
