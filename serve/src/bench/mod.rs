@@ -65,7 +65,13 @@ fn children_cpu_s() -> f64 {
 
 /// Peak resident memory of this process (VmHWM), in KiB.
 fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+    peak_rss_kib_of("self")
+}
+
+/// Peak resident memory (VmHWM) of process `pid` (`self` for this one),
+/// in KiB; 0 where it cannot be read.
+fn peak_rss_kib_of(pid: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()

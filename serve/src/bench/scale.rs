@@ -10,6 +10,9 @@
 //! spawn until the cluster's views are complete past the last event. That
 //! time is what a user waits after changing the replica count: the
 //! rebuild from the log. Throughput is the records read over that time.
+//! Each process's peak resident memory is read from `/proc` before it is
+//! stopped: added up per record, it is what a pod's memory limit is sized
+//! by (k8s/README.md).
 
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
@@ -60,6 +63,11 @@ pub struct Run {
     pub rebuild_s: f64,
     /// Records read per second over that time.
     pub records_per_s: f64,
+    /// Each process's peak resident memory, in MiB.
+    pub peak_rss_mib: Vec<f64>,
+    /// The processes' peaks added up, per record in the log: what the
+    /// views take in memory, for sizing the pods.
+    pub bytes_per_record: f64,
 }
 
 /// The whole report.
@@ -166,12 +174,18 @@ pub async fn run(args: ScaleBenchArgs) -> anyhow::Result<Report> {
             .collect::<anyhow::Result<Vec<_>>>()?;
         wait_complete(end, &mut pods).await?;
         let rebuild_s = started.elapsed().as_secs_f64();
+        let peak_kib: Vec<u64> = pods
+            .iter()
+            .map(|p| super::peak_rss_kib_of(&p.0.id().to_string()))
+            .collect();
         drop(pods);
         runs.push(Run {
             processes: n,
             workers: n * args.workers,
             rebuild_s,
             records_per_s: records as f64 / rebuild_s,
+            peak_rss_mib: peak_kib.iter().map(|k| *k as f64 / 1024.0).collect(),
+            bytes_per_record: peak_kib.iter().sum::<u64>() as f64 * 1024.0 / records.max(1) as f64,
         });
     }
     Ok(Report {
@@ -188,16 +202,19 @@ pub fn render(r: &Report) -> String {
         "scale benchmark: {} records in Kafka (appended in {:.1} s), {} cores\n\n",
         r.records, r.append_s, r.cores
     );
-    out += "processes  workers  rebuild s  records/s  vs 1 process\n";
+    out += "processes  workers  rebuild s  records/s  vs 1 process  peak MiB per process  bytes per record\n";
     let base = r.runs.first().map_or(f64::NAN, |b| b.records_per_s);
     for run in &r.runs {
+        let peaks: Vec<String> = run.peak_rss_mib.iter().map(|m| format!("{m:.0}")).collect();
         out += &format!(
-            "{:>9}  {:>7}  {:>9.1}  {:>9.0}  {:>11.2}x\n",
+            "{:>9}  {:>7}  {:>9.1}  {:>9.0}  {:>11.2}x  {:>20}  {:>16.0}\n",
             run.processes,
             run.workers,
             run.rebuild_s,
             run.records_per_s,
-            run.records_per_s / base
+            run.records_per_s / base,
+            peaks.join(" / "),
+            run.bytes_per_record
         );
     }
     out
