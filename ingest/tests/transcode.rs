@@ -32,7 +32,12 @@ struct Run {
 }
 
 async fn run(source: &Path) -> Run {
-    let dir = tempfile::tempdir().expect("tempdir");
+    run_in(tempfile::tempdir().expect("tempdir"), source).await
+}
+
+/// Transcodes `source` with the objects in `dir/objects` and the job in
+/// `dir/work`.
+async fn run_in(dir: tempfile::TempDir, source: &Path) -> Run {
     let store = LocalStore::open(dir.path().join("objects")).expect("store");
     let log = EmbeddedLog::open(dir.path().join("log"), EmbeddedOptions::default()).expect("log");
     log.create_topic(ProcessingEvent::TOPIC, 1).await.expect("topic");
@@ -264,6 +269,123 @@ async fn what_is_not_media_fails_with_a_reason() {
     );
 }
 
+fn failure(events: &[ProcessingEvent]) -> &str {
+    match events.last() {
+        Some(ProcessingEvent::Failed { reason, .. }) => reason,
+        other => panic!("expected failed, got {other:?}"),
+    }
+}
+
+/// Security finding 2: an uploaded HLS playlist (or concat list) made
+/// ffmpeg read the files it named, another tenant's private segments
+/// included, and publish them as the uploader's video.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_an_uploaded_playlist_cannot_read_another_tenants_media() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let victim = clip(scratch.path(), "victim.ts", Some("320x240"), true, 3);
+    let attacks: Vec<(&str, Box<dyn Fn(&Path) -> String>)> = vec![
+        (
+            "a relative playlist",
+            Box::new(|_| {
+                "#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXTINF:3,\n../objects/videos/private/hls/240p/seg_00000.ts\n#EXT-X-ENDLIST\n".into()
+            }),
+        ),
+        (
+            "an absolute file:// playlist",
+            Box::new(|objects: &Path| {
+                format!(
+                    "#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXTINF:3,\nfile://{}/videos/private/hls/240p/seg_00000.ts\n#EXT-X-ENDLIST\n",
+                    objects.display()
+                )
+            }),
+        ),
+        (
+            "a concat list",
+            Box::new(|objects: &Path| {
+                format!(
+                    "ffconcat version 1.0\nfile '{}/videos/private/hls/240p/seg_00000.ts'\n",
+                    objects.display()
+                )
+            }),
+        ),
+    ];
+    for (what, attack) in attacks {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let objects = dir.path().join("objects");
+        let private = objects.join("videos/private/hls/240p");
+        std::fs::create_dir_all(&private).expect("mkdir");
+        std::fs::copy(&victim, private.join("seg_00000.ts")).expect("victim's segment");
+        let upload = scratch.path().join(format!("attack-{}.m3u8", what.len()));
+        std::fs::write(&upload, attack(&objects)).expect("write");
+        let r = run_in(dir, &upload).await;
+        let reason = failure(&r.events);
+        assert!(
+            reason.contains("containers accepted") || reason.contains("Reelflow accepts"),
+            "{what}: {reason}"
+        );
+        assert!(
+            !reason.contains(&*objects.display().to_string()),
+            "{what}: a server path in {reason}"
+        );
+        assert!(
+            r.store
+                .list(&format!("videos/{}/", r.video_id))
+                .await
+                .expect("list")
+                .iter()
+                .all(|o| o.key.ends_with("/source")),
+            "{what}: nothing of the attacker's video is published"
+        );
+    }
+}
+
+/// Security finding 5: a 1.4 KB Matroska file holding three frames 1,500 s
+/// apart, declared at 60 frames/s, was encoded as 3,000 s of video (400 s
+/// of work, 2,250 segments); it is refused after the probe.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_a_tiny_file_cannot_ask_for_hours_of_encoding() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sparse = dir.path().join("sparse.mkv");
+    let made = Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "color=c=red:s=64x64:r=1:d=3",
+        ])
+        .args([
+            "-vf",
+            "setpts=N*1500/TB",
+            "-fps_mode",
+            "passthrough",
+            "-c:v",
+            "libx264",
+            "-r",
+            "60",
+        ])
+        .arg(&sparse)
+        .status()
+        .expect("ffmpeg");
+    assert!(made.success());
+    assert!(std::fs::metadata(&sparse).expect("made").len() < 4000);
+    let started = std::time::Instant::now();
+    let r = run(&sparse).await;
+    let reason = failure(&r.events);
+    assert!(reason.contains("3 video frames over 3000 s"), "{reason}");
+    assert!(
+        !r.events
+            .iter()
+            .any(|e| matches!(e, ProcessingEvent::Transcoding { .. })),
+        "refused before encoding: {:?} after {:?}",
+        r.events,
+        started.elapsed()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audio_only_becomes_a_video_with_a_still_picture() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -367,4 +489,69 @@ async fn a_variable_frame_rate_1080p_clip_gets_the_full_ladder() {
     )
     .expect("playlist");
     assert!(playlist.contains("#EXT-X-ENDLIST"));
+}
+
+/// Security finding 5: one account's uploads held everyone else's behind
+/// them (a 3 s clip waited 399 s). A transcoder takes jobs owner by owner:
+/// the other owner's upload, queued behind three, is done second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_one_owners_uploads_do_not_hold_anothers_behind_them() {
+    use reelflow_ingest::events::{Envelope, UploadEvent};
+    use reelflow_ingest::transcode::{WorkerSettings, WorkerStats, run_worker};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = LocalStore::open(dir.path().join("objects")).expect("store");
+    let log = EmbeddedLog::open(dir.path().join("log"), EmbeddedOptions::default()).expect("log");
+    log.create_topic(UploadEvent::TOPIC, 1).await.expect("topic");
+    log.create_topic(ProcessingEvent::TOPIC, 1).await.expect("topic");
+    let (flooder, other) = (Uuid::now_v7(), Uuid::now_v7());
+    let mut videos = Vec::new();
+    for owner in [flooder, flooder, flooder, other] {
+        let video_id = Uuid::now_v7();
+        // Not media: each job fails at its probe, quickly.
+        let key = ObjectKey::parse(&format!("videos/{video_id}/source")).expect("key");
+        store.put_bytes(&key, b"not a video at all").await.expect("put");
+        let event = Envelope::new(UploadEvent::UploadCompleted {
+            video_id,
+            upload_id: Uuid::now_v7(),
+            owner_id: owner,
+            object_key: key.to_string(),
+            size_bytes: 18,
+            checksum: None,
+            file_name: None,
+            content_type: None,
+        });
+        log.append(UploadEvent::TOPIC, event.key().as_bytes(), &event.to_bytes())
+            .await
+            .expect("append");
+        videos.push(video_id);
+    }
+    let (stop, stopping) = tokio::sync::oneshot::channel::<()>();
+    let worker = tokio::spawn(run_worker(
+        log.clone(),
+        store.clone(),
+        WorkerSettings {
+            work_root: dir.path().join("work"),
+            limits: JobLimits::default(),
+        },
+        std::sync::Arc::new(WorkerStats::default()),
+        async move {
+            let _ = stopping.await;
+        },
+    ));
+    let mut reader = log.reader(ProcessingEvent::TOPIC, &[(0, 0)]).await.expect("reader");
+    let mut finished = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while finished.len() < 4 {
+        assert!(std::time::Instant::now() < deadline, "jobs finished: {finished:?}");
+        for r in reader.poll(100, Duration::from_millis(200)).await.expect("poll") {
+            if let ProcessingEvent::Failed { video_id, .. } = decode::<ProcessingEvent>(&r.value).expect("event").event
+            {
+                finished.push(video_id);
+            }
+        }
+    }
+    let _ = stop.send(());
+    worker.await.expect("worker").expect("worker ran");
+    assert_eq!(finished, [videos[0], videos[3], videos[1], videos[2]]);
 }

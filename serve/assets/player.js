@@ -21,6 +21,7 @@
   const s = {
     token: params.get("token"),
     sessionId: null,
+    sessionToken: null,
     queue: [],
     sending: false,
     started: false,
@@ -72,7 +73,7 @@
     if (s.sending || s.queue.length === 0) return;
     const events = s.queue.splice(0, 100);
     const body = { video_id: videoId, events };
-    if (s.sessionId) body.session_id = s.sessionId;
+    if (s.sessionToken) body.session_token = s.sessionToken;
     if (s.token) body.token = s.token;
     s.sending = true;
     try {
@@ -83,7 +84,9 @@
         keepalive: true,
       });
       if (r.status === 202) {
-        s.sessionId = (await r.json()).session_id;
+        const ack = await r.json();
+        s.sessionId = ack.session_id;
+        s.sessionToken = ack.session_token; // the session is ours: later batches prove it
         player.sent.push(...events);
       } else if (r.status === 429 || r.status >= 500) {
         s.queue.unshift(...events); // worth another try

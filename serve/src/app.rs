@@ -39,7 +39,7 @@ use crate::auth::Keyring;
 use crate::config::Config;
 use crate::db::Db;
 use crate::platform::Platform;
-use crate::problem::Problem;
+use crate::problem::{ApiResult, Problem};
 use crate::ratelimit::Limits;
 use crate::{auth, catalog, playback, sql, uploads, users, views};
 
@@ -345,8 +345,29 @@ async fn version(State(state): State<AppState>) -> Json<serde_json::Value> {
 /// Prometheus metrics (text format): playback (the media cache, bytes
 /// served, beacons) and, when they run here, the dataflows (records read,
 /// lag per partition, arrangement sizes, the views' frontier).
-#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
-async fn metrics(State(state): State<AppState>) -> Response {
+/// On the API listener, for admins only (the figures describe the whole
+/// platform); `http.metrics_listen` serves them without accounts, for a
+/// scraper inside the cluster network.
+#[utoipa::path(get, path = "/metrics", tag = "operations", security(("bearer" = [])),
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain"),
+        (status = 401, body = Problem), (status = 403, body = Problem)))]
+async fn metrics(State(state): State<AppState>, caller: crate::auth::Caller) -> ApiResult<Response> {
+    caller.require_admin()?;
+    Ok(render_metrics(&state))
+}
+
+/// The router of `http.metrics_listen`: `/metrics` and nothing else, no
+/// accounts.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            get(|State(state): State<AppState>| async move { render_metrics(&state) }),
+        )
+        .with_state(state)
+}
+
+fn render_metrics(state: &AppState) -> Response {
     let mut body = state.delivery.render_metrics();
     if let Some(views) = &state.views {
         body.push_str(&views.metrics().render());

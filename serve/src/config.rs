@@ -15,6 +15,10 @@
 //! cors_origins = []                # browser origins allowed to call the API
 //! trust_forwarded_for = false      # client IP from X-Forwarded-For (behind a proxy)
 //! max_body_bytes = 65536           # largest JSON request body
+//! header_read_timeout_s = 10       # a request's head must arrive within this
+//! body_idle_timeout_s = 30         # a request body may send nothing for this long
+//! max_connections_per_ip = 256     # open connections per client address; 0 = no limit
+//! metrics_listen = "0.0.0.0:9090"  # /metrics without accounts; unset = admins only, on listen
 //!
 //! [log]
 //! backend = "embedded"             # or "kafka"
@@ -56,6 +60,8 @@
 //! max_duration_s = 14400.0         # longer sources fail before decoding
 //! max_dimension = 7680             # larger frames fail before decoding
 //! timeout_s = 10800                # a job running longer is stopped
+//! seconds_per_source_second = 20.0 # and one running longer than 60 s + this x the source's length
+//! max_frame_repeat = 8.0           # sources with fewer frames than 1 per 8 output frames are refused
 //! work_dir = "…"                   # default: <data_dir>/transcode
 //! listen = "0.0.0.0:8082"          # `reelflow transcode`: /healthz, /readyz, /metrics; unset = none
 //!
@@ -81,6 +87,7 @@
 //! api_per_user_per_minute = 1200
 //! beacons_per_session_per_minute = 60   # player beacon batches
 //! beacons_per_ip_per_minute = 3000
+//! sessions_per_ip_per_minute = 30  # new playback sessions (views) per address
 //!
 //! [playback]
 //! token_ttl_s = 21600              # signed playback tokens: 6 hours
@@ -94,6 +101,14 @@
 //! timeout_s = 30                   # per statement
 //! memory_mib = 256                 # per statement (sorts, joins, aggregates)
 //! http_row_limit = 10000           # rows per POST /v1/sql answer
+//! max_statement_bytes = 262144     # longer statements are refused before planning
+//! max_statement_operators = 2000   # +, AND, ||, UNION … per statement
+//! max_expression_depth = 200       # a chain of n operators is n deep
+//! max_value_mib = 16               # largest string or list a function may build
+//! statements_per_user = 4          # running at once per account (admins excepted)
+//! tls_cert = "/etc/reelflow/tls/tls.crt"   # TLS on the wire protocol (PEM), with tls_key
+//! tls_key = "/etc/reelflow/tls/tls.key"
+//! allow_plaintext_passwords = false  # passwords over plaintext from other hosts; loopback always may
 //! upstream = "http://reelflow-dataflow:8081"   # API without dataflows: where /v1/sql and /v1/views go
 //! ```
 
@@ -153,6 +168,23 @@ pub struct SqlConfig {
     pub http_row_limit: usize,
     /// Changes a `SUBSCRIBE` may have waiting for its client before it is dropped as too slow.
     pub subscribe_buffer: usize,
+    /// Longest statement accepted, bytes.
+    pub max_statement_bytes: usize,
+    /// Most operators (`+`, `AND`, `||`, `UNION` …) in one statement.
+    pub max_statement_operators: usize,
+    /// Deepest expression in one statement (a chain of n operators is n deep).
+    pub max_expression_depth: usize,
+    /// Largest value (a string, a list) one function may build, MiB.
+    pub max_value_mib: usize,
+    /// Statements one account (admins excepted) may run at once.
+    pub statements_per_user: usize,
+    /// PEM certificate chain for TLS on the wire protocol (with `tls_key`).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for TLS on the wire protocol.
+    pub tls_key: Option<PathBuf>,
+    /// Accept passwords over plaintext connections from other hosts (a
+    /// trusted network, or a proxy that terminates TLS); loopback always may.
+    pub allow_plaintext_passwords: bool,
     /// Where an API process without dataflows forwards `/v1/sql`: the dataflow service's
     /// listener, such as `http://reelflow-dataflow:8081`.
     pub upstream: Option<String>,
@@ -166,18 +198,45 @@ impl Default for SqlConfig {
             memory_mib: 256,
             http_row_limit: 10_000,
             subscribe_buffer: 100_000,
+            max_statement_bytes: 256 << 10,
+            max_statement_operators: 2_000,
+            max_expression_depth: 200,
+            max_value_mib: 16,
+            statements_per_user: 4,
+            tls_cert: None,
+            tls_key: None,
+            allow_plaintext_passwords: false,
             upstream: None,
         }
     }
 }
 
 impl SqlConfig {
+    /// TLS for the wire protocol, as configured.
+    pub fn pg_tls(&self) -> anyhow::Result<reelflow_sql::PgTls> {
+        let mut tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => reelflow_sql::PgTls::from_pem_files(cert, key).map_err(anyhow::Error::msg)?,
+            (None, None) => reelflow_sql::PgTls::default(),
+            _ => bail!("sql.tls_cert and sql.tls_key go together: set both, or neither"),
+        };
+        tls.allow_plaintext_passwords = self.allow_plaintext_passwords;
+        Ok(tls)
+    }
+
     /// The engine's limits.
     pub fn limits(&self) -> reelflow_sql::SqlLimits {
         reelflow_sql::SqlLimits {
             timeout: std::time::Duration::from_secs(self.timeout_s),
             memory_bytes: self.memory_mib << 20,
             subscribe_buffer: self.subscribe_buffer,
+            statement: reelflow_sql::StatementLimits {
+                max_bytes: self.max_statement_bytes,
+                max_operators: self.max_statement_operators,
+                max_depth: self.max_expression_depth,
+                ..reelflow_sql::StatementLimits::default()
+            },
+            max_value_bytes: self.max_value_mib << 20,
+            statements_per_user: self.statements_per_user,
         }
     }
 }
@@ -275,6 +334,12 @@ pub struct TranscodeConfig {
     pub max_dimension: u32,
     /// Longest a job may run, seconds.
     pub timeout_s: u64,
+    /// Seconds a job may run per second of source, beyond a first minute
+    /// (and never past `timeout_s`).
+    pub seconds_per_source_second: f64,
+    /// Most output frames per frame the source holds: sparser sources are
+    /// refused, so a tiny file cannot ask for hours of encoding.
+    pub max_frame_repeat: f64,
     /// Where jobs keep their files; unset means `<data_dir>/transcode`.
     pub work_dir: Option<PathBuf>,
     /// Where `reelflow transcode` serves `/healthz`, `/readyz` and
@@ -289,6 +354,8 @@ impl Default for TranscodeConfig {
             max_duration_s: 4.0 * 3600.0,
             max_dimension: 7680,
             timeout_s: 3 * 3600,
+            seconds_per_source_second: 20.0,
+            max_frame_repeat: 8.0,
             work_dir: None,
             listen: None,
         }
@@ -359,6 +426,8 @@ pub struct LimitsConfig {
     pub beacons_per_session_per_minute: u32,
     /// Beacon batches per client IP per minute.
     pub beacons_per_ip_per_minute: u32,
+    /// New playback sessions (views) per client IP.
+    pub sessions_per_ip_per_minute: u32,
 }
 
 impl Default for LimitsConfig {
@@ -370,6 +439,7 @@ impl Default for LimitsConfig {
             api_per_user_per_minute: 1200,
             beacons_per_session_per_minute: 60,
             beacons_per_ip_per_minute: 3000,
+            sessions_per_ip_per_minute: 30,
         }
     }
 }
@@ -409,6 +479,27 @@ pub struct HttpConfig {
     pub trust_forwarded_for: bool,
     /// Largest JSON request body, bytes.
     pub max_body_bytes: usize,
+    /// Longest a request's head may take to arrive, seconds.
+    pub header_read_timeout_s: u64,
+    /// Longest a request body may send nothing, seconds.
+    pub body_idle_timeout_s: u64,
+    /// Open connections one client address may hold; 0 for no limit (behind
+    /// a proxy every connection comes from the proxy).
+    pub max_connections_per_ip: usize,
+    /// Where `/metrics` is served without accounts (for a scraper inside the
+    /// cluster network); unset means only admins read it, on `listen`.
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+impl HttpConfig {
+    /// The limits of the HTTP listeners.
+    pub fn listen_limits(&self) -> crate::listener::ListenLimits {
+        crate::listener::ListenLimits {
+            header_read_timeout: std::time::Duration::from_secs(self.header_read_timeout_s),
+            body_idle_timeout: std::time::Duration::from_secs(self.body_idle_timeout_s),
+            max_connections_per_ip: self.max_connections_per_ip,
+        }
+    }
 }
 
 impl Default for HttpConfig {
@@ -418,6 +509,10 @@ impl Default for HttpConfig {
             cors_origins: Vec::new(),
             trust_forwarded_for: false,
             max_body_bytes: 64 * 1024,
+            header_read_timeout_s: 10,
+            body_idle_timeout_s: 30,
+            max_connections_per_ip: 256,
+            metrics_listen: None,
         }
     }
 }
@@ -523,6 +618,9 @@ pub struct ConfigArgs {
     /// The dataflow service an API process without dataflows forwards `/v1/sql` to.
     #[arg(long, env = "REELFLOW_SQL_UPSTREAM", global = true, value_name = "URL")]
     pub sql_upstream: Option<String>,
+    /// Address `/metrics` is served on without accounts [default: none; admins read it on the API].
+    #[arg(long, env = "REELFLOW_HTTP_METRICS_LISTEN", global = true, value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
     /// Address `reelflow transcode` serves health and metrics on [default: none].
     #[arg(long, env = "REELFLOW_TRANSCODE_LISTEN", global = true, value_name = "ADDR")]
     pub transcode_listen: Option<SocketAddr>,
@@ -642,6 +740,9 @@ impl Config {
         set(&mut self.dataflow.replicas, &a.dataflow_replicas);
         set(&mut self.dataflow.listen, &a.dataflow_listen);
         set(&mut self.sql.pgwire_listen, &a.sql_pgwire_listen);
+        if a.metrics_listen.is_some() {
+            self.http.metrics_listen = a.metrics_listen;
+        }
         if a.transcode_listen.is_some() {
             self.transcode.listen = a.transcode_listen;
         }
@@ -729,8 +830,21 @@ impl Config {
                 bail!("http.cors_origins entry {origin:?} must be an origin like https://app.example.com");
             }
         }
-        if self.sql.timeout_s == 0 || self.sql.memory_mib == 0 || self.sql.http_row_limit == 0 {
-            bail!("sql.timeout_s, sql.memory_mib and sql.http_row_limit must be positive");
+        if self.http.header_read_timeout_s == 0 || self.http.body_idle_timeout_s == 0 {
+            bail!("http.header_read_timeout_s and http.body_idle_timeout_s must be positive");
+        }
+        if self.sql.timeout_s == 0
+            || self.sql.memory_mib == 0
+            || self.sql.http_row_limit == 0
+            || self.sql.max_statement_bytes == 0
+            || self.sql.max_expression_depth == 0
+            || self.sql.max_value_mib == 0
+            || self.sql.statements_per_user == 0
+        {
+            bail!(
+                "sql.timeout_s, sql.memory_mib, sql.http_row_limit, sql.max_statement_bytes, \
+                 sql.max_expression_depth, sql.max_value_mib and sql.statements_per_user must be positive"
+            );
         }
         if self.playback.token_ttl_s < 60 {
             bail!("playback.token_ttl_s must be at least 60");
@@ -843,8 +957,10 @@ impl Config {
                 probe: ProbeLimits {
                     max_duration_s: self.transcode.max_duration_s,
                     max_dimension: self.transcode.max_dimension,
+                    max_frame_repeat: self.transcode.max_frame_repeat,
                 },
                 timeout: std::time::Duration::from_secs(self.transcode.timeout_s),
+                seconds_per_source_second: self.transcode.seconds_per_source_second,
             },
         }
     }

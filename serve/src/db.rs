@@ -74,6 +74,9 @@ impl Db {
             .run(&pool)
             .await
             .with_context(|| format!("migrating {shown}"))?;
+        if kind == DbKind::Sqlite {
+            restrict_sqlite_files(url);
+        }
         Ok(Self { pool, kind })
     }
 }
@@ -81,4 +84,29 @@ impl Db {
 /// Now, in Unix milliseconds (the schema's time unit).
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
+}
+
+/// Makes the SQLite file and its WAL and shared-memory files private
+/// (0600): they hold password and refresh-token hashes and emails. New
+/// files are private already (the process's umask); this fixes files an
+/// older version created open to others.
+fn restrict_sqlite_files(url: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let path = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:")
+        .split('?')
+        .next()
+        .unwrap_or("");
+    if path.is_empty() || path == ":memory:" {
+        return;
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let file = format!("{path}{suffix}");
+        if std::path::Path::new(&file).exists()
+            && let Err(e) = std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+        {
+            tracing::warn!(file, error = %e, "could not make the database file private");
+        }
+    }
 }

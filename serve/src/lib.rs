@@ -21,6 +21,7 @@ pub mod config;
 pub mod console;
 pub mod dataflow;
 pub mod db;
+pub mod listener;
 pub mod outbox;
 pub mod platform;
 pub mod playback;

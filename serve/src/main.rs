@@ -165,6 +165,10 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    // State on disk (the accounts database and its WAL, the embedded log,
+    // objects, staged chunks, transcoding jobs) is the service's alone:
+    // everything this process and its ffmpeg children create is 0600/0700.
+    reelflow_serve::platform::keep_state_private();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -322,15 +326,19 @@ async fn dataflow(config: Config) -> anyhow::Result<()> {
     // A panicking worker or network thread means the cluster is broken (a
     // peer died, say): exit, so the orchestrator restarts the process and
     // the cluster re-forms, rather than serving views that never advance.
+    // A SQL statement that panics fails alone (its error goes to its
+    // caller), so the SQL threads are spared.
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         default_hook(info);
+        if reelflow_sql::threads::is_sql_thread() {
+            return;
+        }
         eprintln!("error: a dataflow thread panicked; exiting so the cluster can re-form");
         std::process::exit(70);
     }));
     // The SQLite accounts database lives there unless database.url says otherwise.
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
+    reelflow_serve::platform::private_dir(&config.data_dir)?;
     let log = reelflow_serve::platform::open_log(&config).await?;
     let listener = tokio::net::TcpListener::bind(config.dataflow.listen)
         .await
@@ -349,8 +357,12 @@ async fn dataflow(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening for the PostgreSQL protocol on {}", config.sql.pgwire_listen))?;
     let pg_addr = pg_listener.local_addr()?;
-    let accounts = std::sync::Arc::new(reelflow_serve::sql::Accounts { db: db.clone() });
-    let _pgwire = tokio::spawn(reelflow_sql::PgServer::new(engine.clone(), accounts).serve(pg_listener));
+    let accounts = std::sync::Arc::new(reelflow_serve::sql::Accounts {
+        db: db.clone(),
+        limits: std::sync::Arc::new(reelflow_serve::ratelimit::Limits::new(&config.limits)),
+    });
+    let pg = reelflow_sql::PgServer::with_tls(engine.clone(), accounts, config.sql.pg_tls()?);
+    let _pgwire = tokio::spawn(pg.serve(pg_listener));
     let sql = reelflow_serve::sql::SqlService {
         engine,
         db,
@@ -387,8 +399,12 @@ async fn up(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening for the PostgreSQL protocol on {}", config.sql.pgwire_listen))?;
     let pg_addr = pg_listener.local_addr()?;
-    let accounts = std::sync::Arc::new(reelflow_serve::sql::Accounts { db: state.db.clone() });
-    let _pgwire = tokio::spawn(reelflow_sql::PgServer::new(engine, accounts).serve(pg_listener));
+    let accounts = std::sync::Arc::new(reelflow_serve::sql::Accounts {
+        db: state.db.clone(),
+        limits: state.limits.clone(),
+    });
+    let pg = reelflow_sql::PgServer::with_tls(engine, accounts, config.sql.pg_tls()?);
+    let _pgwire = tokio::spawn(pg.serve(pg_listener));
     let transcoders = reelflow_serve::transcoders::Transcoders::start(&config, &state.platform);
     let sql = format!("SQL: psql -h {} -p {} -U <email>", pg_addr.ip(), pg_addr.port());
     serve_http(state, "Reelflow is up", &sql).await?;
@@ -429,9 +445,20 @@ async fn serve_http(state: reelflow_serve::AppState, banner: &str, sql: &str) ->
         "{banner} at http://{addr}/ (open it for the web console; data in {}; {sql})",
         config.data_dir.display()
     );
-    let service = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, service)
-        .with_graceful_shutdown(shutdown_signal())
+    let limits = config.http.listen_limits();
+    if let Some(metrics_addr) = config.http.metrics_listen {
+        let metrics = tokio::net::TcpListener::bind(metrics_addr)
+            .await
+            .with_context(|| format!("listening for /metrics on {metrics_addr}"))?;
+        let router = reelflow_serve::app::metrics_router(state.clone());
+        tokio::spawn(reelflow_serve::listener::serve(
+            metrics,
+            router,
+            limits,
+            std::future::pending(),
+        ));
+    }
+    reelflow_serve::listener::serve(listener, app(state), limits, shutdown_signal())
         .await
         .context("serving HTTP")
 }

@@ -21,8 +21,7 @@ pub struct Platform {
 impl Platform {
     /// Opens both, creating the data dir, the topics and (for S3) the bucket.
     pub async fn open(config: &Config) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(&config.data_dir)
-            .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
+        private_dir(&config.data_dir)?;
         let log = open_log(config).await?;
         for topic in TOPICS {
             log.create_topic(topic, config.log.partitions)
@@ -32,6 +31,21 @@ impl Platform {
         let store = open_store(config).await?;
         Ok(Self { log, store })
     }
+}
+
+/// Makes every file and directory this process creates from now on
+/// readable by its own user only (umask 077).
+pub fn keep_state_private() {
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+}
+
+/// Creates `dir` (and its parents) if missing and makes it private (0700),
+/// also when an older version created it open to others.
+pub fn private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("making {} private", dir.display()))
 }
 
 /// Opens the configured log.

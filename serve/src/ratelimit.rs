@@ -63,6 +63,8 @@ pub struct Limits {
     pub beacons_per_session: RateLimiter,
     /// Beacon batches per client IP.
     pub beacons_per_ip: RateLimiter,
+    /// New playback sessions per client IP.
+    pub sessions_per_ip: RateLimiter,
 }
 
 impl Limits {
@@ -76,6 +78,7 @@ impl Limits {
             api_per_user: RateLimiter::new(config.api_per_user_per_minute, minute),
             beacons_per_session: RateLimiter::new(config.beacons_per_session_per_minute, minute),
             beacons_per_ip: RateLimiter::new(config.beacons_per_ip_per_minute, minute),
+            sessions_per_ip: RateLimiter::new(config.sessions_per_ip_per_minute, minute),
         }
     }
 }

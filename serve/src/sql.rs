@@ -55,13 +55,23 @@ pub async fn principal_of(db: &Db, user: &User) -> Result<Principal, sqlx::Error
 pub struct Accounts {
     /// The accounts database.
     pub db: Db,
+    /// The login limits, the same the HTTP login counts against (in
+    /// `reelflow up`, the very same counters).
+    pub limits: std::sync::Arc<crate::ratelimit::Limits>,
 }
 
 #[async_trait]
 impl reelflow_sql::Authenticator for Accounts {
-    async fn verify(&self, user: &str, presented: &str) -> bool {
+    async fn verify(&self, user: &str, presented: &str, client: &str) -> Result<bool, String> {
+        // Each try costs an Argon2 hash: count it before checking it.
+        let limited = |retry_after_s: u64| format!("too many login attempts; try again in {retry_after_s} s");
+        self.limits.login_per_ip.check(client).map_err(limited)?;
+        self.limits
+            .login_per_account
+            .check(&user.trim().to_lowercase())
+            .map_err(limited)?;
         let account = users::find_by_email(&self.db, user).await.ok().flatten();
-        password::verify(presented.to_string(), account.map(|a| a.password_hash)).await
+        Ok(password::verify(presented.to_string(), account.map(|a| a.password_hash)).await)
     }
 
     async fn principal(&self, user: &str) -> Result<Principal, String> {

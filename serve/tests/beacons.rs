@@ -52,10 +52,11 @@ async fn good_batches_are_recorded_in_order_under_one_session() {
     assert_eq!(first.status, StatusCode::ACCEPTED, "{}", first.body);
     assert_eq!(first.body["accepted"], 3);
     let session = first.body["session_id"].as_str().expect("session").to_string();
+    let session_token = first.body["session_token"].as_str().expect("session token").to_string();
     let second = post(
         &app,
         None,
-        json!({"video_id": id, "session_id": session, "events": [
+        json!({"video_id": id, "session_token": session_token, "events": [
             {"type": "rebuffer_start", "position_s": 10.0},
             {"type": "rebuffer_end", "duration_ms": 1200},
             {"type": "rendition_change", "from": "720p", "to": "480p", "bitrate_kbps": 1400},
@@ -232,14 +233,14 @@ async fn private_videos_need_a_token_and_limits_hold() {
 
     let r = post(&app, None, batch(Some(&token))).await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
-    let session = r.body["session_id"].clone();
+    let session = r.body["session_token"].clone();
     for _ in 0..2 {
         let mut b = batch(Some(&token));
-        b["session_id"] = session.clone();
+        b["session_token"] = session.clone();
         assert_eq!(post(&app, None, b).await.status, StatusCode::ACCEPTED);
     }
     let mut b = batch(Some(&token));
-    b["session_id"] = session.clone();
+    b["session_token"] = session.clone();
     let r = post(&app, None, b).await;
     assert_problem(&r, StatusCode::TOO_MANY_REQUESTS, "rate-limited");
     assert!(r.headers.contains_key(header::RETRY_AFTER));
@@ -259,4 +260,111 @@ async fn batches_are_limited_per_client_ip() {
     let r = post(&app, None, batch).await;
     assert_problem(&r, StatusCode::TOO_MANY_REQUESTS, "rate-limited");
     assert_eq!(logged(&app).await.len(), 2);
+}
+
+/// Security finding 11: anyone could append events to any session id,
+/// another signed-in viewer's included. A session now goes on only with the
+/// token its first batch returned, from the same viewer, for the same video.
+#[tokio::test]
+async fn regression_a_session_belongs_to_whoever_opened_it() {
+    let app = TestApp::new(Database::Sqlite).await;
+    let owner = app.register("owner@example.org", None).await;
+    let alice = app.register("alice@example.org", Some("viewer")).await;
+    let mallory = app.register("mallory@example.org", Some("viewer")).await;
+    let id = video(&app, &owner.access, "public").await;
+    let other = video(&app, &owner.access, "public").await;
+    let start = |video: &str| json!({"video_id": video, "events": [{"type": "session_start"}]});
+    let opened = post(&app, Some(&alice.access), start(&id)).await;
+    assert_eq!(opened.status, StatusCode::ACCEPTED, "{}", opened.body);
+    let session = opened.body["session_id"].clone();
+    let token = opened.body["session_token"].clone();
+    let heartbeat = json!([{"type": "heartbeat", "position_s": 5.0, "played_ms": 5000}]);
+
+    // Her session id alone, from anyone: refused.
+    for who in [None, Some(mallory.access.as_str()), Some(alice.access.as_str())] {
+        let r = post(
+            &app,
+            who,
+            json!({"video_id": id, "session_id": session, "events": heartbeat}),
+        )
+        .await;
+        assert_problem(&r, StatusCode::FORBIDDEN, "forbidden");
+    }
+    // Her token, from someone else or for another video: refused.
+    let r = post(
+        &app,
+        Some(&mallory.access),
+        json!({"video_id": id, "session_token": token, "events": heartbeat}),
+    )
+    .await;
+    assert_problem(&r, StatusCode::FORBIDDEN, "forbidden");
+    let r = post(
+        &app,
+        None,
+        json!({"video_id": id, "session_token": token, "events": heartbeat}),
+    )
+    .await;
+    assert_problem(&r, StatusCode::FORBIDDEN, "forbidden");
+    let r = post(
+        &app,
+        Some(&alice.access),
+        json!({"video_id": other, "session_token": token, "events": heartbeat}),
+    )
+    .await;
+    assert_problem(&r, StatusCode::FORBIDDEN, "forbidden");
+    // A forged token: refused.
+    let r = post(
+        &app,
+        Some(&alice.access),
+        json!({"video_id": id, "session_token": "a.b.c", "events": heartbeat}),
+    )
+    .await;
+    assert_problem(&r, StatusCode::FORBIDDEN, "forbidden");
+    // Alice goes on.
+    let r = post(
+        &app,
+        Some(&alice.access),
+        json!({"video_id": id, "session_token": token, "events": heartbeat}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    assert_eq!(r.body["session_id"], session);
+
+    let events = logged(&app).await;
+    assert_eq!(events.len(), 2, "only Alice's own events: {events:?}");
+    assert!(
+        events
+            .iter()
+            .all(|e| e.user_id.map(|u| u.to_string()) == Some(alice.user_id.clone()))
+    );
+}
+
+/// Security finding 11: 50 batches from one address made 52 anonymous
+/// views. New sessions (each a view once it attempts playback) are limited
+/// per address.
+#[tokio::test]
+async fn regression_one_address_cannot_open_sessions_without_bound() {
+    let app = TestApp::with(Database::Sqlite, |c| c.limits.sessions_per_ip_per_minute = 5).await;
+    let owner = app.register("owner@example.org", None).await;
+    let id = video(&app, &owner.access, "public").await;
+    let mut opened = 0;
+    let mut refused = 0;
+    for _ in 0..50 {
+        let r = post(
+            &app,
+            None,
+            json!({"video_id": id, "events": [{"type": "session_start"}]}),
+        )
+        .await;
+        match r.status {
+            StatusCode::ACCEPTED => opened += 1,
+            _ => {
+                assert_problem(&r, StatusCode::TOO_MANY_REQUESTS, "rate-limited");
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!((opened, refused), (5, 45));
+    let sessions: std::collections::HashSet<_> = logged(&app).await.iter().map(|e| e.session_id).collect();
+    assert_eq!(sessions.len(), 5);
 }

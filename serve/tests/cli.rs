@@ -348,8 +348,12 @@ fn up_keeps_live_views_admins_can_read() {
     );
     assert_eq!(status, 403);
 
+    // Security finding 12: /metrics on the API is for admins.
+    let anonymous = http.get(format!("{base}/metrics")).send().expect("metrics");
+    assert_eq!(anonymous.status(), 401, "/metrics without a token");
     let metrics = http
         .get(format!("{base}/metrics"))
+        .bearer_auth(&admin)
         .send()
         .and_then(|r| r.text())
         .expect("metrics");

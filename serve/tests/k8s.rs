@@ -616,7 +616,18 @@ fn the_rendered_serve_and_transcode_deployments_answer_their_probes_and_scrapes(
         let e = entrypoint(&all, "Deployment", name, &secrets);
         let addr = rebind(&e.config, section, key, ip);
         let port: u64 = addr.rsplit_once(':').expect("port").1.parse().expect("port");
-        let edit = |c: &mut toml::Table| set(c, section, key, addr.clone());
+        // The API serves /metrics to admins; Prometheus reads it on a port
+        // of its own.
+        let metrics_addr = match name {
+            "reelflow-serve" => rebind(&e.config, "http", "metrics_listen", ip),
+            _ => addr.clone(),
+        };
+        let edit = |c: &mut toml::Table| {
+            set(c, section, key, addr.clone());
+            if name == "reelflow-serve" {
+                set(c, "http", "metrics_listen", metrics_addr.clone());
+            }
+        };
         let env = [
             ("REELFLOW_KAFKA_BROKERS", env("REELFLOW_TEST_KAFKA")),
             ("REELFLOW_S3_BUCKET", bucket.clone()),
@@ -655,9 +666,24 @@ fn the_rendered_serve_and_transcode_deployments_answer_their_probes_and_scrapes(
             .expect("port")
             .parse()
             .expect("number");
-        assert_eq!(scraped, port, "{name}: Prometheus scrapes the port it listens on");
+        let metrics_port: u64 = metrics_addr.rsplit_once(':').expect("port").1.parse().expect("port");
+        assert_eq!(
+            scraped, metrics_port,
+            "{name}: Prometheus scrapes the port metrics are served on"
+        );
+        assert!(
+            ports.iter().any(|p| p["containerPort"] == scraped),
+            "{name}: the scraped port is one the container declares"
+        );
         let path = e.annotations["prometheus.io/path"].as_str().expect("path");
-        let metrics = get_ok(&http, &format!("http://{addr}{path}"), &mut running);
+        let metrics = get_ok(&http, &format!("http://{metrics_addr}{path}"), &mut running);
+        if metrics_addr != addr {
+            let r = http
+                .get(format!("http://{addr}{path}"))
+                .send()
+                .expect("metrics on the API");
+            assert_eq!(r.status(), 401, "{name}: /metrics on the API port needs an admin");
+        }
         let family = match name {
             "reelflow-serve" => "# TYPE reelflow_delivery_cache_hits_total counter",
             _ => "# TYPE reelflow_transcode_jobs_total counter",

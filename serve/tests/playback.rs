@@ -354,8 +354,9 @@ fn the_ladder_is_served_the_way_players_and_cdns_expect() {
         aud: reelflow_serve::playback::token::PLAYBACK_AUDIENCE.into(),
         iat: now - 7200,
         exp: now - 3600,
+        r#gen: 0,
     });
-    let other_video = reelflow_serve::playback::token::issue(&keys, uuid::Uuid::new_v4(), 600).0;
+    let other_video = reelflow_serve::playback::token::issue(&keys, uuid::Uuid::new_v4(), 0, 600).0;
     for (what, bad) in [
         ("forged", forged.as_str()),
         ("expired", expired.as_str()),
@@ -409,6 +410,70 @@ fn the_ladder_is_served_the_way_players_and_cdns_expect() {
 /// Chromium plays a private video on the player page with its playback
 /// token (and not without), switches rendition when the viewer picks one,
 /// and the page's beacons reach the log with plausible values.
+/// Security finding 3: a playback token minted anonymously while a video
+/// was public still opened its playlists, poster and segments after the
+/// owner made it private.
+#[test]
+fn regression_a_token_minted_while_public_stops_working_when_private() {
+    let f = Fixture::transcoded("320x240", 2, "public");
+    let anonymous: Value = f
+        .http
+        .post(f.url("playback-token"))
+        .send()
+        .and_then(|r| r.json())
+        .expect("an anonymous token for a public video");
+    let token = anonymous["token"].as_str().expect("token").to_string();
+    let with = |path: &str, token: &str| format!("{}?token={token}", f.url(path));
+    let master = f.get(&with("hls/master.m3u8", &token), &[]);
+    assert_eq!(master.status(), 200);
+    let variant = uris(&master.text().expect("master"))[0].clone();
+    let variant = variant.split('?').next().expect("uri").to_string();
+    let set = |visibility: &str| {
+        let r = f
+            .http
+            .patch(format!("{}/v1/videos/{}", f.base, f.video_id))
+            .bearer_auth(&f.access)
+            .json(&json!({ "visibility": visibility }))
+            .send()
+            .expect("patch");
+        assert_eq!(r.status(), 200);
+    };
+    set("private");
+    for path in [
+        "hls/master.m3u8",
+        &format!("hls/{variant}"),
+        "poster.jpg",
+        "storyboard.jpg",
+    ] {
+        let r = f.get(&with(path, &token), &[]);
+        assert_eq!(r.status(), 403, "{path} with a token from before");
+        let problem: Value = r.json().expect("problem");
+        assert!(
+            problem["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("visibility last changed")),
+            "{path}: {problem}"
+        );
+    }
+    // The owner's new token opens it, until the visibility changes again.
+    let fresh = f.playback_token()["token"].as_str().expect("token").to_string();
+    assert_eq!(f.get(&with("hls/master.m3u8", &fresh), &[]).status(), 200);
+    set("unlisted");
+    set("private");
+    assert_eq!(f.get(&with("hls/master.m3u8", &fresh), &[]).status(), 403);
+    // A title change alone revokes nothing.
+    let newest = f.playback_token()["token"].as_str().expect("token").to_string();
+    let r = f
+        .http
+        .patch(format!("{}/v1/videos/{}", f.base, f.video_id))
+        .bearer_auth(&f.access)
+        .json(&json!({"title": "Renamed"}))
+        .send()
+        .expect("patch");
+    assert_eq!(r.status(), 200);
+    assert_eq!(f.get(&with("hls/master.m3u8", &newest), &[]).status(), 200);
+}
+
 #[test]
 fn chromium_plays_with_hls_js_and_the_beacons_reach_the_log() {
     let mut f = Fixture::transcoded("854x480", 14, "private");

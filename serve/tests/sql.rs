@@ -194,8 +194,7 @@ impl Platform {
     }
 }
 
-const CONFIG: &str =
-    "[sql]\ntimeout_s = 4\nmemory_mib = 32\nsubscribe_buffer = 300\n\n[limits]\nbeacons_per_ip_per_minute = 1000000\n";
+const CONFIG: &str = "[sql]\ntimeout_s = 4\nmemory_mib = 32\nsubscribe_buffer = 300\n\n[limits]\nbeacons_per_ip_per_minute = 1000000\nsessions_per_ip_per_minute = 1000000\n";
 
 #[test]
 fn psql_http_and_drivers_read_the_live_views_by_role() {
@@ -941,6 +940,7 @@ fn subscriptions_stream_changes_over_http_pgwire_and_psql() {
         let metrics = p
             .http
             .get(format!("{}/metrics", p.base))
+            .bearer_auth(&p.admin)
             .send()
             .and_then(|r| r.text())
             .expect("metrics");

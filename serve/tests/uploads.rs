@@ -367,6 +367,71 @@ mod cases {
         }
     }
 
+    /// Security finding 6: a PATCH with `Upload-Checksum` was staged whole
+    /// on disk before its length was checked (a 100 MiB body on a 1,000-byte
+    /// upload staged 83-89 MiB). The server now stops reading at the
+    /// upload's end: an endless body gets its 413 at once.
+    pub async fn regression_a_checksummed_chunk_is_not_staged_past_the_upload(setup: Setup) {
+        let app = app(setup, |_| {}).await;
+        let s = app.register("stager@example.org", None).await;
+        let video_id = video(&app, &s, "public").await;
+        let r = create(&app, &s.access, &video_id, 1_000).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        let location = r.headers["location"].to_str().expect("ascii").to_string();
+        let endless = futures::stream::repeat_with(|| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![7u8; 64 << 10])));
+        let request = tus(Method::PATCH, &location, &s.access)
+            .header(header::CONTENT_TYPE, "application/offset+octet-stream")
+            .header("upload-offset", "0")
+            .header("upload-checksum", format!("sha1 {}", STANDARD.encode([0u8; 20])))
+            .body(Body::from_stream(endless))
+            .expect("request");
+        let r = tokio::time::timeout(std::time::Duration::from_secs(60), app.send(request))
+            .await
+            .expect("the server stops reading at the upload's end");
+        assert_problem(&r, StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large");
+        assert!(
+            r.body["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("only 1000 more bytes")),
+            "{}",
+            r.body
+        );
+        assert_eq!(
+            head_offset(&app, &s.access, &location).await,
+            Some(0),
+            "nothing was kept"
+        );
+    }
+
+    /// Security finding 9: eight concurrent creations of 3.3 MB against an
+    /// 8 MiB quota were all checked before any was stored (3 accepted, 10 MB
+    /// stored). The quota is reserved atomically: exactly two fit.
+    pub async fn regression_concurrent_uploads_cannot_overrun_the_quota(setup: Setup) {
+        let app = app(setup, |c| c.uploads.quota_bytes_per_user = 8 * MIB as u64).await;
+        let s = app.register("racer@example.org", None).await;
+        let mut videos = Vec::new();
+        for _ in 0..8 {
+            videos.push(video(&app, &s, "public").await);
+        }
+        let length = 3_300_000;
+        let answers = futures::future::join_all(videos.iter().map(|v| create(&app, &s.access, v, length))).await;
+        let accepted = answers.iter().filter(|r| r.status == StatusCode::CREATED).count();
+        assert_eq!(
+            accepted,
+            2,
+            "{:?}",
+            answers.iter().map(|r| r.status).collect::<Vec<_>>()
+        );
+        for r in answers.iter().filter(|r| r.status != StatusCode::CREATED) {
+            assert_problem(r, StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large");
+            assert!(
+                r.body["detail"].as_str().is_some_and(|d| d.contains("quota")),
+                "{}",
+                r.body
+            );
+        }
+    }
+
     /// Protocol errors, permissions, limits and termination.
     pub async fn the_protocol_is_enforced(setup: Setup) {
         let app = app(setup, |c| {
@@ -626,4 +691,6 @@ on_both_setups!(
     small_files_upload_in_one_request,
     whole_file_checksums_are_verified,
     the_protocol_is_enforced,
+    regression_a_checksummed_chunk_is_not_staged_past_the_upload,
+    regression_concurrent_uploads_cannot_overrun_the_quota,
 );

@@ -10,8 +10,13 @@
 //!   is not a query are refused before planning; nothing that reads files
 //!   or URLs is registered (no external tables, no URL tables, no file
 //!   functions).
-//! - **Bounded**: every statement has a timeout and a memory limit (sorts,
-//!   joins and aggregates that would exceed it fail instead of growing).
+//! - **Bounded**: a statement's size and shape are checked before it is
+//!   planned ([`crate::guard`]); it is planned and run on threads of its own
+//!   ([`crate::threads`]), where a panic fails that statement only; it has a
+//!   timeout and a memory limit (sorts, joins and aggregates that would
+//!   exceed it fail instead of growing), the values its functions build are
+//!   bounded ([`crate::values`]), and each account runs a bounded number of
+//!   statements at once.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,6 +35,7 @@ use reelflow_dataflows::{PeekClient, PeekError, Time, View};
 use crate::access::Principal;
 use crate::error::{SqlError, sqlstate};
 use crate::fast::FastPlan;
+use crate::guard::{self, StatementLimits};
 use crate::provider::{QueryScope, ViewTable};
 use crate::subscribe::{self, RefreshPrincipal, Subscribed};
 
@@ -43,6 +49,12 @@ pub struct SqlLimits {
     /// Changes a subscription may have waiting for its client before it is
     /// dropped as too slow.
     pub subscribe_buffer: usize,
+    /// What a statement may be.
+    pub statement: StatementLimits,
+    /// Largest value (a string, a list) one function may build, bytes.
+    pub max_value_bytes: usize,
+    /// Statements one account (not an admin) may run at once.
+    pub statements_per_user: usize,
 }
 
 impl Default for SqlLimits {
@@ -51,6 +63,9 @@ impl Default for SqlLimits {
             timeout: Duration::from_secs(30),
             memory_bytes: 256 << 20,
             subscribe_buffer: 100_000,
+            statement: StatementLimits::default(),
+            max_value_bytes: 16 << 20,
+            statements_per_user: 4,
         }
     }
 }
@@ -83,6 +98,26 @@ pub struct SqlEngine {
     fast: Arc<Mutex<HashMap<String, Option<Arc<FastPlan>>>>>,
     /// Statements answered by the fast path.
     fast_answers: Arc<AtomicU64>,
+    /// Statements running per account.
+    running: Arc<Mutex<HashMap<uuid::Uuid, usize>>>,
+}
+
+/// One running statement of an account; dropping it ends the count.
+struct Running {
+    counts: Arc<Mutex<HashMap<uuid::Uuid, usize>>>,
+    user: uuid::Uuid,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let mut counts = self.counts.lock().expect("running statements");
+        if let Some(n) = counts.get_mut(&self.user) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&self.user);
+            }
+        }
+    }
 }
 
 /// Statements whose fast plans are remembered; past it, the memory starts
@@ -151,6 +186,7 @@ impl SqlEngine {
             .build_arc()
             .map_err(SqlError::from)?;
         let ctx = SessionContext::new_with_config_rt(config, runtime);
+        crate::values::bound_functions(&ctx, limits.max_value_bytes, limits.memory_bytes)?;
         for view in View::ALL {
             ctx.register_table(view.def().name, Arc::new(ViewTable::new(view, views.clone())))
                 .map_err(SqlError::from)?;
@@ -161,7 +197,53 @@ impl SqlEngine {
             limits,
             fast: Arc::default(),
             fast_answers: Arc::default(),
+            running: Arc::default(),
         })
+    }
+
+    /// Counts a statement of `principal`'s, refusing one past
+    /// [`SqlLimits::statements_per_user`].
+    fn admit(&self, principal: &Principal) -> Result<Option<Running>, SqlError> {
+        let user = match principal {
+            // Admins run the platform; their statements are not capped.
+            Principal::Admin => return Ok(None),
+            Principal::Creator { user_id, .. } | Principal::Viewer { user_id } => *user_id,
+        };
+        let mut counts = self.running.lock().expect("running statements");
+        let n = counts.entry(user).or_insert(0);
+        if *n >= self.limits.statements_per_user {
+            return Err(SqlError::new(
+                sqlstate::TOO_MANY,
+                format!(
+                    "you already have {} statements running; at most {} run at once per account",
+                    *n, self.limits.statements_per_user
+                ),
+            )
+            .with_hint("wait for one to finish, then try again"));
+        }
+        *n += 1;
+        Ok(Some(Running {
+            counts: Arc::clone(&self.running),
+            user,
+        }))
+    }
+
+    /// Checks the size and shape of `sql` before anything plans it: the
+    /// statement without its `AS OF` suffix, or a subscription's `SELECT`,
+    /// which is what the planner sees.
+    fn check(&self, sql: &str) -> Result<(), SqlError> {
+        let limits = &self.limits.statement;
+        // The length first, before anything else reads the text.
+        guard::check_length(sql, limits)?;
+        let statement = split_as_of(sql)?;
+        match subscribe::target(statement.sql) {
+            Some(target) => match subscribe::inner_query(target) {
+                Ok(inner) => guard::check(&inner, limits),
+                // Refused later with its own error.
+                Err(_) => Ok(()),
+            },
+            None => guard::check(statement.sql, limits),
+        }
     }
 
     /// Statements answered by the fast path so far.
@@ -186,6 +268,7 @@ impl SqlEngine {
         params: Vec<ScalarValue>,
         principal: Principal,
     ) -> Result<QueryOutput, SqlError> {
+        self.check(sql)?;
         let statement = split_as_of(sql)?;
         if subscribe::target(statement.sql).is_some() {
             return Err(SqlError::new(
@@ -201,7 +284,10 @@ impl SqlEngine {
                 .readable_at()
                 .ok_or_else(|| SqlError::from(PeekError::NotReady))?,
         };
-        let run = self.run(statement.sql, params, as_of, principal);
+        let _running = self.admit(&principal)?;
+        let engine = self.clone();
+        let sql = statement.sql.to_string();
+        let run = crate::threads::run(async move { engine.run(&sql, params, as_of, principal).await });
         match tokio::time::timeout(self.limits.timeout, run).await {
             Ok(result) => result,
             Err(_) => Err(SqlError::timeout(self.limits.timeout)),
@@ -267,11 +353,17 @@ impl SqlEngine {
         principal: Principal,
         refresh: Option<RefreshPrincipal>,
     ) -> Result<Subscribed, SqlError> {
+        self.check(sql)?;
         let statement = split_as_of(sql)?;
         let target =
             subscribe::target(statement.sql).ok_or_else(|| SqlError::syntax("not a SUBSCRIBE statement", Some(1)))?;
-        let (state, plan) = self.plan_subscription(target, principal.clone()).await?;
-        let plan = subscribe::plan(&state, &plan)?;
+        let engine = self.clone();
+        let (target, who) = (target.to_string(), principal.clone());
+        let plan = crate::threads::run(async move {
+            let (state, plan) = engine.plan_subscription(&target, who).await?;
+            subscribe::plan(&state, &plan)
+        })
+        .await?;
         let (view, selector) = plan.source();
         let inner = self
             .views
@@ -325,19 +417,30 @@ impl SqlEngine {
     /// The schema of `sql`'s answer, without running it (for the extended
     /// protocol's Describe).
     pub async fn describe(&self, sql: &str, principal: Principal) -> Result<SchemaRef, SqlError> {
-        let statement = split_as_of(sql)?;
-        if let Some(target) = subscribe::target(statement.sql) {
-            let (state, plan) = self.plan_subscription(target, principal).await?;
-            return Ok(subscribe::plan(&state, &plan)?.output_schema());
-        }
-        let plan = self.plan_only(sql, principal).await?;
-        Ok(Arc::new(plan.schema().as_arrow().clone()))
+        self.check(sql)?;
+        let _running = self.admit(&principal)?;
+        let engine = self.clone();
+        let sql = sql.to_string();
+        crate::threads::run(async move {
+            let statement = split_as_of(&sql)?;
+            if let Some(target) = subscribe::target(statement.sql) {
+                let (state, plan) = engine.plan_subscription(target, principal).await?;
+                return Ok(subscribe::plan(&state, &plan)?.output_schema());
+            }
+            let plan = engine.plan_only(&sql, principal).await?;
+            Ok(Arc::new(plan.schema().as_arrow().clone()))
+        })
+        .await
     }
 
     /// The types DataFusion infers for the statement's `$1`, `$2`… (`None`
     /// where it cannot tell).
     pub async fn parameter_types(&self, sql: &str, principal: Principal) -> Result<Vec<Option<DataType>>, SqlError> {
-        let plan = self.plan_only(sql, principal).await?;
+        self.check(sql)?;
+        let _running = self.admit(&principal)?;
+        let engine = self.clone();
+        let sql = sql.to_string();
+        let plan = crate::threads::run(async move { engine.plan_only(&sql, principal).await }).await?;
         let types = plan.get_parameter_types().map_err(SqlError::from)?;
         let mut numbered: Vec<(usize, Option<DataType>)> = types
             .into_iter()

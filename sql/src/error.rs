@@ -41,12 +41,23 @@ pub mod sqlstate {
     pub const NOT_READY: &str = "55000";
     /// data_exception.
     pub const DATA: &str = "22000";
+    /// invalid_text_representation (a cast of text that is not a value of
+    /// the type).
+    pub const INVALID_TEXT: &str = "22P02";
+    /// division_by_zero.
+    pub const DIVISION_BY_ZERO: &str = "22012";
+    /// numeric_value_out_of_range.
+    pub const OUT_OF_RANGE: &str = "22003";
     /// insufficient_privilege.
     pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
     /// invalid_password.
     pub const INVALID_PASSWORD: &str = "28P01";
-    /// program_limit_exceeded (result too large).
+    /// program_limit_exceeded (result or statement too large).
     pub const LIMIT: &str = "54000";
+    /// statement_too_complex (an expression too deep, too many operators).
+    pub const TOO_COMPLEX: &str = "54001";
+    /// too_many_connections (a caller's concurrent statements).
+    pub const TOO_MANY: &str = "53300";
     /// internal_error.
     pub const INTERNAL: &str = "XX000";
 }
@@ -163,16 +174,38 @@ pub(crate) fn from_datafusion(e: datafusion::common::DataFusionError) -> SqlErro
             }
         }
         E::Diagnostic(_, inner) => from_datafusion(*inner),
+        E::ArrowError(e, _) => from_arrow(*e),
         other => {
             let m = other.to_string();
             if m.contains("Resources exhausted") {
                 SqlError::new(sqlstate::OUT_OF_MEMORY, m)
+            } else if m.contains("Cast error") || m.contains("Cannot cast") || m.contains("Parser error") {
+                SqlError::new(sqlstate::INVALID_TEXT, m)
+            } else if m.contains("Divide by zero") || m.contains("division by zero") {
+                SqlError::new(sqlstate::DIVISION_BY_ZERO, m)
             } else if m.contains("Error during planning") {
                 plan_error(m)
             } else {
                 SqlError::new(sqlstate::INTERNAL, m)
             }
         }
+    }
+}
+
+/// Arrow's errors while computing: those a statement's values cause are the
+/// caller's (22xxx), as PostgreSQL reports them.
+fn from_arrow(e: datafusion::arrow::error::ArrowError) -> SqlError {
+    use datafusion::arrow::error::ArrowError as A;
+    match e {
+        A::CastError(m) | A::ParseError(m) => SqlError::new(sqlstate::INVALID_TEXT, m),
+        A::DivideByZero => SqlError::new(sqlstate::DIVISION_BY_ZERO, "division by zero"),
+        A::ArithmeticOverflow(m) => SqlError::new(sqlstate::OUT_OF_RANGE, m),
+        A::InvalidArgumentError(m) => SqlError::new(sqlstate::DATA, m),
+        A::ExternalError(inner) => match inner.downcast::<datafusion::common::DataFusionError>() {
+            Ok(df) => from_datafusion(*df),
+            Err(other) => SqlError::new(sqlstate::INTERNAL, other.to_string()),
+        },
+        other => SqlError::new(sqlstate::INTERNAL, other.to_string()),
     }
 }
 

@@ -86,7 +86,8 @@ fn status_of(e: &SqlError) -> StatusCode {
     match e.code {
         sqlstate::CANCELED => StatusCode::GATEWAY_TIMEOUT,
         sqlstate::NOT_READY => StatusCode::SERVICE_UNAVAILABLE,
-        sqlstate::OUT_OF_MEMORY | sqlstate::LIMIT => StatusCode::UNPROCESSABLE_ENTITY,
+        sqlstate::OUT_OF_MEMORY | sqlstate::LIMIT | sqlstate::TOO_COMPLEX => StatusCode::UNPROCESSABLE_ENTITY,
+        sqlstate::TOO_MANY => StatusCode::TOO_MANY_REQUESTS,
         sqlstate::INTERNAL => StatusCode::INTERNAL_SERVER_ERROR,
         sqlstate::READ_ONLY => StatusCode::FORBIDDEN,
         _ => StatusCode::BAD_REQUEST,

@@ -9,6 +9,12 @@
 //! - Password authentication with Reelflow accounts (email and password,
 //!   verified by an [`Authenticator`] over the accounts database); the
 //!   account's role decides which rows it reads ([`crate::access`]).
+//! - Logins are throttled per client address and per account, with the
+//!   same limits as the HTTP login (an [`Authenticator`] refuses the try).
+//! - TLS: with a certificate configured ([`PgTls`]), an `SSLRequest` is
+//!   answered `S` and the session is encrypted. A password is refused over
+//!   a plaintext connection from anywhere but loopback, unless the
+//!   deployment says its network is trusted (`allow_plaintext_passwords`).
 //! - Cancel requests stop the running statement.
 //! - Session chatter clients send (`SET`, `BEGIN`, `COMMIT`, `SHOW
 //!   server_version`…) is answered; psql's catalog queries (`\d`, `\dt`,
@@ -39,9 +45,9 @@ use pgwire::api::results::{
 use pgwire::api::stmt::{QueryParser, StoredStatement};
 use pgwire::api::{ClientInfo, ConnectionManager, METADATA_USER, PgWireServerHandlers, Type};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
-use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::copy::CopyOutResponse;
 use pgwire::messages::data::{DataRow, RowDescription};
+use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use pgwire::types::ToSqlText;
 use postgres_types::ToSql;
 
@@ -54,8 +60,10 @@ use crate::subscribe::{self, Chunk, RefreshPrincipal};
 /// Checks Reelflow accounts for the wire protocol.
 #[async_trait]
 pub trait Authenticator: Send + Sync + Debug + 'static {
-    /// Whether `password` is the password of the account `user` (an email).
-    async fn verify(&self, user: &str, password: &str) -> bool;
+    /// Whether `password` is the password of the account `user` (an email),
+    /// tried from the address `client`; `Err` refuses the try without
+    /// checking it (too many tries), saying when to try again.
+    async fn verify(&self, user: &str, password: &str, client: &str) -> Result<bool, String>;
     /// What `user` may read, as of now.
     async fn principal(&self, user: &str) -> Result<Principal, String>;
 }
@@ -76,11 +84,112 @@ impl AuthSource for Accounts {
         let user = login.user().unwrap_or_default().to_string();
         let password = String::from_utf8_lossy(presented);
         let password = password.trim_end_matches('\0');
-        if self.0.verify(&user, password).await {
-            Ok(None)
-        } else {
-            Err(PgWireError::InvalidPassword(user))
+        // The client's address (its IP, no port).
+        match self.0.verify(&user, password, login.host()).await {
+            Ok(true) => Ok(None),
+            Ok(false) => Err(PgWireError::InvalidPassword(user)),
+            Err(why) => Err(PgWireError::UserError(Box::new(ErrorInfo::new(
+                "FATAL".into(),
+                TOO_MANY_LOGINS.into(),
+                why,
+            )))),
         }
+    }
+}
+
+/// SQLSTATE of a refused login try (PostgreSQL's too_many_connections
+/// class: the server declines to take more from this client now).
+const TOO_MANY_LOGINS: &str = "53300";
+
+/// TLS for the wire protocol, and whether passwords may cross plaintext
+/// connections from other hosts.
+#[derive(Clone, Default)]
+pub struct PgTls {
+    /// Accepts TLS sessions, when a certificate is configured.
+    pub acceptor: Option<pgwire::tokio::TlsAcceptor>,
+    /// Whether a password may be sent over a plaintext connection from a
+    /// host other than this one (a trusted network, a TLS-terminating
+    /// proxy).
+    pub allow_plaintext_passwords: bool,
+}
+
+impl Debug for PgTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgTls")
+            .field("tls", &self.acceptor.is_some())
+            .field("allow_plaintext_passwords", &self.allow_plaintext_passwords)
+            .finish()
+    }
+}
+
+impl PgTls {
+    /// TLS with the PEM certificate chain at `cert` and private key at `key`.
+    pub fn from_pem_files(cert: &std::path::Path, key: &std::path::Path) -> Result<Self, String> {
+        use pgwire::tokio::tokio_rustls::rustls;
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let certs = CertificateDer::pem_file_iter(cert)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| format!("reading the TLS certificate {}: {e}", cert.display()))?;
+        if certs.is_empty() {
+            return Err(format!("{} holds no PEM certificate", cert.display()));
+        }
+        let key =
+            PrivateKeyDer::from_pem_file(key).map_err(|e| format!("reading the TLS key {}: {e}", key.display()))?;
+        let mut config =
+            rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+                .with_safe_default_protocol_versions()
+                .map_err(|e| format!("TLS: {e}"))?
+                .with_no_client_auth()
+                .with_single_cert(certs, key)
+                .map_err(|e| format!("TLS certificate and key do not work together: {e}"))?;
+        // PostgreSQL 17's direct TLS negotiation names this protocol.
+        config.alpn_protocols = vec![b"postgresql".to_vec()];
+        Ok(Self {
+            acceptor: Some(pgwire::tokio::TlsAcceptor::from(Arc::new(config))),
+            allow_plaintext_passwords: false,
+        })
+    }
+}
+
+/// Whether a client at `peer` may send its password over a connection that
+/// is `secure` or not.
+pub fn password_allowed(peer: std::net::IpAddr, secure: bool, allow_plaintext: bool) -> bool {
+    secure || allow_plaintext || peer.is_loopback()
+}
+
+/// The password handshake, refused before it starts over a plaintext
+/// connection from another host (the password would cross the network in
+/// the clear).
+struct Startup {
+    inner: CleartextPasswordAuthStartupHandler<Accounts, DefaultServerParameterProvider>,
+    tls_configured: bool,
+    allow_plaintext: bool,
+}
+
+#[async_trait]
+impl pgwire::api::auth::StartupHandler for Startup {
+    async fn on_startup<C>(&self, client: &mut C, message: PgWireFrontendMessage) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if matches!(message, PgWireFrontendMessage::Startup(_))
+            && !password_allowed(client.socket_addr().ip(), client.is_secure(), self.allow_plaintext)
+        {
+            let how = if self.tls_configured {
+                "connect with TLS (sslmode=require)"
+            } else {
+                "the server has no TLS certificate (sql.tls_cert, sql.tls_key); ask its operator"
+            };
+            return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
+                "FATAL".into(),
+                "28000".into(),
+                format!("passwords are not accepted over a plaintext connection from another host: {how}"),
+            ))));
+        }
+        self.inner.on_startup(client, message).await
     }
 }
 
@@ -104,8 +213,9 @@ pub struct Backend {
 /// Everything `process_socket` needs.
 pub struct PgServer {
     backend: Arc<Backend>,
-    startup: Arc<CleartextPasswordAuthStartupHandler<Accounts, DefaultServerParameterProvider>>,
+    startup: Arc<Startup>,
     cancel: Arc<DefaultCancelHandler>,
+    tls: Option<pgwire::tokio::TlsAcceptor>,
 }
 
 impl Debug for PgServer {
@@ -115,8 +225,15 @@ impl Debug for PgServer {
 }
 
 impl PgServer {
-    /// A server answering from `engine`, with accounts from `auth`.
+    /// A server answering from `engine`, with accounts from `auth`, without
+    /// TLS (passwords from loopback only).
     pub fn new(engine: SqlEngine, auth: Arc<dyn Authenticator>) -> Arc<Self> {
+        Self::with_tls(engine, auth, PgTls::default())
+    }
+
+    /// A server answering from `engine`, with accounts from `auth`, with
+    /// `tls`.
+    pub fn with_tls(engine: SqlEngine, auth: Arc<dyn Authenticator>, tls: PgTls) -> Arc<Self> {
         let manager = Arc::new(ConnectionManager::new());
         let mut parameters = DefaultServerParameterProvider::default();
         parameters.server_version = SERVER_VERSION.into();
@@ -128,8 +245,13 @@ impl PgServer {
                 engine,
                 auth,
             }),
-            startup: Arc::new(startup),
+            startup: Arc::new(Startup {
+                inner: startup,
+                tls_configured: tls.acceptor.is_some(),
+                allow_plaintext: tls.allow_plaintext_passwords,
+            }),
             cancel: Arc::new(DefaultCancelHandler::new(manager)),
+            tls: tls.acceptor,
         })
     }
 
@@ -140,7 +262,8 @@ impl PgServer {
                 Ok((socket, _)) => {
                     let server = Arc::clone(&self);
                     tokio::spawn(async move {
-                        if let Err(e) = pgwire::tokio::process_socket(socket, None, server).await {
+                        let tls = server.tls.clone();
+                        if let Err(e) = pgwire::tokio::process_socket(socket, tls, server).await {
                             tracing::debug!(error = %e, "a pgwire connection ended with an error");
                         }
                     });
@@ -847,6 +970,23 @@ impl Backend {
 #[cfg(test)]
 mod tests {
     use super::Float8;
+
+    /// Security finding 7: passwords crossed the network in the clear.
+    #[test]
+    fn regression_passwords_need_tls_from_other_hosts() {
+        use super::password_allowed;
+        let remote: std::net::IpAddr = "10.1.2.3".parse().expect("ip");
+        let loopback: std::net::IpAddr = "127.0.0.1".parse().expect("ip");
+        let loopback6: std::net::IpAddr = "::1".parse().expect("ip");
+        assert!(!password_allowed(remote, false, false), "plaintext from another host");
+        assert!(password_allowed(remote, true, false), "TLS from another host");
+        assert!(
+            password_allowed(remote, false, true),
+            "a trusted network, as configured"
+        );
+        assert!(password_allowed(loopback, false, false));
+        assert!(password_allowed(loopback6, false, false));
+    }
 
     #[test]
     fn float8_prints_as_postgresql_prints_it() {

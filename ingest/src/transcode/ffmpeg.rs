@@ -41,13 +41,9 @@ pub fn ladder_args(
     // A keyframe exactly every segment, in every rendition, so segments
     // line up and players can switch at any boundary.
     let gop = ((fps * SEGMENT_S as f64).round() as u32).max(1);
-    let mut a: Vec<String> = vec![
-        "-hide_banner".into(),
-        "-nostdin".into(),
-        "-y".into(),
-        "-i".into(),
-        input.display().to_string(),
-    ];
+    let mut a: Vec<String> = vec!["-hide_banner".into(), "-nostdin".into(), "-y".into()];
+    // The upload is opened as data only (see `probe`).
+    a.extend(crate::transcode::probe::source_input(input));
     let video_in = match picture {
         Picture::Source => "[0:v]",
         Picture::Still => {

@@ -24,6 +24,17 @@ pub struct JobLimits {
     pub probe: ProbeLimits,
     /// Longest the ffmpeg pass may run.
     pub timeout: Duration,
+    /// Seconds of encoding allowed per second of source (beyond a minute
+    /// for any source): a job's wall time follows what it really holds.
+    pub seconds_per_source_second: f64,
+}
+
+impl JobLimits {
+    /// The longest the pass of a `duration_s` source may run.
+    pub fn timeout_for(&self, duration_s: f64) -> Duration {
+        let relative = Duration::from_secs_f64((60.0 + duration_s * self.seconds_per_source_second).min(1e9));
+        relative.min(self.timeout)
+    }
 }
 
 impl Default for JobLimits {
@@ -31,6 +42,7 @@ impl Default for JobLimits {
         Self {
             probe: ProbeLimits::default(),
             timeout: Duration::from_secs(3 * 3600),
+            seconds_per_source_second: 20.0,
         }
     }
 }
@@ -155,10 +167,60 @@ pub async fn transcode<L: EventLog, S: ObjectStore>(
     let _ = tokio::fs::remove_dir_all(work_dir).await;
     let event = match result {
         Ok(ready) => ready,
-        Err(reason) => ProcessingEvent::Failed { video_id, reason },
+        Err(reason) => {
+            // A failed video has no ladder: take back whatever this job
+            // published before it failed.
+            unpublish(store, video_id).await;
+            ProcessingEvent::Failed {
+                video_id,
+                reason: scrub_paths(&reason),
+            }
+        }
     };
     report(log, event.clone()).await;
     event
+}
+
+/// Deletes the outputs of `video_id`'s job.
+async fn unpublish<S: ObjectStore>(store: &S, video_id: Uuid) {
+    if let Err(e) = store.delete_prefix(&format!("videos/{video_id}/hls/")).await {
+        tracing::warn!(%video_id, error = %e, "could not delete a failed job's renditions");
+    }
+    for name in ["poster.jpg", "storyboard.jpg"] {
+        if let Ok(key) = ObjectKey::parse(&format!("videos/{video_id}/{name}")) {
+            let _ = store.delete(&key).await;
+        }
+    }
+}
+
+/// `reason` with every absolute path replaced by `…`: a reason is shown to
+/// the video's owner, who has no business knowing the server's layout.
+pub fn scrub_paths(reason: &str) -> String {
+    let mut out = String::with_capacity(reason.len());
+    let mut rest = reason;
+    while let Some(at) = rest.find('/') {
+        let starts_path = at == 0 || rest[..at].ends_with([' ', '\'', '"', '(', '[', '=', ':']);
+        let tail = &rest[at..];
+        let end = tail
+            .find(|c: char| c.is_whitespace() || matches!(c, '\'' | '"' | ')' | ']' | ',' | ';'))
+            .unwrap_or(tail.len());
+        let word = &tail[..end];
+        // A path has a second separator: "/tmp/x", not "1/2" or "a/b".
+        if starts_path && word[1..].contains('/') {
+            out.push_str(&rest[..at]);
+            out.push('…');
+            let name = word.rsplit('/').next().unwrap_or("");
+            if !name.is_empty() {
+                out.push('/');
+                out.push_str(name);
+            }
+        } else {
+            out.push_str(&rest[..at + end.max(1)]);
+        }
+        rest = &rest[at + end.max(1)..];
+    }
+    out.push_str(rest);
+    out
 }
 
 async fn run<L: EventLog, S: ObjectStore>(
@@ -208,7 +270,7 @@ async fn run<L: EventLog, S: ObjectStore>(
     let in_pass = (picture == ffmpeg::Picture::Source).then_some((storyboard_path.as_path(), every));
     let args = ffmpeg::ladder_args(&input, &out_dir, &rungs, video.fps, probed.has_audio, picture, in_pass);
     let encode = async {
-        let r = ffmpeg::run(&args, probed.duration_s, limits.timeout, |p| {
+        let r = ffmpeg::run(&args, probed.duration_s, limits.timeout_for(probed.duration_s), |p| {
             let _ = tx.send((p * 10.0).round() / 10.0);
         })
         .await;
@@ -242,11 +304,9 @@ async fn run<L: EventLog, S: ObjectStore>(
         (r, ()) = async { tokio::join!(encode, forward) } => r,
         () = publish_early => unreachable!("publishing early never ends by itself"),
     };
-    if let Err(e) = encoded {
-        // Take back what was published early: a failed video has no ladder.
-        let _ = store.delete_prefix(&format!("{prefix}/")).await;
-        return Err(e);
-    }
+    // A failure from here on takes back what was published early
+    // (`transcode` unpublishes).
+    encoded?;
     publisher.round(store, &rungs, true).await?;
     let mut output_bytes = publisher.bytes;
     let mut measured = Vec::new();
@@ -255,7 +315,7 @@ async fn run<L: EventLog, S: ObjectStore>(
     }
     // Pictures come from the source, or for audio only are the still frame.
     let pictures: Vec<String> = match picture {
-        ffmpeg::Picture::Source => vec!["-i".into(), input.display().to_string()],
+        ffmpeg::Picture::Source => crate::transcode::probe::source_input(&input),
         ffmpeg::Picture::Still => vec![
             "-f".into(),
             "lavfi".into(),
@@ -309,4 +369,30 @@ async fn run<L: EventLog, S: ObjectStore>(
         first_playable_s,
         output_bytes,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn processing_errors_leak_no_server_paths() {
+        let reason = "ffmpeg failed (exit status: 1): /var/lib/reelflow/transcode/0193-ab/source: Invalid data found / \
+                      [hls @ 0x55] Opening '/srv/objects/videos/x/hls/240p/seg_00000.m4s' for reading; 3/4 done, a/b";
+        let scrubbed = scrub_paths(reason);
+        assert!(
+            !scrubbed.contains("/var/lib") && !scrubbed.contains("/srv"),
+            "{scrubbed}"
+        );
+        assert!(scrubbed.contains("…/source: Invalid data"), "{scrubbed}");
+        assert!(scrubbed.contains("3/4 done, a/b"), "{scrubbed}");
+        assert_eq!(scrub_paths("no path here"), "no path here");
+    }
+
+    #[test]
+    fn a_job_may_run_in_proportion_to_its_source() {
+        let limits = JobLimits::default();
+        assert_eq!(limits.timeout_for(3.0), Duration::from_secs(120));
+        assert_eq!(limits.timeout_for(4.0 * 3600.0), limits.timeout);
+    }
 }

@@ -12,7 +12,11 @@
 //! 5. [`job`]: runs the steps for one upload, puts the outputs in object
 //!    storage (the master playlist last, so a video is never half
 //!    published) and reports each stage as a `reelflow.processing` event.
+//! 6. [`worker`] and [`fair`]: a transcoder takes jobs from its partitions of
+//!    `reelflow.uploads`, owner by owner, so one account cannot hold
+//!    everyone else's uploads behind its own.
 
+pub mod fair;
 pub mod ffmpeg;
 pub mod job;
 pub mod ladder;

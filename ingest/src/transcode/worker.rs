@@ -1,9 +1,11 @@
 //! A transcoder: a member of the consumer group on `reelflow.uploads`. Each
-//! `upload_completed` becomes a job; the record's offset is committed only
-//! after the job reported `ready` or `failed`, so a transcoder killed
-//! mid-job leaves the upload to be done again by the next member (outputs
-//! are overwritten, the master playlist last). Records that are not valid
-//! upload events are logged, counted and skipped.
+//! `upload_completed` becomes a job, queued (and reported `queued`) as it is
+//! read and started owner by owner ([`super::fair`]); a record's offset is
+//! committed only after its job, and every job before it in its partition,
+//! reported `ready` or `failed`, so a transcoder killed mid-job leaves the
+//! upload to be done again by the next member (outputs are overwritten, the
+//! master playlist last). Records that are not valid upload events are
+//! logged, counted and skipped.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -14,6 +16,7 @@ use crate::events::TopicEvent;
 use crate::events::{ProcessingEvent, UploadEvent, decode};
 use crate::log::{EventLog, GroupConsumer, LogResult};
 use crate::storage::{ObjectKey, ObjectStore};
+use crate::transcode::fair::{FairQueue, LOOKAHEAD, Outstanding, Waiting};
 use crate::transcode::job::{JobLimits, report, transcode};
 
 /// The consumer group every transcoder joins.
@@ -39,7 +42,16 @@ pub struct WorkerStats {
     pub malformed: AtomicU64,
 }
 
-/// Runs one transcoder until `stop` resolves (between jobs).
+/// What a record of `reelflow.uploads` asks of a transcoder.
+struct Job {
+    video_id: uuid::Uuid,
+    object_key: String,
+    event_id: uuid::Uuid,
+    uploaded_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Runs one transcoder until `stop` resolves (between jobs). Jobs are taken
+/// owner by owner from the records read ahead ([`super::fair`]).
 pub async fn run_worker<L: EventLog, S: ObjectStore>(
     log: L,
     store: S,
@@ -48,56 +60,82 @@ pub async fn run_worker<L: EventLog, S: ObjectStore>(
     stop: impl std::future::Future<Output = ()>,
 ) -> LogResult<()> {
     let mut consumer = log.consumer(GROUP, UploadEvent::TOPIC).await?;
+    let mut queue: FairQueue<Job> = FairQueue::default();
+    let mut outstanding = Outstanding::default();
     tokio::pin!(stop);
     loop {
-        let record = tokio::select! {
-            () = &mut stop => return Ok(()),
-            r = consumer.next(Duration::from_secs(1)) => r?,
-        };
-        let Some(record) = record else { continue };
-        match decode::<UploadEvent>(&record.value) {
-            Err(e) => {
-                stats.malformed.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(offset = record.offset, partition = record.partition, error = %e, "skipping a malformed upload event");
-            }
-            Ok(envelope) => {
-                let UploadEvent::UploadCompleted {
-                    video_id, object_key, ..
-                } = envelope.event;
-                tracing::info!(%video_id, "transcoding");
-                report(&log, ProcessingEvent::Queued { video_id }).await;
-                let outcome = match ObjectKey::parse(&object_key) {
-                    Ok(key) => {
-                        let dir = settings
-                            .work_root
-                            .join(format!("{video_id}-{}", envelope.event_id.simple()));
-                        transcode(
-                            &log,
-                            &store,
-                            video_id,
-                            &key,
-                            &dir,
-                            settings.limits,
-                            envelope.occurred_at,
-                        )
-                        .await
+        // Read ahead what is there; wait for a record only when idle.
+        while queue.len() < LOOKAHEAD {
+            let wait = if queue.is_empty() {
+                Duration::from_secs(1)
+            } else {
+                Duration::ZERO
+            };
+            let record = tokio::select! {
+                () = &mut stop => return Ok(()),
+                r = consumer.next(wait) => r?,
+            };
+            let Some(record) = record else { break };
+            outstanding.read(&record);
+            match decode::<UploadEvent>(&record.value) {
+                Err(e) => {
+                    stats.malformed.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(offset = record.offset, partition = record.partition, error = %e, "skipping a malformed upload event");
+                    if let Some(done) = outstanding.done(record) {
+                        consumer.commit(&done).await?;
                     }
-                    Err(e) => {
-                        let failed = ProcessingEvent::Failed {
+                }
+                Ok(envelope) => {
+                    let UploadEvent::UploadCompleted {
+                        video_id,
+                        object_key,
+                        owner_id,
+                        ..
+                    } = envelope.event;
+                    report(&log, ProcessingEvent::Queued { video_id }).await;
+                    queue.push(Waiting {
+                        owner: owner_id,
+                        job: Job {
                             video_id,
-                            reason: format!("the upload names no valid object: {e}"),
-                        };
-                        report(&log, failed.clone()).await;
-                        failed
-                    }
-                };
-                match outcome {
-                    ProcessingEvent::Ready { .. } => stats.ready.fetch_add(1, Ordering::Relaxed),
-                    _ => stats.failed.fetch_add(1, Ordering::Relaxed),
-                };
-                tracing::info!(%video_id, topic = ProcessingEvent::TOPIC, "job done");
+                            object_key,
+                            event_id: envelope.event_id,
+                            uploaded_at: envelope.occurred_at,
+                        },
+                        record,
+                    });
+                }
             }
         }
-        consumer.commit(&record).await?;
+        // Stopping: between jobs, never in one.
+        if futures::FutureExt::now_or_never(&mut stop).is_some() {
+            return Ok(());
+        }
+        let Some(Waiting { job, record, .. }) = queue.pop() else {
+            continue;
+        };
+        let video_id = job.video_id;
+        tracing::info!(%video_id, "transcoding");
+        let outcome = match ObjectKey::parse(&job.object_key) {
+            Ok(key) => {
+                let dir = settings.work_root.join(format!("{video_id}-{}", job.event_id.simple()));
+                transcode(&log, &store, video_id, &key, &dir, settings.limits, job.uploaded_at).await
+            }
+            Err(e) => {
+                let failed = ProcessingEvent::Failed {
+                    video_id,
+                    reason: format!("the upload names no valid object: {e}"),
+                };
+                report(&log, failed.clone()).await;
+                failed
+            }
+        };
+        match outcome {
+            ProcessingEvent::Ready { .. } => stats.ready.fetch_add(1, Ordering::Relaxed),
+            _ => stats.failed.fetch_add(1, Ordering::Relaxed),
+        };
+        tracing::info!(%video_id, topic = ProcessingEvent::TOPIC, "job done");
+        if let Some(done) = outstanding.done(record) {
+            consumer.commit(&done).await?;
+        }
     }
 }

@@ -217,6 +217,7 @@ async fn start(dir: &Path, kafka: Option<&str>) -> anyhow::Result<Server> {
     }
     // The load generator is one client: no limits in its way.
     config.limits.beacons_per_ip_per_minute = u32::MAX / 2;
+    config.limits.sessions_per_ip_per_minute = u32::MAX / 2;
     config.limits.beacons_per_session_per_minute = u32::MAX / 2;
     config.limits.api_per_user_per_minute = u32::MAX / 2;
     config.limits.register_per_ip_per_hour = u32::MAX / 2;

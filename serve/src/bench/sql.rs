@@ -98,8 +98,8 @@ const PASSWORD: &str = "bench password";
 
 #[async_trait]
 impl reelflow_sql::Authenticator for BenchAccount {
-    async fn verify(&self, user: &str, password: &str) -> bool {
-        user == USER && password == PASSWORD
+    async fn verify(&self, user: &str, password: &str, _client: &str) -> Result<bool, String> {
+        Ok(user == USER && password == PASSWORD)
     }
     async fn principal(&self, _user: &str) -> Result<reelflow_sql::Principal, String> {
         Ok(reelflow_sql::Principal::Admin)

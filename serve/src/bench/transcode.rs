@@ -130,6 +130,8 @@ pub async fn run(args: TranscodeBenchArgs) -> anyhow::Result<TranscodeBenchRepor
     store.put_stream(&key, tokio::fs::File::open(&input).await?).await?;
     let limits = JobLimits {
         timeout: Duration::from_secs(24 * 3600),
+        // Measured, not bounded.
+        seconds_per_source_second: 1e6,
         ..JobLimits::default()
     };
     let mut first_playable_s = None;

@@ -15,4 +15,4 @@ mod store;
 
 pub use model::{NewVideo, Video, VideoPage, VideoPatch, VideoStatus, Visibility};
 pub use routes::*;
-pub use store::{delete_video_and_objects, load, load_visible};
+pub use store::{delete_video_and_objects, load, load_visible, playback_access};

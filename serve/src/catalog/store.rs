@@ -80,6 +80,21 @@ pub async fn load(db: &Db, id: Uuid) -> ApiResult<Option<Video>> {
     Ok(Some(video))
 }
 
+/// Who may play `id`: its visibility, owner and playback generation.
+pub async fn playback_access(db: &Db, id: Uuid) -> ApiResult<Option<(Visibility, Uuid, i64)>> {
+    let row = sqlx::query("SELECT visibility, owner_id, playback_generation FROM videos WHERE id = $1")
+        .bind(id.to_string())
+        .fetch_optional(&db.pool)
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let bad = |what: &str| ApiError::Internal(anyhow::anyhow!("videos row has an invalid {what}"));
+    Ok(Some((
+        Visibility::parse(&row.try_get::<String, _>("visibility")?).ok_or_else(|| bad("visibility"))?,
+        Uuid::parse_str(&row.try_get::<String, _>("owner_id")?).map_err(|_| bad("owner_id"))?,
+        row.try_get("playback_generation")?,
+    )))
+}
+
 /// The video if `caller` may see it, else the 404 of a missing video.
 pub async fn load_visible(state: &AppState, caller: Option<&Caller>, id: Uuid) -> ApiResult<Video> {
     match load(&state.db, id).await? {
@@ -155,7 +170,10 @@ pub(crate) async fn insert(state: &AppState, video: &Video) -> ApiResult<()> {
 pub(crate) async fn update(state: &AppState, video: &Video) -> ApiResult<()> {
     let mut tx = state.db.pool.begin().await?;
     sqlx::query(
-        "UPDATE videos SET title = $1, description = $2, genre = $3, language = $4, visibility = $5, updated_at = $6 WHERE id = $7",
+        // A change of visibility moves the playback generation on, which
+        // revokes the playback tokens issued before it.
+        "UPDATE videos SET title = $1, description = $2, genre = $3, language = $4, visibility = $5, updated_at = $6, \
+         playback_generation = playback_generation + CASE WHEN visibility = $5 THEN 0 ELSE 1 END WHERE id = $7",
     )
     .bind(&video.title)
     .bind(&video.description)

@@ -5,9 +5,18 @@
 //! - The whole batch is checked before anything is appended: a batch with
 //!   one bad event gets a 400 listing every bad field, and none of it
 //!   reaches the log.
-//! - The session id is the client's, or a new one the answer returns (an
-//!   anonymous player keeps it for the next batches). The viewer is the
-//!   signed-in caller, attached here; a `user_id` in the body is refused.
+//! - A session belongs to whoever opened it. The first batch (without a
+//!   session) gets a new session id and a `session_token`, signed with the
+//!   token keyring, naming the session, the video and the caller (or no
+//!   one); every later batch of the session must carry that token, from
+//!   the same caller, for the same video. So no one can append events to
+//!   another viewer's session, and a client-chosen session id is refused.
+//!   The viewer is the signed-in caller, attached here; a `user_id` in the
+//!   body is refused.
+//! - New sessions are rate limited per client IP
+//!   (`limits.sessions_per_ip_per_minute`): a view is a session that
+//!   attempted playback, so this bounds how fast one address can add views
+//!   (see SECURITY.md on view inflation).
 //! - Batches are bounded (`playback.max_batch_events`, and the body limit)
 //!   and rate limited per session and per client IP.
 //! - The body may be sent as `application/json`, or as `text/plain` the
@@ -41,6 +50,10 @@ pub struct BeaconBatch {
     /// The playback session; omit it on the first batch to get one.
     #[serde(default)]
     pub session_id: Option<Uuid>,
+    /// The session's token, from the answer to its first batch: required
+    /// on every later batch.
+    #[serde(default)]
+    pub session_token: Option<String>,
     /// A playback token for the video (needed for private videos).
     #[serde(default)]
     pub token: Option<String>,
@@ -57,8 +70,34 @@ pub struct BeaconBatch {
 pub struct BeaconAck {
     /// The session the events were recorded under.
     pub session_id: Uuid,
+    /// Send it with the session's next batches.
+    pub session_token: String,
     /// How many events the log acknowledged.
     pub accepted: usize,
+}
+
+/// Audience of session tokens (never an access or playback token).
+pub const SESSION_AUDIENCE: &str = "reelflow-beacon-session";
+
+/// How long a session token is good for, seconds (a day: longer than any
+/// sitting).
+const SESSION_TTL_S: i64 = 24 * 3600;
+
+/// The claims of a session token.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SessionClaims {
+    /// The session.
+    pub sub: Uuid,
+    /// Its video.
+    pub vid: Uuid,
+    /// Its viewer, if signed in.
+    pub uid: Option<Uuid>,
+    /// Always [`SESSION_AUDIENCE`].
+    pub aud: String,
+    /// Issued at, Unix seconds.
+    pub iat: i64,
+    /// Expires at, Unix seconds.
+    pub exp: i64,
 }
 
 /// Longest playhead position accepted, seconds (a week).
@@ -233,26 +272,71 @@ pub async fn post_events(
 
     // The video must exist, and be open to this player.
     let video_id = batch.video_id;
-    if let Some(t) = &batch.token {
-        token::verify(&state.keys, t, video_id).map_err(|e| ApiError::Forbidden(e.to_string()))?;
-    }
+    let claims = match &batch.token {
+        Some(t) => Some(token::verify(&state.keys, t, video_id).map_err(|e| ApiError::Forbidden(e.to_string()))?),
+        None => None,
+    };
     let access = state
         .delivery
         .access(&state.db, video_id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no video {video_id}")))?;
+    if let Some(claims) = &claims {
+        token::admits(claims, &access).map_err(|e| ApiError::Forbidden(e.to_string()))?;
+    }
     let manager = caller.0.as_ref().is_some_and(|c| c.may_manage(access.owner));
     if access.visibility == Visibility::Private && batch.token.is_none() && !manager {
         return Err(ApiError::NotFound(format!("no video {video_id}")));
     }
 
-    let session_id = batch.session_id.unwrap_or_else(Uuid::new_v4);
+    let user_id = caller.0.as_ref().map(|c| c.user.id);
+    let (session_id, session_token) = match &batch.session_token {
+        Some(t) => {
+            let claims: SessionClaims = state
+                .keys
+                .verify(t, SESSION_AUDIENCE)
+                .map_err(|e| ApiError::Forbidden(format!("the session_token is not valid: {e}")))?;
+            if claims.vid != video_id || claims.uid != user_id {
+                return Err(ApiError::Forbidden(
+                    "the session_token belongs to another video or viewer".into(),
+                ));
+            }
+            if batch.session_id.is_some_and(|s| s != claims.sub) {
+                return Err(ApiError::Forbidden("the session_token is for another session".into()));
+            }
+            (claims.sub, t.clone())
+        }
+        None if batch.session_id.is_some() => {
+            return Err(ApiError::Forbidden(
+                "a session goes on with the session_token the answer to its first batch gave; \
+                 omit session_id to open a new session"
+                    .into(),
+            ));
+        }
+        None => {
+            state
+                .limits
+                .sessions_per_ip
+                .check(&ip)
+                .map_err(|retry_after_s| ApiError::RateLimited { retry_after_s })?;
+            let session_id = Uuid::new_v4();
+            let now = chrono::Utc::now().timestamp();
+            let token = state.keys.sign(&SessionClaims {
+                sub: session_id,
+                vid: video_id,
+                uid: user_id,
+                aud: SESSION_AUDIENCE.into(),
+                iat: now,
+                exp: now + SESSION_TTL_S,
+            });
+            (session_id, token)
+        }
+    };
     state
         .limits
         .beacons_per_session
         .check(&session_id.to_string())
         .map_err(|retry_after_s| ApiError::RateLimited { retry_after_s })?;
-    let user_id = caller.0.map(|c| c.user.id);
     let envelopes: Vec<Envelope<PlaybackEvent>> = kinds
         .into_iter()
         .map(|kind| {
@@ -281,6 +365,7 @@ pub async fn post_events(
         StatusCode::ACCEPTED,
         Json(BeaconAck {
             session_id,
+            session_token,
             accepted: values.len(),
         }),
     )

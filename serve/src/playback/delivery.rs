@@ -60,6 +60,9 @@ pub struct Access {
     pub visibility: Visibility,
     /// Its owner.
     pub owner: Uuid,
+    /// Its playback generation: a private video accepts only the playback
+    /// tokens of its current one ([`super::token`]).
+    pub generation: i64,
 }
 
 /// An object held in memory.
@@ -121,10 +124,11 @@ impl Delivery {
         let db = db.clone();
         self.access
             .try_get_with(video, async move {
-                crate::catalog::load(&db, video).await.map(|v| {
-                    v.map(|v| Access {
-                        visibility: v.visibility,
-                        owner: v.owner_id,
+                crate::catalog::playback_access(&db, video).await.map(|v| {
+                    v.map(|(visibility, owner, generation)| Access {
+                        visibility,
+                        owner,
+                        generation,
                     })
                 })
             })
@@ -155,12 +159,16 @@ struct Granted {
 async fn authorize(state: &AppState, video: Uuid, query: TokenQuery, caller: &MaybeCaller) -> ApiResult<Granted> {
     // A token that was sent is checked before anything is looked up, so a
     // bad one answers the same whether or not the video exists.
-    if let Some(t) = &query.token {
-        token::verify(&state.keys, t, video).map_err(|e| ApiError::Forbidden(e.to_string()))?;
-    }
+    let claims = match &query.token {
+        Some(t) => Some(token::verify(&state.keys, t, video).map_err(|e| ApiError::Forbidden(e.to_string()))?),
+        None => None,
+    };
     let Some(access) = state.delivery.access(&state.db, video).await? else {
         return Err(ApiError::NotFound(format!("no video {video}")));
     };
+    if let Some(claims) = &claims {
+        token::admits(claims, &access).map_err(|e| ApiError::Forbidden(e.to_string()))?;
+    }
     let private = access.visibility == Visibility::Private;
     let manager = caller.0.as_ref().is_some_and(|c| c.may_manage(access.owner));
     if private && query.token.is_none() && !manager {

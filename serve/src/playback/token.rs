@@ -4,6 +4,14 @@
 //! never pass for one, nor the other way round. Like Mux's signed playback
 //! IDs, the token rides in the query string of every playlist and segment
 //! URI, so a plain HLS player needs nothing special to play a private video.
+//!
+//! A token names the playback generation of its video when it was issued
+//! (`gen`). Every change of visibility moves the generation on, and a
+//! private video accepts only tokens of its current generation: making a
+//! video private revokes every token issued before, whether minted by
+//! anyone while it was public or by its owner while it was private before.
+//! Tokens of a public or unlisted video need no such check, since the video
+//! plays without one.
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -24,11 +32,14 @@ pub struct PlaybackClaims {
     pub iat: i64,
     /// Expires at, Unix seconds.
     pub exp: i64,
+    /// The video's playback generation when the token was issued.
+    #[serde(default)]
+    pub r#gen: i64,
 }
 
 /// Issues a token for `video` valid for `ttl_s` seconds; returns it with its
 /// expiry (Unix seconds).
-pub fn issue(keys: &Keyring, video: Uuid, ttl_s: u64) -> (String, i64) {
+pub fn issue(keys: &Keyring, video: Uuid, generation: i64, ttl_s: u64) -> (String, i64) {
     let now = chrono::Utc::now().timestamp();
     let exp = now + ttl_s as i64;
     let claims = PlaybackClaims {
@@ -36,6 +47,7 @@ pub fn issue(keys: &Keyring, video: Uuid, ttl_s: u64) -> (String, i64) {
         aud: PLAYBACK_AUDIENCE.into(),
         iat: now,
         exp,
+        r#gen: generation,
     };
     (keys.sign(&claims), exp)
 }
@@ -49,16 +61,29 @@ pub enum PlaybackTokenError {
     /// A valid token for another video.
     #[error("the playback token is for another video")]
     OtherVideo,
+    /// A token issued before the video's visibility last changed.
+    #[error("the playback token was issued before the video's visibility last changed; ask its owner for a new one")]
+    Revoked,
 }
 
-/// Checks that `token` is a valid playback token for `video`.
-pub fn verify(keys: &Keyring, token: &str, video: Uuid) -> Result<(), PlaybackTokenError> {
+/// Checks that `token` is a valid playback token for `video`; returns its
+/// claims, for [`admits`] once the video's access rules are known.
+pub fn verify(keys: &Keyring, token: &str, video: Uuid) -> Result<PlaybackClaims, PlaybackTokenError> {
     let claims: PlaybackClaims = keys.verify(token, PLAYBACK_AUDIENCE)?;
     if claims.sub == video {
-        Ok(())
+        Ok(claims)
     } else {
         Err(PlaybackTokenError::OtherVideo)
     }
+}
+
+/// Whether a verified token still opens its video: a private video accepts
+/// only tokens of its current playback generation.
+pub fn admits(claims: &PlaybackClaims, access: &super::delivery::Access) -> Result<(), PlaybackTokenError> {
+    if access.visibility == crate::catalog::Visibility::Private && claims.r#gen != access.generation {
+        return Err(PlaybackTokenError::Revoked);
+    }
+    Ok(())
 }
 
 /// `playlist` with `token` carried into every URI it holds: the URI lines
@@ -151,7 +176,11 @@ pub async fn playback_token(
     crate::problem::ApiPath(id): crate::problem::ApiPath<Uuid>,
 ) -> crate::problem::ApiResult<axum::Json<PlaybackGrant>> {
     let video = crate::catalog::load_visible(&state, caller.as_ref(), id).await?;
-    let (token, exp) = issue(&state.keys, video.id, state.config.playback.token_ttl_s);
+    // The generation read now: the access cache may be a moment old.
+    let generation = crate::catalog::playback_access(&state.db, video.id)
+        .await?
+        .map_or(0, |(_, _, generation)| generation);
+    let (token, exp) = issue(&state.keys, video.id, generation, state.config.playback.token_ttl_s);
     let v = video.id;
     Ok(axum::Json(PlaybackGrant {
         master_url: format!("/v1/videos/{v}/hls/master.m3u8?token={token}"),

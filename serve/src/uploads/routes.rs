@@ -96,16 +96,24 @@ fn body_stream(body: Body) -> BoxStream<'static, std::io::Result<bytes::Bytes>> 
 }
 
 /// Stages a chunk on local disk while hashing it; returns the chunk as a
-/// stream if its checksum matches, `None` if not.
+/// stream if its checksum matches, `None` if not. A chunk is verified whole,
+/// so one longer than the `remaining` bytes of its upload is refused as soon
+/// as it passes them: the disk never holds more than the upload may still
+/// take.
 async fn verified(
     state: &AppState,
     body: Body,
     expected: &Checksum,
+    remaining: u64,
 ) -> ApiResult<Option<BoxStream<'static, std::io::Result<bytes::Bytes>>>> {
+    let past_the_end = || {
+        too_large(format!(
+            "the chunk goes past Upload-Length: only {remaining} more bytes are expected; \
+             a chunk with Upload-Checksum is verified whole, so nothing of it was kept"
+        ))
+    };
     let dir = state.config.data_dir.join("upload-staging");
-    tokio::fs::create_dir_all(&dir)
-        .await
-        .map_err(|e| ApiError::Internal(e.into()))?;
+    crate::platform::private_dir(&dir).map_err(ApiError::Internal)?;
     let path = dir.join(Uuid::new_v4().simple().to_string());
     let mut file = tokio::fs::File::create(&path)
         .await
@@ -113,12 +121,18 @@ async fn verified(
     let mut sha1 = sha1::Sha1::new();
     let mut sha256 = sha2::Sha256::new();
     let mut stream = body_stream(body);
+    let mut staged = 0u64;
     while let Some(chunk) = stream.next().await {
         // A chunk that did not arrive whole cannot be verified: discard it.
         let Ok(chunk) = chunk else {
             let _ = tokio::fs::remove_file(&path).await;
             return Ok(None);
         };
+        staged += chunk.len() as u64;
+        if staged > remaining {
+            let _ = tokio::fs::remove_file(&path).await;
+            return Err(past_the_end());
+        }
         match expected {
             Checksum::Sha1(_) => sha1.update(&chunk),
             Checksum::Sha256(_) => sha2::Digest::update(&mut sha256, &chunk),
@@ -148,7 +162,7 @@ async fn verified(
 /// offset (or the reason it could not).
 async fn patch_body(state: &AppState, upload: &mut Upload, headers: &HeaderMap, body: Body) -> ApiResult<Response> {
     let stream = match protocol::checksum(headers)? {
-        Some(expected) => match verified(state, body, &expected).await? {
+        Some(expected) => match verified(state, body, &expected, upload.length.saturating_sub(upload.offset)).await? {
             Some(s) => s,
             None => {
                 return Err(ApiError::ChecksumMismatch(
@@ -236,7 +250,10 @@ pub async fn create_upload(State(state): State<AppState>, caller: Caller, header
             expires_at: now_ms() + state.config.uploads.expire_after_s as i64 * 1000,
             completed_at: None,
         };
-        state::insert(&state, &upload).await?;
+        if let Err(e) = state::insert(&state, &upload, state.config.uploads.quota_bytes_per_user).await {
+            let _ = state.platform.store.abort_multipart(&key, &upload.multipart_id).await;
+            return Err(e);
+        }
         let with_body =
             headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) == Some(protocol::OFFSET_OCTET_STREAM);
         if with_body {
@@ -424,7 +441,11 @@ pub async fn put_source(
         expires_at: now_ms(),
         completed_at: None,
     };
-    state::insert(&state, &upload).await?;
+    if let Err(e) = state::insert(&state, &upload, state.config.uploads.quota_bytes_per_user).await {
+        // Another upload took the quota while this one streamed.
+        let _ = state.platform.store.delete(&key).await;
+        return Err(e);
+    }
     state::finish(&state, &mut upload, None).await?;
     let body = SourceUploaded {
         upload_id: upload.id,

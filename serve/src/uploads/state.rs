@@ -87,11 +87,26 @@ pub(crate) async fn load(state: &AppState, id: Uuid) -> ApiResult<Option<Upload>
     }))
 }
 
-pub(crate) async fn insert(state: &AppState, u: &Upload) -> ApiResult<()> {
-    sqlx::query(
+///
+/// The row reserves its `length` against the owner's quota atomically: it
+/// is inserted only if the owner's uploads, this one included, stay within
+/// `quota` bytes (on PostgreSQL under a lock of the owner's row, since two
+/// inserts would not see each other's; SQLite runs one writer at a time).
+/// Concurrent creations can no longer all pass a check made before any of
+/// them was stored.
+pub(crate) async fn insert(state: &AppState, u: &Upload, quota: u64) -> ApiResult<()> {
+    let mut tx = state.db.pool.begin().await?;
+    if state.db.kind == crate::db::DbKind::Postgres {
+        sqlx::query("SELECT id FROM users WHERE id = $1 FOR UPDATE")
+            .bind(u.owner_id.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
+    }
+    let inserted = sqlx::query(
         "INSERT INTO uploads (id, owner_id, video_id, file_name, content_type, metadata, length, upload_offset, object_key, \
          multipart_id, parts, tail_len, created_at, expires_at, completed_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15 \
+         WHERE (SELECT COALESCE(CAST(SUM(length) AS BIGINT), 0) FROM uploads WHERE owner_id = $2) + $7 <= $16",
     )
     .bind(u.id.to_string())
     .bind(u.owner_id.to_string())
@@ -108,8 +123,22 @@ pub(crate) async fn insert(state: &AppState, u: &Upload) -> ApiResult<()> {
     .bind(now_ms())
     .bind(u.expires_at)
     .bind(u.completed_at)
-    .execute(&state.db.pool)
+    .bind(i64::try_from(quota).unwrap_or(i64::MAX))
+    .execute(&mut *tx)
     .await?;
+    if inserted.rows_affected() == 0 {
+        let used =
+            sqlx::query_scalar::<_, Option<i64>>("SELECT CAST(SUM(length) AS BIGINT) FROM uploads WHERE owner_id = $1")
+                .bind(u.owner_id.to_string())
+                .fetch_one(&mut *tx)
+                .await?
+                .unwrap_or(0);
+        return Err(ApiError::PayloadTooLarge(format!(
+            "this upload would bring your total to {} bytes; your quota is {quota} bytes",
+            used.max(0) as u64 + u.length
+        )));
+    }
+    tx.commit().await?;
     Ok(())
 }
 
