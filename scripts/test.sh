@@ -16,8 +16,9 @@ rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup compon
 
 command -v node >/dev/null || apt_install nodejs npm
 # Debian's Chromium plays the player page in the browser test; the real
-# psql client talks to the SQL wire protocol.
-apt_install chromium postgresql-client
+# psql client talks to the SQL wire protocol; openssl makes the certificate
+# of the TLS test.
+apt_install chromium postgresql-client openssl
 say "installing the JavaScript clients the tests drive (npm ci)"
 npm ci --prefix serve/tests/js --no-audit --no-fund --loglevel=error
 # kustomize and kubernetes-validate check the Kubernetes manifests.

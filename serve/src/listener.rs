@@ -137,7 +137,10 @@ pub async fn serve(
                 request.map(|body| Body::new(TimeoutBody::new(body_idle, body)))
             },
         ));
-        let mut builder = auto::Builder::new(TokioExecutor::new());
+        // HTTP/1.1 only: the API is plain HTTP (HTTP/2 comes with TLS, at the
+        // proxy), and sniffing for an HTTP/2 preface would wait, with no
+        // timeout, on a client that sends a few bytes and stalls.
+        let mut builder = auto::Builder::new(TokioExecutor::new()).http1_only();
         builder
             .http1()
             .timer(TokioTimer::new())

@@ -46,6 +46,19 @@ impl RateLimiter {
         state.insert(key.to_string(), tat + self.interval);
         Ok(())
     }
+
+    /// Whether `key` may make a request now, without counting one (for
+    /// limits that count only failures, such as password tries).
+    pub fn peek(&self, key: &str) -> Result<(), u64> {
+        let now = Instant::now();
+        let state = self.state.lock().expect("rate limiter lock");
+        let tat = state.get(key).copied().filter(|&t| t > now).unwrap_or(now);
+        if tat > now + self.tolerance {
+            let wait = tat - (now + self.tolerance);
+            return Err(wait.as_secs_f64().ceil().max(1.0) as u64);
+        }
+        Ok(())
+    }
 }
 
 /// Every limit the API applies, built from the configuration.

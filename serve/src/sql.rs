@@ -63,15 +63,20 @@ pub struct Accounts {
 #[async_trait]
 impl reelflow_sql::Authenticator for Accounts {
     async fn verify(&self, user: &str, presented: &str, client: &str) -> Result<bool, String> {
-        // Each try costs an Argon2 hash: count it before checking it.
+        // Past the login limits (the HTTP login's), a try is refused before
+        // it costs an Argon2 hash. Failed tries count against them; a right
+        // password does not, since drivers and psql log in per connection.
         let limited = |retry_after_s: u64| format!("too many login attempts; try again in {retry_after_s} s");
-        self.limits.login_per_ip.check(client).map_err(limited)?;
-        self.limits
-            .login_per_account
-            .check(&user.trim().to_lowercase())
-            .map_err(limited)?;
+        let account_key = user.trim().to_lowercase();
+        self.limits.login_per_ip.peek(client).map_err(limited)?;
+        self.limits.login_per_account.peek(&account_key).map_err(limited)?;
         let account = users::find_by_email(&self.db, user).await.ok().flatten();
-        Ok(password::verify(presented.to_string(), account.map(|a| a.password_hash)).await)
+        let ok = password::verify(presented.to_string(), account.map(|a| a.password_hash)).await;
+        if !ok {
+            let _ = self.limits.login_per_ip.check(client);
+            let _ = self.limits.login_per_account.check(&account_key);
+        }
+        Ok(ok)
     }
 
     async fn principal(&self, user: &str) -> Result<Principal, String> {

@@ -149,14 +149,14 @@ fn regression_a_thousand_term_statement_cannot_crash_the_server() {
     // The same server answers the next statement, on both front ends.
     let (status, answer) = p.sql(&viewer, "SELECT 1+1+1 AS three");
     assert_eq!(status, 200, "{answer}");
-    assert_eq!(answer["rows"][0]["three"], 3, "{answer}");
+    assert_eq!(answer["rows"][0][0], 3, "{answer}");
     let rows = p.rt.block_on(client.query("SELECT 40 + 2 AS n", &[])).expect("after");
     assert_eq!(rows[0].get::<_, i64>(0), 42);
     assert!(p.up.is_running(), "the process is alive");
     // A statement of ordinary size and shape is not refused.
     let (status, answer) = p.sql(&viewer, &format!("SELECT {} AS s", chain("+", "1", 150)));
     assert_eq!(status, 200, "{answer}");
-    assert_eq!(answer["rows"][0]["s"], 150);
+    assert_eq!(answer["rows"][0][0], 150, "{answer}");
 }
 
 /// Finding 4: `length(repeat('x', 600000000))` took the server from 142 MB
@@ -190,8 +190,8 @@ fn regression_functions_cannot_build_values_past_the_memory_limit() {
         "SELECT length(repeat('x', 1000) || 'y') AS n, 'a' || 'b' AS ab",
     );
     assert_eq!(status, 200, "{answer}");
-    assert_eq!(answer["rows"][0]["n"], 1001);
-    assert_eq!(answer["rows"][0]["ab"], "ab");
+    assert_eq!(answer["rows"][0][0], 1001, "{answer}");
+    assert_eq!(answer["rows"][0][1], "ab", "{answer}");
 }
 
 /// Finding 4: an account runs a bounded number of statements at once.
@@ -251,7 +251,7 @@ fn regression_pgwire_logins_are_throttled() {
         let e = p
             .pg("target@example.org", "not the password")
             .expect_err("wrong password");
-        if e.to_string().contains("too many login attempts") {
+        if throttled_login(&e) {
             throttled += 1;
         }
     }
@@ -259,7 +259,7 @@ fn regression_pgwire_logins_are_throttled() {
     let e = p
         .pg("target@example.org", PASSWORD)
         .expect_err("the right one is throttled too");
-    assert!(e.to_string().contains("too many login attempts"), "{e}");
+    assert!(throttled_login(&e), "{e:?}");
     // The HTTP login shares the count.
     let r = p
         .http
@@ -268,6 +268,12 @@ fn regression_pgwire_logins_are_throttled() {
         .send()
         .expect("login");
     assert_eq!(r.status(), 429);
+}
+
+/// Whether a login was refused as one try too many (53300, saying so).
+fn throttled_login(e: &tokio_postgres::Error) -> bool {
+    e.as_db_error()
+        .is_some_and(|d| d.code().code() == "53300" && d.message().contains("too many login attempts"))
 }
 
 /// Finding 7: TLS on pgwire. With a certificate configured, psql connects
