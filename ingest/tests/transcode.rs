@@ -283,7 +283,9 @@ fn failure(events: &[ProcessingEvent]) -> &str {
 async fn regression_an_uploaded_playlist_cannot_read_another_tenants_media() {
     let scratch = tempfile::tempdir().expect("tempdir");
     let victim = clip(scratch.path(), "victim.ts", Some("320x240"), true, 3);
-    let attacks: Vec<(&str, Box<dyn Fn(&Path) -> String>)> = vec![
+    // What the upload holds, given where the objects are.
+    type Attack = Box<dyn Fn(&Path) -> String>;
+    let attacks: Vec<(&str, Attack)> = vec![
         (
             "a relative playlist",
             Box::new(|_| {

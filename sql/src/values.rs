@@ -209,14 +209,11 @@ fn estimate(growth: Growth, args: &[ColumnarValue], ints: &[Ints], row: usize) -
     match growth {
         Growth::Repeat => len(0) * int(1),
         Growth::Pad => int(1) * 4,
-        Growth::Replace => {
-            let from = len(1);
-            if from == 0 {
-                len(0) * (len(2) + 1) + len(2)
-            } else {
-                len(0) + len(0) / from * len(2)
-            }
-        }
+        Growth::Replace => match len(0).checked_div(len(1)) {
+            Some(matches) => len(0) + matches * len(2),
+            // An empty pattern matches between every two characters.
+            None => len(0) * (len(2) + 1) + len(2),
+        },
         Growth::RegexpReplace => {
             let replacement = args.get(2).and_then(|a| string_at(a, row)).unwrap_or_default();
             let per_match = if replacement.contains('\\') || replacement.contains('$') {
