@@ -1,6 +1,6 @@
 //! Reading the log's records: the dataflows' decoder (`facts::decode`)
 //! against the schema's own serde decoder (`events::decode`), over the
-//! traffic `reelflow bench dataflow` generates. Run with
+//! traffic `reelflow-bench dataflow` generates. Run with
 //! `cargo bench -p reelflow-dataflows --bench decode`; the figures are in
 //! BENCHMARKS.md.
 

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::datum::F64;
-use crate::views::Time;
+use crate::time::Time;
 
 mod fast;
 

@@ -24,8 +24,8 @@ use timely::dataflow::operators::vec::Broadcast;
 use timely::dataflow::operators::{Inspect, Probe};
 use timely::dataflow::{InputHandle, ProbeHandle};
 
-use crate::source::now_ms;
-use crate::views::Time;
+use crate::time::Time;
+use crate::time::now_ms;
 
 /// Which past times the views keep readable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,59 +1,82 @@
 //! Timely/differential dataflows that keep Reelflow's live views over the
-//! event log: sources reading log partitions, the views, peeks at a
-//! timestamp, and the cluster configuration.
+//! event log, and the reads that serve them at one time or as changes.
 //!
-//! - [`source`]: each worker reads its partitions; log time, made monotone
-//!   per partition, is the timestamp; idle partitions advance with the clock.
-//! - [`facts`]: records decoded once into small ordered values.
-//! - [`definitions`]: what every metric means, as folds over an entity's
-//!   events (Mux Data and PeerTube definitions, written down there).
-//! - [`views`]: the dataflow that maintains every view incrementally.
-//! - [`peek`] and [`runtime`]: reading any view at a timestamp across all
-//!   workers and processes.
-//! - [`history`]: which past times stay readable, agreed by every process.
-//! - [`subscribe`]: a view's rows, then its changes as they happen.
-//! - `store`: a view's arrangement in its dataflow's types, read as rows.
-//! - [`stored`]: views arranged in a smaller form than they are read.
-//! - [`total`]: `reduce` for a totally ordered time, as the views use it.
-//! - [`changes`]: what a reader takes of a session's change.
-//! - [`window`]: what was seen in the last window, retracted once it has passed.
-//! - [`cluster`]: workers and processes, from flags or a StatefulSet.
-//! - [`reference`](mod@reference): every view recomputed from scratch, for the tests and
-//!   the benchmark to check the dataflows against.
-//! - [`traffic`]: realistic playback traffic for the benchmark.
-//! - [`workload`]: seeded random logs with late, duplicated and malformed
-//!   events, for checking the views against the reference.
-//! - [`schema`] and [`datum`]: the views' names, columns and values, shared
-//!   with the SQL layer.
+//! # How an event becomes a row
+//!
+//! 1. **Source** (`source`): each worker reads its share of the log's
+//!    partitions. A record's log time, made monotone per partition, is its
+//!    timestamp ([`Time`]); idle partitions advance with the clock.
+//! 2. **Facts** ([`facts`]): each record is decoded once into a small
+//!    ordered value (a catalog entry, a media change, a beacon). A record
+//!    that does not decode is counted in `source_progress` and skipped.
+//! 3. **Views** (`views`): one dataflow folds each entity's facts as
+//!    [`definitions`] says (a session, a video's media state, a catalog
+//!    entry) with the view-agnostic [`operators`], sums and ranks the
+//!    folds, and ends each view in an arrangement per worker.
+//! 4. **Read** (`read`): a [`PeekClient`] reads any view at one time
+//!    across every worker and process (a peek), or from one time on as its
+//!    changes happen (a [`Subscription`]); `history` says which past times
+//!    every process keeps readable.
+//! 5. **Rows**: keys and values come out as [`Row`]s of [`Datum`]s, typed
+//!    by the view's [`ViewDef`], which the SQL layer turns into Arrow.
+//!
+//! # Adding a view
+//!
+//! 1. Name it and its columns: a [`View`] variant and its [`ViewDef`] in
+//!    `schema.rs` (the SQL contract; `VIEWS` is in enum order).
+//! 2. Say what it means: the fold in [`definitions`] and its rows in
+//!    [`definitions::rows`], shared with the reference.
+//! 3. Recompute it from scratch in `reference.rs` (the oracle the tests
+//!    compare against).
+//! 4. Build it incrementally in `views.rs` from the facts, with the
+//!    [`operators`]; end it as `(key row, value row)`, or in its own types
+//!    with a `Shape` in `read/shapes.rs` if it changes with every heartbeat.
+//! 5. Arrange it in `runtime.rs` (`Arranging::arrange`).
+//! 6. Let the SQL layer show it (`sql/src/tables.rs`) and the row-level
+//!    access rule say who may read which rows (`sql/src/access.rs`).
+//! 7. Add it to the golden SQL files and the randomized tests
+//!    (`dataflows/tests/views.rs`), which compare every view with the
+//!    reference at every time on 1, 2 and 4 workers.
+//!
+//! # Layers
+//!
+//! Each module imports only those listed before it:
+//! `time`, `datum`, `cluster` → `schema`, `metrics`, [`facts`] →
+//! `history`, `source` → [`operators`] → [`definitions`] → `read` →
+//! `views` → `runtime`; the test support (`reference`, `workload`,
+//! `traffic`, behind the `test-support` feature) sits on top.
 
-pub mod changes;
-pub mod cluster;
-pub mod datum;
+mod cluster;
+mod datum;
 pub mod definitions;
 pub mod facts;
-pub mod history;
-pub mod metrics;
-pub mod peek;
+mod history;
+mod metrics;
+pub mod operators;
+mod read;
+mod runtime;
+mod schema;
+mod source;
+mod time;
+mod views;
+
+#[cfg(any(test, feature = "test-support"))]
 pub mod reference;
-pub mod runtime;
-pub mod schema;
-pub mod source;
-mod store;
-pub mod stored;
-pub mod subscribe;
-pub mod total;
+#[cfg(any(test, feature = "test-support"))]
 pub mod traffic;
-pub mod views;
-pub mod window;
+#[cfg(any(test, feature = "test-support"))]
 pub mod workload;
 
-pub use cluster::ClusterConfig;
-pub use datum::{Datum, Row};
-pub use peek::{PeekError, Selector};
-pub use runtime::{DataflowOptions, Dataflows, PeekClient, Peeked};
-pub use schema::{VIEWS, View, ViewDef};
-pub use subscribe::{SubscribeEvent, Subscription, Update};
-pub use views::Time;
+pub use cluster::{ClusterConfig, ClusterError};
+pub use datum::{ColumnType, Datum, F64, Row, format_timestamp};
+pub use history::Retained;
+pub use metrics::{Metrics, PartitionStatus};
+pub use read::{PeekClient, PeekError, Peeked, Selector, SubscribeEvent, Subscription, Update};
+pub use runtime::{DataflowOptions, Dataflows, StartError};
+pub use schema::{Column, VIEWS, View, ViewDef};
+pub use source::{SourceOptions, stamp};
+pub use time::{Coll, Time, now_ms};
+pub use views::Windows;
 
 /// The topics the dataflows read, in the order partitions are dealt.
 pub const TOPICS: [&str; 4] = reelflow_ingest::events::TOPICS;

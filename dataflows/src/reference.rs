@@ -13,10 +13,11 @@ use reelflow_ingest::log::Record;
 use uuid::Uuid;
 
 use crate::datum::Row;
-use crate::definitions::{GroupTotals, MediaState, RETENTION_BUCKETS, SessionSummary, VideoTotals, percentile, rows};
+use crate::definitions::{GroupSums, MediaState, RETENTION_BUCKETS, SessionSummary, VideoSums, percentile, rows};
 use crate::facts::{Beacon, CatalogEntry, Fact, MediaChange, Order, decode};
 use crate::schema::View;
-use crate::views::{Time, Windows};
+use crate::time::Time;
+use crate::views::Windows;
 
 /// Records of the log, stamped the way the sources stamp a replay: log time
 /// made monotone per partition and rounded up to `tick_ms`. Returns the
@@ -115,7 +116,7 @@ pub fn views_at(facts: &[(Time, Fact)], at: Time, windows: &Windows) -> BTreeMap
     }
 
     // Per video: totals, viewers, latest view, startup times, retention.
-    let mut totals: BTreeMap<Uuid, VideoTotals> = BTreeMap::new();
+    let mut totals: BTreeMap<Uuid, VideoSums> = BTreeMap::new();
     let mut viewers: BTreeMap<Uuid, BTreeSet<Uuid>> = BTreeMap::new();
     let mut last_view: BTreeMap<Uuid, i64> = BTreeMap::new();
     let mut startups: BTreeMap<Uuid, Vec<u64>> = BTreeMap::new();
@@ -125,7 +126,7 @@ pub fn views_at(facts: &[(Time, Fact)], at: Time, windows: &Windows) -> BTreeMap
     for (sid, s) in &sessions {
         let v = s.video_id;
         let d = duration(&v);
-        totals.entry(v).or_default().add(&VideoTotals::of(s, d));
+        totals.entry(v).or_default().add(&VideoSums::of(s, d));
         viewers.entry(v).or_default().insert(s.user_id.unwrap_or(*sid));
         let lv = last_view.entry(v).or_insert(s.started_ms);
         *lv = (*lv).max(s.started_ms);
@@ -198,8 +199,8 @@ pub fn views_at(facts: &[(Time, Fact)], at: Time, windows: &Windows) -> BTreeMap
     }
 
     // Catalog joins.
-    let mut genres: BTreeMap<&str, GroupTotals> = BTreeMap::new();
-    let mut owners: BTreeMap<Uuid, GroupTotals> = BTreeMap::new();
+    let mut genres: BTreeMap<&str, GroupSums> = BTreeMap::new();
+    let mut owners: BTreeMap<Uuid, GroupSums> = BTreeMap::new();
     for (v, e) in &live {
         if let Some(g) = &e.genre {
             let t = genres.entry(g).or_default();

@@ -18,9 +18,8 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, mpsc};
-use std::thread::Thread;
 use std::time::{Duration, Instant};
 
 use differential_dataflow::operators::arrange::Arranged as Arrangement;
@@ -28,19 +27,19 @@ use differential_dataflow::{ExchangeData, Hashable};
 use reelflow_ingest::log::{AnyLog, EventLog, LogError};
 use timely::dataflow::operators::{Concatenate, Probe};
 use timely::dataflow::{ProbeHandle, Stream};
-use tokio::sync::oneshot;
 
 use crate::cluster::ClusterConfig;
-use crate::datum::Row;
 use crate::history::{self, Retained};
 use crate::metrics::Metrics;
-use crate::peek::{Outstanding, PeekError, PeekRequest, RequestKind, Selector, Traces, Waiting, peek_dataflow};
+use crate::read::{
+    Command, Outstanding, PeekClient, PeekRequest, QOE, RETENTION, ROWS, RequestKind, Selector, Shape, Store,
+    Subscribers, TapUpdate, Taps, Traces, VIDEO_STATS, ViewStore, ViewTrace, WATCH_HISTORY, Waiting, deliver,
+    peek_dataflow, tap,
+};
 use crate::schema::View;
-use crate::source::{SourceOptions, log_source, now_ms};
-use crate::store::{Arranged, ROWS, Shape, Store, ViewStore};
-use crate::stored;
-use crate::subscribe::{Subscriber, Subscribers, Subscription, TapUpdate, Taps, deliver, tap};
-use crate::views::{self, Coll, Time, Windows};
+use crate::source::{SourceOptions, log_source};
+use crate::time::{Coll, Time};
+use crate::views::{self, Windows};
 
 /// How to run the dataflows.
 #[derive(Clone, Debug)]
@@ -83,183 +82,6 @@ pub enum StartError {
     Cluster(String),
 }
 
-enum Command {
-    Peek {
-        view: View,
-        selector: Selector,
-        as_of: Time,
-        reply: oneshot::Sender<Result<Vec<(Row, Row)>, PeekError>>,
-    },
-    Subscribe {
-        view: View,
-        selector: Selector,
-        subscriber: Subscriber,
-    },
-}
-
-/// The rows of a view at one time.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Peeked {
-    /// The time read at: every event of the log up to it, none after.
-    pub as_of: Time,
-    /// `(key, value)` rows, sorted.
-    pub rows: Vec<(Row, Row)>,
-}
-
-/// Reads views from any thread of this process. Cheap to clone.
-#[derive(Clone)]
-pub struct PeekClient {
-    inner: Arc<ClientInner>,
-}
-
-impl std::fmt::Debug for PeekClient {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PeekClient")
-            .field("local_workers", &self.inner.commands.len())
-            .field("peers", &self.inner.peers)
-            .finish()
-    }
-}
-
-struct ClientInner {
-    commands: Vec<Mutex<mpsc::Sender<Command>>>,
-    threads: Mutex<Vec<Option<Thread>>>,
-    next_worker: AtomicUsize,
-    metrics: Arc<Metrics>,
-    timeout: Duration,
-    peers: usize,
-    /// What the cluster keeps readable, once its workers have agreed.
-    retained: Arc<OnceLock<Retained>>,
-}
-
-impl PeekClient {
-    /// The latest time at which every view is complete on every local
-    /// worker, if any is yet at or past the horizon.
-    pub fn readable_at(&self) -> Option<Time> {
-        let horizon = self.retained()?.horizon;
-        let frontier = self.inner.metrics.frontier.lock().expect("metrics lock");
-        if frontier.len() < self.inner.commands.len() {
-            return None;
-        }
-        frontier.values().min().filter(|f| **f > horizon).map(|f| f - 1)
-    }
-
-    /// Which past times stay readable, as every process of the cluster
-    /// agreed; `None` until they have.
-    pub fn retained(&self) -> Option<Retained> {
-        self.inner.retained.get().copied()
-    }
-
-    /// Workers in the whole cluster.
-    pub fn peers(&self) -> usize {
-        self.inner.peers
-    }
-
-    /// This process's metrics.
-    pub fn metrics(&self) -> &Arc<Metrics> {
-        &self.inner.metrics
-    }
-
-    /// The time a read asking for `as_of` reads at, if it may.
-    fn read_time(&self, as_of: Option<Time>) -> Result<Time, PeekError> {
-        let readable = self.readable_at();
-        let as_of = match as_of {
-            Some(t) if t > now_ms() + 1000 => return Err(PeekError::Future { as_of: t }),
-            Some(t) => t,
-            None => readable.ok_or(PeekError::NotReady)?,
-        };
-        // The retained history is the same for every reader, whether or not
-        // the arrangements have compacted that far yet.
-        if let Some(since) = readable.zip(self.retained()).map(|(r, retained)| retained.since(r))
-            && as_of < since
-        {
-            return Err(PeekError::Compacted { as_of, since });
-        }
-        Ok(as_of)
-    }
-
-    /// Hands `command` to the next local worker.
-    fn command(&self, command: Command) -> Result<(), PeekError> {
-        let n = self.inner.commands.len();
-        let w = self.inner.next_worker.fetch_add(1, Ordering::Relaxed) % n;
-        self.inner.commands[w]
-            .lock()
-            .expect("command lock")
-            .send(command)
-            .map_err(|_| PeekError::ShutDown)?;
-        if let Some(t) = &self.inner.threads.lock().expect("threads lock")[w] {
-            t.unpark();
-        }
-        Ok(())
-    }
-
-    /// Subscribes to `selector` of `view`: its rows at `as_of` (or the
-    /// latest readable time), then every change after it, with progress
-    /// markers (see [`crate::subscribe`]). At most `limit` updates may wait
-    /// for the consumer before it is dropped as too slow.
-    pub fn subscribe(
-        &self,
-        view: View,
-        selector: Selector,
-        as_of: Option<Time>,
-        limit: usize,
-    ) -> Result<Subscription, PeekError> {
-        let as_of = self.read_time(as_of)?;
-        let (subscriber, mut subscription) = Subscriber::new(view, as_of, limit);
-        subscription.derive(stored::Deriving::new(view, &selector));
-        self.command(Command::Subscribe {
-            view,
-            selector: stored::stored_selector(view, &selector),
-            subscriber,
-        })?;
-        Ok(subscription)
-    }
-
-    /// Reads `selector` of `view` at `as_of`, or at the latest readable time.
-    pub async fn peek(&self, view: View, selector: Selector, as_of: Option<Time>) -> Result<Peeked, PeekError> {
-        let as_of = self.read_time(as_of)?;
-        // A stored view is read as the stored rows its rows come from.
-        let mut answers = Vec::new();
-        for stored in stored::stored_selectors(view, &selector) {
-            let (reply, answer) = oneshot::channel();
-            self.command(Command::Peek {
-                view,
-                selector: stored,
-                as_of,
-                reply,
-            })?;
-            answers.push(answer);
-        }
-        let timeout = self.inner.timeout;
-        let mut stored = Vec::new();
-        for answer in answers {
-            stored.extend(
-                tokio::time::timeout(timeout, answer)
-                    .await
-                    .map_err(|_| PeekError::Timeout(timeout.as_millis() as u64))?
-                    .map_err(|_| PeekError::ShutDown)??,
-            );
-        }
-        let mut rows = stored::derive(view, stored, &selector);
-        rows.sort();
-        Ok(Peeked { as_of, rows })
-    }
-
-    /// Waits until the views are readable at `t` or later.
-    pub async fn wait_until_readable(&self, t: Time, timeout: Duration) -> Result<Time, PeekError> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(r) = self.readable_at().filter(|r| *r >= t) {
-                return Ok(r);
-            }
-            if Instant::now() >= deadline {
-                return Err(PeekError::Timeout(timeout.as_millis() as u64));
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-    }
-}
-
 /// The dataflows of this process, running until dropped or shut down.
 pub struct Dataflows {
     client: PeekClient,
@@ -297,17 +119,13 @@ impl Dataflows {
         let (senders, receivers): (Vec<_>, Vec<_>) = (0..workers).map(|_| mpsc::channel::<Command>()).unzip();
         let receivers = Mutex::new(receivers.into_iter().map(Some).collect::<Vec<_>>());
         let threads = Arc::new(Mutex::new(vec![None; workers]));
-        let client = PeekClient {
-            inner: Arc::new(ClientInner {
-                commands: senders.into_iter().map(Mutex::new).collect(),
-                threads: Mutex::new(Vec::new()),
-                next_worker: AtomicUsize::new(0),
-                metrics: Arc::clone(&metrics),
-                timeout: options.peek_timeout,
-                peers: options.cluster.peers(),
-                retained: Arc::clone(&retained),
-            }),
-        };
+        let client = PeekClient::new(
+            senders,
+            Arc::clone(&metrics),
+            options.peek_timeout,
+            options.cluster.peers(),
+            Arc::clone(&retained),
+        );
         let config = options.cluster.timely();
         let process = options.cluster.process;
         let stop = Arc::clone(&shutdown);
@@ -338,7 +156,7 @@ impl Dataflows {
         while threads.lock().expect("threads lock").iter().any(Option::is_none) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(1));
         }
-        *client.inner.threads.lock().expect("threads lock") = threads.lock().expect("threads lock").clone();
+        client.set_threads(threads.lock().expect("threads lock").clone());
         Ok(Self {
             client,
             shutdown,
@@ -348,9 +166,7 @@ impl Dataflows {
 
     fn signal_stop(&self) {
         self.shutdown.store(true, Ordering::SeqCst);
-        for t in self.client.inner.threads.lock().expect("threads lock").iter().flatten() {
-            t.unpark();
-        }
+        self.client.unpark_workers();
     }
 
     /// A client for reading the views.
@@ -431,10 +247,10 @@ fn run_worker(
         for (view, rows) in built.rows {
             arranging.arrange(rows, view.def().name, &[(view, ROWS)]);
         }
-        let figures = [(View::VideoStats, views::VIDEO_STATS), (View::Qoe, views::QOE)];
+        let figures = [(View::VideoStats, VIDEO_STATS), (View::Qoe, QOE)];
         arranging.read(built.figures, &figures);
-        arranging.arrange(built.retention, "retention", &[(View::Retention, views::RETENTION)]);
-        let watch_history = [(View::WatchHistory, views::WATCH_HISTORY)];
+        arranging.arrange(built.retention, "retention", &[(View::Retention, RETENTION)]);
+        let watch_history = [(View::WatchHistory, WATCH_HISTORY)];
         arranging.arrange(built.watch_history, "watch_history", &watch_history);
         let Arranging { tapped, stores, .. } = arranging;
         deliver(
@@ -577,7 +393,7 @@ impl<'s> Arranging<'s> {
     }
 
     /// Reads `arranged` as each of `views` in its shape.
-    fn read<K, V>(&mut self, arranged: Arrangement<'s, Arranged<K, V>>, views: &[(View, Shape<K, V>)])
+    fn read<K, V>(&mut self, arranged: Arrangement<'s, ViewTrace<K, V>>, views: &[(View, Shape<K, V>)])
     where
         K: Ord + Clone + 'static,
         V: Ord + Clone + 'static,

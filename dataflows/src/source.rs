@@ -65,7 +65,7 @@ use tokio::sync::mpsc;
 use crate::datum::{Datum, Row};
 use crate::facts::{CatalogFact, Fact, MediaFact, PlaybackFact, decode};
 use crate::metrics::{Metrics, PartitionStatus};
-use crate::views::{Coll, Time};
+use crate::time::{Coll, Time, now_ms};
 
 /// How sources read the log.
 #[derive(Clone, Debug)]
@@ -185,13 +185,6 @@ pub fn assignment(partitions: &[(String, u32)], worker: usize, peers: usize) -> 
         .filter(|(i, _)| i % peers == worker)
         .map(|(_, p)| p.clone())
         .collect()
-}
-
-/// The clock, in milliseconds since 1970.
-pub fn now_ms() -> Time {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as Time)
 }
 
 /// What the sources read, split by kind.

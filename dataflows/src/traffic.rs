@@ -1,4 +1,4 @@
-//! Realistic playback traffic for `reelflow bench dataflow`: a catalog of
+//! Realistic playback traffic for `reelflow-bench dataflow`: a catalog of
 //! videos (with genres, uploads and finished transcodes, so the joins have
 //! something to join), and playback sessions over them with Zipf
 //! popularity (s = 1), interleaved the way thousands of concurrent players

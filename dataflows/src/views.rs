@@ -3,11 +3,11 @@
 //! Shape: facts are split by kind; each entity's events are folded by a
 //! reduce keyed by the entity (catalog entry and media state per video,
 //! summary per playback session — see [`crate::definitions`]); sums over
-//! sessions are differences ([`VideoTotals`]), added up per video
+//! sessions are differences ([`VideoSums`]), added up per video
 //! ([`join_sums`]); maxima and percentiles are reduces (the maximum in
 //! two levels, so a popular video's reduce never sees every session).
 //! Log time is totally ordered, so every reduce, count and distinct is the
-//! `_total` kind ([`crate::total`]), which keeps no output history. A
+//! `_total` kind ([`crate::operators`]), which keeps no output history. A
 //! video's sums change with every heartbeat: they are added up and joined
 //! with everything slow-moving its views show in one operator
 //! ([`join_sums`]), whose result is arranged once and shared by
@@ -19,40 +19,31 @@
 //! join before the sums. What downstream of the sessions looks at
 //! only a part of a summary that a heartbeat rarely changes (the viewer,
 //! the start, the startup time, the retention bucket, idleness) takes a
-//! session's change as a pair ([`crate::changes`]), so the heartbeat's
+//! session's change as a pair ([`project_changes`], [`sum_changes`]), so the heartbeat's
 //! retraction and insertion cancel before they are exchanged and
 //! arranged, and a batch's changes to one video's sums are one update. A
 //! window keeps each thing seen in it once, until the window has passed
-//! its last sighting ([`crate::window`]), so windowed views change as the
+//! its last sighting ([`distinct_in_window`]), so windowed views change as the
 //! frontier passes even when no event arrives; ranks are a two-level
 //! top-k. Views that change seldom end as `(key row, value row)`; those
 //! that change with every heartbeat end in their own types and are read
-//! as rows (`crate::store`): each video's figures (`video_stats` and
+//! as rows (`crate::read`): each video's figures (`video_stats` and
 //! `qoe`, `VIDEO_STATS`, `QOE`), `retention` and `watch_history`.
 
 use std::time::Duration;
 
 use differential_dataflow::operators::arrange::Arranged as Arrangement;
 use differential_dataflow::operators::{CountTotal, ThresholdTotal};
-use differential_dataflow::{Hashable, VecCollection};
 use uuid::Uuid;
 
-use crate::changes::{project_changes, sum_changes};
 use crate::datum::{Datum, Row};
-use crate::definitions::{GroupTotals, MediaState, SessionAccumulator, VideoFigures, VideoTotals, percentile, rows};
+use crate::definitions::{GroupSums, MediaState, SessionAccumulator, VideoFigures, VideoSums, percentile, rows};
 use crate::facts::Beacon;
+use crate::operators::{ReduceTotal, distinct_in_window, join_sums, project_changes, sum_changes};
+use crate::read::{ViewTrace, Watched};
 use crate::schema::View;
 use crate::source::Sourced;
-use crate::store::{Arranged, Shape};
-use crate::stored::retention_key;
-use crate::total::{ReduceTotal, join_sums};
-use crate::window::distinct_in_window;
-
-/// Log time in milliseconds: the dataflows' timestamp.
-pub type Time = u64;
-
-/// A collection of the views' dataflow.
-pub type Coll<'s, D, R = isize> = VecCollection<'s, Time, D, R>;
+use crate::time::{Coll, Time};
 
 /// Lengths of the time-based views' windows.
 #[derive(Clone, Debug)]
@@ -91,98 +82,11 @@ pub struct Built<'s> {
     pub rows: Vec<(View, Coll<'s, (Row, Row)>)>,
     /// What `video_stats` and `qoe` are read from (`VIDEO_STATS`, `QOE`),
     /// arranged: `genre_stats` joins it too.
-    pub figures: Arrangement<'s, Arranged<Uuid, VideoFigures>>,
+    pub figures: Arrangement<'s, ViewTrace<Uuid, VideoFigures>>,
     /// How many sessions of a video stopped in a bucket (`RETENTION`).
     pub retention: Coll<'s, ((Uuid, u64), i64)>,
     /// A viewer's history of a video (`WATCH_HISTORY`).
     pub watch_history: Coll<'s, ((Uuid, Uuid), Watched)>,
-}
-
-/// What `watch_history` shows of a viewer and a video: the last position,
-/// the time played, whether any session completed it, the last time.
-pub type Watched = (u64, u64, bool, i64);
-
-/// The key of a view keyed by a video's id.
-fn video_key(row: &Row) -> Option<Uuid> {
-    match row.as_slice() {
-        [Datum::Uuid(v)] => Some(*v),
-        _ => None,
-    }
-}
-
-/// Where to start looking for the keys of a view keyed by a video's id
-/// from `row` on.
-fn video_seek(row: &Row) -> Option<Uuid> {
-    match row.as_slice() {
-        [Datum::Uuid(v), ..] => Some(*v),
-        _ => None,
-    }
-}
-
-/// The key row of a view keyed by a video's id.
-fn video_key_row(video: &Uuid) -> Row {
-    vec![Datum::Uuid(*video)]
-}
-
-/// `video_stats`, read from the videos' figures.
-pub(crate) const VIDEO_STATS: Shape<Uuid, VideoFigures> = Shape {
-    key: video_key,
-    seek: video_seek,
-    key_row: video_key_row,
-    val_row: |v, f| rows::video_stats(*v, &f.totals, f.unique_viewers, f.last_view_ms).1,
-};
-
-/// `qoe`, read from the videos' figures.
-pub(crate) const QOE: Shape<Uuid, VideoFigures> = Shape {
-    key: video_key,
-    seek: video_seek,
-    key_row: video_key_row,
-    val_row: |v, f| rows::qoe(*v, &f.totals, f.startup_p95_ms).1,
-};
-
-/// `retention`'s stored rows ([`crate::stored`]): sessions per video and
-/// bucket.
-pub(crate) const RETENTION: Shape<(Uuid, u64), i64> = Shape {
-    key: |row| match row.as_slice() {
-        [Datum::Uuid(v), Datum::Int(b)] => u64::try_from(*b).ok().map(|b| (*v, b)),
-        _ => None,
-    },
-    // A video's buckets are read by its id alone.
-    seek: |row| match row.as_slice() {
-        [Datum::Uuid(v), Datum::Int(b), ..] => Some((*v, u64::try_from(*b).unwrap_or(0))),
-        [Datum::Uuid(v), ..] => Some((*v, 0)),
-        _ => None,
-    },
-    key_row: |(v, b)| retention_key(*v, *b),
-    val_row: |_, sessions| vec![Datum::Int(*sessions)],
-};
-
-/// `watch_history`, keyed by viewer and video.
-pub(crate) const WATCH_HISTORY: Shape<(Uuid, Uuid), Watched> = Shape {
-    key: |row| match row.as_slice() {
-        [Datum::Uuid(u), Datum::Uuid(v)] => Some((*u, *v)),
-        _ => None,
-    },
-    // A viewer's history is read by their id alone.
-    seek: |row| match row.as_slice() {
-        [Datum::Uuid(u), Datum::Uuid(v), ..] => Some((*u, *v)),
-        [Datum::Uuid(u), ..] => Some((*u, Uuid::nil())),
-        _ => None,
-    },
-    key_row: |(u, v)| vec![Datum::Uuid(*u), Datum::Uuid(*v)],
-    val_row: |(u, v), (pos, played, completed, last)| rows::watch_history(*u, *v, *pos, *played, *completed, *last).1,
-};
-
-/// The worker that holds the rows of `view` with `key`: what its
-/// arrangement is keyed by, hashed as the arrangement routes its updates.
-pub(crate) fn route(view: View, key: &Row) -> u64 {
-    let typed = match view {
-        View::VideoStats | View::Qoe => video_key(key).map(|v| v.hashed()),
-        View::Retention => (RETENTION.key)(key).map(|k| k.hashed()),
-        View::WatchHistory => (WATCH_HISTORY.key)(key).map(|k| k.hashed()),
-        _ => None,
-    };
-    typed.unwrap_or_else(|| key.hashed())
 }
 
 /// Builds every view from what the sources read (updates at their log
@@ -245,7 +149,7 @@ pub fn build<'s>(sourced: Sourced<'s>, windows: &Windows) -> Built<'s> {
         .count_total();
 
     let totals = sum_changes(sessions.clone(), "SessionTotals", |_, (s, d)| {
-        Some((s.video_id, VideoTotals::of(s, *d)))
+        Some((s.video_id, VideoSums::of(s, *d)))
     });
     let last_view = states
         .clone()
@@ -367,9 +271,9 @@ pub fn build<'s>(sourced: Sourced<'s>, windows: &Windows) -> Built<'s> {
         .explode(|(_, g)| {
             Some((
                 g,
-                GroupTotals {
+                GroupSums {
                     videos: 1,
-                    ..GroupTotals::default()
+                    ..GroupSums::default()
                 },
             ))
         })
@@ -381,10 +285,10 @@ pub fn build<'s>(sourced: Sourced<'s>, windows: &Windows) -> Built<'s> {
             |g, t| {
                 Some((
                     g.clone(),
-                    GroupTotals {
+                    GroupSums {
                         views: t.sessions,
                         played_ms: t.played_ms,
-                        ..GroupTotals::default()
+                        ..GroupSums::default()
                     },
                 ))
             },
@@ -398,9 +302,9 @@ pub fn build<'s>(sourced: Sourced<'s>, windows: &Windows) -> Built<'s> {
         .explode(|(_, o)| {
             Some((
                 o,
-                GroupTotals {
+                GroupSums {
                     videos: 1,
-                    ..GroupTotals::default()
+                    ..GroupSums::default()
                 },
             ))
         })
@@ -410,9 +314,9 @@ pub fn build<'s>(sourced: Sourced<'s>, windows: &Windows) -> Built<'s> {
                 .explode(|(_, (o, bytes))| {
                     Some((
                         o,
-                        GroupTotals {
+                        GroupSums {
                             bytes: bytes as i64,
-                            ..GroupTotals::default()
+                            ..GroupSums::default()
                         },
                     ))
                 }),

@@ -7,10 +7,10 @@ use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use reelflow_dataflows::Windows;
 use reelflow_dataflows::facts::Fact;
+use reelflow_dataflows::now_ms;
 use reelflow_dataflows::reference;
-use reelflow_dataflows::source::now_ms;
-use reelflow_dataflows::views::Windows;
 use reelflow_dataflows::workload as common;
 use reelflow_dataflows::{
     ClusterConfig, DataflowOptions, Dataflows, Datum, PeekClient, PeekError, Row, Selector, SubscribeEvent,

@@ -10,11 +10,13 @@
 //! - [`app`]: the axum application; [`problem`]: errors as problem+json;
 //!   [`ratelimit`], [`validate`]: abuse control and field checks.
 //! - [`client`]: `reelflow sql` and `reelflow upload`, over the public API.
-//! - [`bench`]: `reelflow bench …`.
+//! - [`allocator`]: mimalloc's options, for every binary.
+//!
+//! The benchmarks are a crate of their own, `reelflow-bench` (`serve/bench`).
 
+pub mod allocator;
 pub mod app;
 pub mod auth;
-pub mod bench;
 pub mod catalog;
 pub mod client;
 pub mod config;

@@ -6,7 +6,6 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use reelflow_serve::app;
 use reelflow_serve::auth::{Keyring, password};
-use reelflow_serve::bench::log::LogBenchArgs;
 use reelflow_serve::config::{Config, ConfigArgs};
 use reelflow_serve::db::Db;
 use reelflow_serve::users::Role;
@@ -14,38 +13,10 @@ use tracing_subscriber::EnvFilter;
 
 // The dataflows allocate and free many small rows per event; mimalloc's
 // thread-local free lists take a fifth off the time glibc's malloc spends
-// there (`reelflow bench dataflow`, BENCHMARKS.md).
+// there (`reelflow-bench dataflow`, BENCHMARKS.md). Its options are set in
+// `reelflow_serve::allocator`.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// `mi_option_purge_delay` in the mimalloc (v3) that libmimalloc-sys
-/// builds: its bindings name the options around it but not this one.
-const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = libmimalloc_sys::mi_option_use_numa_nodes - 1;
-
-/// Memory mimalloc frees goes back to the OS only after it went unused for
-/// this long. Its default (1 s in this version; 10 ms in v2) hands pages
-/// back while the dataflows still churn through them, and the kernel then
-/// zeroes them again on the next fault: a sixth of the dataflows' time went to that, and 2 workers ran
-/// about 25 % slower (`reelflow bench dataflow`, BENCHMARKS.md).
-const PURGE_DELAY_MS: std::ffi::c_long = 10_000;
-
-/// `mi_option_arena_eager_commit` in the same mimalloc: two before
-/// `mi_option_large_os_pages`, which its bindings do name.
-const MI_OPTION_ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = libmimalloc_sys::mi_option_large_os_pages - 2;
-
-/// mimalloc's options as Reelflow sets them at startup, each unless its
-/// environment variable (which mimalloc reads itself) is set.
-///
-/// - The purge delay ([`PURGE_DELAY_MS`]).
-/// - Arenas are committed as they are used, not eagerly (mimalloc's default
-///   on Linux). Eagerly committed, a replay of the log spent 43 % of its
-///   CPU in the kernel zeroing pages (`clear_page_erms` in perf), against
-///   16 % without; in alternating runs a replay cost 8.8–11 µs of worker
-///   CPU per record against 6.6–7.6 µs (BENCHMARKS.md).
-const MIMALLOC_OPTIONS: [(libmimalloc_sys::mi_option_t, &str, std::ffi::c_long); 2] = [
-    (MI_OPTION_PURGE_DELAY, "MIMALLOC_PURGE_DELAY", PURGE_DELAY_MS),
-    (MI_OPTION_ARENA_EAGER_COMMIT, "MIMALLOC_ARENA_EAGER_COMMIT", 0),
-];
 
 /// Reelflow: a video platform where everything is an event and every number
 /// is a live SQL view.
@@ -85,9 +56,6 @@ enum Command {
     /// Manage token signing keys.
     #[command(subcommand)]
     Auth(AuthCommand),
-    /// Run a benchmark.
-    #[command(subcommand)]
-    Bench(Bench),
 }
 
 #[derive(Debug, Subcommand)]
@@ -116,50 +84,8 @@ enum AuthCommand {
     RotateKey,
 }
 
-#[derive(Debug, Subcommand)]
-enum Bench {
-    /// Append and read throughput of the embedded and Kafka logs, beside
-    /// Kafka's own producer benchmark.
-    Log(LogBenchArgs),
-    /// Authenticated catalog reads per second and their latency, on SQLite
-    /// and PostgreSQL, with the cost of a password hash.
-    Api(reelflow_serve::bench::api::ApiBenchArgs),
-    /// Our one-pass ladder against one ffmpeg run per rendition: CPU and wall
-    /// time, and the pipeline's overhead over the bare ffmpeg command.
-    Transcode(reelflow_serve::bench::transcode::TranscodeBenchArgs),
-    /// A large tus upload into S3 against a plain PUT to the S3 server, and
-    /// the server's peak memory meanwhile.
-    Upload(reelflow_serve::bench::upload::UploadBenchArgs),
-    /// The dataflows under realistic playback traffic: records/s per core
-    /// from the embedded log and Kafka, freshness at a fixed rate, 2
-    /// workers against 1, beside PostgreSQL computing the same views in SQL.
-    Dataflow(reelflow_serve::bench::dataflow::DataflowBenchArgs),
-    /// Hot HLS segments under wrk, beside nginx serving the same files, and
-    /// beacon batches accepted per second (acknowledged by the log).
-    Hls(reelflow_serve::bench::hls::HlsBenchArgs),
-    /// The dataflow cluster as 1, 2 and 3 processes started the StatefulSet
-    /// way: the time to rebuild the views from a log in Kafka, and records/s.
-    Scale(reelflow_serve::bench::scale::ScaleBenchArgs),
-    /// A point query on video_stats and a top 10 of trending over the
-    /// PostgreSQL protocol, beside PostgreSQL answering them from tables.
-    Sql(reelflow_serve::bench::sql::SqlBenchArgs),
-}
-
-/// Sets one of mimalloc's integer options.
-#[allow(unsafe_code)]
-fn set_mimalloc_option(option: libmimalloc_sys::mi_option_t, value: std::ffi::c_long) {
-    // SAFETY: `mi_option_set` stores an integer option that mimalloc reads
-    // when it decides how to get and give back memory; it touches no
-    // memory of ours.
-    unsafe { libmimalloc_sys::mi_option_set(option, value) };
-}
-
 fn main() -> ExitCode {
-    for (option, variable, value) in MIMALLOC_OPTIONS {
-        if std::env::var_os(variable).is_none() {
-            set_mimalloc_option(option, value);
-        }
-    }
+    reelflow_serve::allocator::configure();
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_env("REELFLOW_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
         .with_writer(std::io::stderr)
@@ -223,46 +149,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 config.keys_file().display()
             );
             Ok(())
-        }
-        Command::Bench(Bench::Hls(args)) => {
-            let json = args.json;
-            let report = reelflow_serve::bench::hls::run(args).await?;
-            reelflow_serve::bench::print_report(json, &report, reelflow_serve::bench::hls::render)
-        }
-        Command::Bench(Bench::Sql(args)) => {
-            let json = args.json;
-            let report = reelflow_serve::bench::sql::run(args).await?;
-            reelflow_serve::bench::print_report(json, &report, reelflow_serve::bench::sql::render)
-        }
-        Command::Bench(Bench::Scale(args)) => {
-            let json = args.json;
-            let report = reelflow_serve::bench::scale::run(args).await?;
-            reelflow_serve::bench::print_report(json, &report, reelflow_serve::bench::scale::render)
-        }
-        Command::Bench(Bench::Dataflow(args)) => {
-            let json = args.json;
-            let report = reelflow_serve::bench::dataflow::run(args).await?;
-            reelflow_serve::bench::print_report(json, &report, reelflow_serve::bench::dataflow::render)
-        }
-        Command::Bench(Bench::Upload(args)) => {
-            let json = args.json;
-            let report = reelflow_serve::bench::upload::run(args).await?;
-            reelflow_serve::bench::print_report(json, &report, reelflow_serve::bench::upload::render)
-        }
-        Command::Bench(Bench::Transcode(args)) => {
-            let json = args.json;
-            let report = reelflow_serve::bench::transcode::run(args).await?;
-            reelflow_serve::bench::print_report(json, &report, reelflow_serve::bench::transcode::render)
-        }
-        Command::Bench(Bench::Api(args)) => {
-            let json = args.json;
-            let report = reelflow_serve::bench::api::run(args).await?;
-            reelflow_serve::bench::print_report(json, &report, reelflow_serve::bench::api::render)
-        }
-        Command::Bench(Bench::Log(args)) => {
-            let json = args.json;
-            let report = reelflow_serve::bench::log::run(args).await?;
-            reelflow_serve::bench::print_report(json, &report, reelflow_serve::bench::log::render)
         }
     }
 }
@@ -479,37 +365,5 @@ async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {},
         () = term => {},
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Each option set at startup is the one mimalloc reads from its
-    /// environment variable: a child test process started with the
-    /// variables set reads them back under the option numbers used here.
-    #[test]
-    fn the_mimalloc_options_are_the_ones_mimalloc_names_so() {
-        const NAME: &str = "tests::the_mimalloc_options_are_the_ones_mimalloc_names_so";
-        let values: [std::ffi::c_long; 2] = [4321, 3];
-        if std::env::var_os("REELFLOW_TEST_MIMALLOC_CHILD").is_some() {
-            for ((option, variable, _), want) in MIMALLOC_OPTIONS.iter().zip(values) {
-                #[allow(unsafe_code)]
-                // SAFETY: reads one of mimalloc's integer options.
-                let read = unsafe { libmimalloc_sys::mi_option_get(*option) };
-                assert_eq!(read, want, "option {option} is not {variable}");
-            }
-            return;
-        }
-        let mut child = std::process::Command::new(std::env::current_exe().expect("test binary"));
-        child
-            .args(["--exact", NAME, "--test-threads", "1"])
-            .env("REELFLOW_TEST_MIMALLOC_CHILD", "1");
-        for ((_, variable, _), value) in MIMALLOC_OPTIONS.iter().zip(values) {
-            child.env(variable, value.to_string());
-        }
-        let status = child.status().expect("starting the test binary again");
-        assert!(status.success(), "the child read other options than the variables set");
     }
 }

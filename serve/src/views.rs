@@ -10,7 +10,7 @@
 
 use axum::Json;
 use axum::extract::{Query, State};
-use reelflow_dataflows::datum::ColumnType;
+use reelflow_dataflows::ColumnType;
 use reelflow_dataflows::{Datum, PeekClient, PeekError, Row, Selector, VIEWS, View, ViewDef};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -141,23 +141,16 @@ pub async fn read(client: &PeekClient, name: &str, query: ViewQuery) -> ApiResul
     Ok(json!({
         "view": def.name,
         "as_of": peeked.as_of,
-        "as_of_time": reelflow_dataflows::datum::format_timestamp(peeked.as_of as i64),
+        "as_of_time": reelflow_dataflows::format_timestamp(peeked.as_of as i64),
         "columns": def.columns().map(|c| json!({"name": c.name, "type": type_name(c.ty), "nullable": c.nullable})).collect::<Vec<_>>(),
         "rows": rows,
         "truncated": total > limit,
     }))
 }
 
+/// The column type's name, as every SQL front end names it.
 fn type_name(ty: ColumnType) -> &'static str {
-    match ty {
-        ColumnType::Bool => "bool",
-        ColumnType::Int => "int8",
-        ColumnType::Float => "float8",
-        ColumnType::Text => "text",
-        ColumnType::Uuid => "uuid",
-        ColumnType::Timestamp => "timestamptz",
-        ColumnType::TextList => "text[]",
-    }
+    reelflow_sql::tables::pg_type_names(ty).0
 }
 
 fn client(state: &AppState) -> ApiResult<&PeekClient> {

@@ -10,7 +10,7 @@ mod common;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use reelflow_dataflows::views::Windows;
+use reelflow_dataflows::Windows;
 use reelflow_dataflows::{Row, Time, VIEWS, View, reference};
 use serde_json::Value;
 

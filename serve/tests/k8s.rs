@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use reelflow_dataflows::views::Windows;
+use reelflow_dataflows::Windows;
 use reelflow_dataflows::{View, reference};
 use serde_json::Value;
 

@@ -354,7 +354,7 @@ fn json_body(out: &QueryOutput, batches: &[RecordBatch], truncated: bool) -> Val
     }
     json!({
         "as_of": out.as_of,
-        "as_of_time": reelflow_dataflows::datum::format_timestamp(out.as_of as i64),
+        "as_of_time": reelflow_dataflows::format_timestamp(out.as_of as i64),
         "columns": columns,
         "rows": rows,
         "row_count": rows.len(),
@@ -389,7 +389,7 @@ pub fn cell(array: &ArrayRef, row: usize) -> Value {
         DataType::Utf8View => json!(array.as_string_view().value(row)),
         DataType::Timestamp(unit, _) => {
             let ms = timestamp_ms(array, row, *unit);
-            json!(reelflow_dataflows::datum::format_timestamp(ms))
+            json!(reelflow_dataflows::format_timestamp(ms))
         }
         DataType::List(_) => {
             let list = array.as_list::<i32>().value(row);

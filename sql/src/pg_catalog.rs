@@ -12,7 +12,7 @@
 //! (indexes, policies, publications, inheritance). `information_schema` is
 //! DataFusion's own and answers ordinary SQL.
 
-use reelflow_dataflows::datum::ColumnType;
+use reelflow_dataflows::ColumnType;
 use reelflow_dataflows::{VIEWS, View};
 use regex::Regex;
 
@@ -96,14 +96,7 @@ fn oid(i: usize) -> u32 {
 }
 
 fn format_type(ty: ColumnType) -> &'static str {
-    match ty {
-        ColumnType::Bool => "boolean",
-        ColumnType::Int => "bigint",
-        ColumnType::Float => "double precision",
-        ColumnType::Text | ColumnType::Uuid => "text",
-        ColumnType::Timestamp => "timestamp with time zone",
-        ColumnType::TextList => "text[]",
-    }
+    crate::tables::pg_type_names(ty).1
 }
 
 /// The items of the outermost select list of `sql` (between its first

@@ -19,7 +19,7 @@ use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
-use reelflow_dataflows::datum::ColumnType;
+use reelflow_dataflows::ColumnType;
 use reelflow_dataflows::{Datum, PeekClient, Row, Selector, Time, View};
 
 use crate::access::Principal;

@@ -19,8 +19,24 @@ use datafusion::arrow::array::{
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
-use reelflow_dataflows::datum::ColumnType;
+use reelflow_dataflows::ColumnType;
 use reelflow_dataflows::{Datum, Row, View};
+
+/// How PostgreSQL names a view column's type: its short name (`int8`, as
+/// `/v1/sql`, `/v1/views` and the wire protocol's types say it) and the
+/// name `information_schema` and psql's `\d` show (`bigint`). The one
+/// mapping every front end takes its names from: a uuid column travels as
+/// `text`, so every front end calls it `text`.
+pub fn pg_type_names(ty: ColumnType) -> (&'static str, &'static str) {
+    match ty {
+        ColumnType::Bool => ("bool", "boolean"),
+        ColumnType::Int => ("int8", "bigint"),
+        ColumnType::Float => ("float8", "double precision"),
+        ColumnType::Text | ColumnType::Uuid => ("text", "text"),
+        ColumnType::Timestamp => ("timestamptz", "timestamp with time zone"),
+        ColumnType::TextList => ("text[]", "text[]"),
+    }
+}
 
 /// The Arrow type of a view column type.
 pub fn arrow_type(ty: ColumnType) -> DataType {
@@ -151,6 +167,16 @@ pub fn batch(view: View, rows: &[(Row, Row)], projection: Option<&[usize]>) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `/v1/views` (from the view's column types) and `/v1/sql` (from the
+    /// Arrow types of an answer) name every column type alike.
+    #[test]
+    fn every_front_end_names_a_column_type_alike() {
+        use reelflow_dataflows::ColumnType::*;
+        for ty in [Bool, Int, Float, Text, Uuid, Timestamp, TextList] {
+            assert_eq!(crate::http::type_name(&arrow_type(ty)), pg_type_names(ty).0, "{ty:?}");
+        }
+    }
 
     #[test]
     fn every_view_converts_with_its_documented_columns() {

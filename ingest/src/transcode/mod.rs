@@ -23,6 +23,7 @@ pub mod ladder;
 pub mod master;
 pub mod probe;
 pub mod publish;
+#[cfg(any(test, feature = "test-support"))]
 pub mod test_pattern;
 pub mod worker;
 

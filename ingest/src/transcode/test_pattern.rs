@@ -1,5 +1,5 @@
 //! Sources made by ffmpeg's own generators (a moving test pattern and a
-//! tone), for the tests and `reelflow bench transcode`, so no media file has
+//! tone), for the tests and `reelflow-bench transcode`, so no media file has
 //! to be checked in.
 
 use std::path::Path;

@@ -454,7 +454,7 @@ pub async fn append_workload(
     let w = workload::workload(seed, phases);
     workload::create_topics(log, 3).await;
     workload::append_all(log, &w, pause).await;
-    let tick = reelflow_dataflows::source::SourceOptions::default().tick.as_millis() as reelflow_dataflows::Time;
+    let tick = reelflow_dataflows::SourceOptions::default().tick.as_millis() as reelflow_dataflows::Time;
     let (facts, _, times) = workload::stamped(log, tick).await;
     (facts, times)
 }

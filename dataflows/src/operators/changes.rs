@@ -2,7 +2,7 @@
 //!
 //! A total kept per key (a session's summary) changes by a retraction of
 //! what it was beside an insertion of what it is, at one time, one after
-//! the other ([`crate::total::ReduceTotal::accumulate_beside`] sends them
+//! the other ([`crate::operators::ReduceTotal::accumulate_beside`] sends them
 //! so). A reader often looks at a part of it that the change left alone
 //! (a heartbeat does not change a session's viewer or start), or adds up
 //! a part (a video's sums). Projecting every update and consolidating the
@@ -20,8 +20,8 @@ use differential_dataflow::{AsCollection, Data};
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::operator::Operator;
 
-use crate::total::HashMap;
-use crate::views::{Coll, Time};
+use crate::operators::support::HashMap;
+use crate::time::{Coll, Time};
 
 /// Hands `each` the updates of `data` two at a time where two are one
 /// key's change at one time (the same key and time, opposite
@@ -39,6 +39,25 @@ fn for_each_change<K: PartialEq, V>(
 
 /// `c` projected by `project` (`None` drops an update), with a change
 /// whose two sides project the same dropped.
+///
+/// ```
+/// use differential_dataflow::AsCollection;
+/// use differential_dataflow::consolidation::consolidate_updates;
+/// use timely::dataflow::operators::capture::Extract;
+/// use timely::dataflow::operators::{Capture, ToStream};
+/// use reelflow_dataflows::operators::project_changes;
+///
+/// // Session 1's summary (its video, its watch time) moves on at time 1;
+/// // its video, the part taken, does not.
+/// let captured = timely::example(|scope| {
+///     let summaries = vec![((1u32, (7u8, 10u32)), 0u64, 1isize), ((1, (7, 10)), 1, -1), ((1, (7, 20)), 1, 1)];
+///     let summaries = summaries.to_stream(scope).as_collection();
+///     project_changes(summaries, "Video", |_session, (video, _)| Some(*video)).inner.capture()
+/// });
+/// let mut changes: Vec<_> = captured.extract().into_iter().flat_map(|(_, d)| d).collect();
+/// consolidate_updates(&mut changes);
+/// assert_eq!(changes, vec![(7, 0, 1)]);
+/// ```
 pub fn project_changes<'s, K, V, P>(
     c: Coll<'s, (K, V)>,
     name: &str,
@@ -78,6 +97,25 @@ where
 /// and time over every message waiting at one time: a session's change is
 /// one difference, and a popular video's sessions changed at one time are
 /// one more.
+///
+/// ```
+/// use differential_dataflow::AsCollection;
+/// use differential_dataflow::consolidation::consolidate_updates;
+/// use timely::dataflow::operators::capture::Extract;
+/// use timely::dataflow::operators::{Capture, ToStream};
+/// use reelflow_dataflows::operators::sum_changes;
+///
+/// // Session 1's watch time, added up per video.
+/// let captured = timely::example(|scope| {
+///     let summaries = vec![((1u32, (7u8, 10u32)), 0u64, 1isize), ((1, (7, 10)), 1, -1), ((1, (7, 20)), 1, 1)];
+///     let summaries = summaries.to_stream(scope).as_collection();
+///     let watched = sum_changes(summaries, "Watched", |_session, (video, ms)| Some((*video, *ms as isize)));
+///     watched.inner.capture()
+/// });
+/// let mut changes: Vec<_> = captured.extract().into_iter().flat_map(|(_, d)| d).collect();
+/// consolidate_updates(&mut changes);
+/// assert_eq!(changes, vec![(7, 0, 10), (7, 1, 10)]);
+/// ```
 pub fn sum_changes<'s, K, V, J, R>(
     c: Coll<'s, (K, V)>,
     name: &str,
@@ -129,7 +167,7 @@ mod tests {
     use timely::dataflow::operators::ToStream;
 
     use super::*;
-    use crate::total::tests::{Update, at, run};
+    use crate::operators::support::harness::{Update, at, run};
 
     /// Seeded changes of a few keys' totals, as `accumulate_beside` sends
     /// them (the old total retracted beside the new one), mixed with

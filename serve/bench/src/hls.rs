@@ -1,4 +1,4 @@
-//! `reelflow bench hls`: segment delivery and beacon ingestion under wrk.
+//! `reelflow-bench hls`: segment delivery and beacon ingestion under wrk.
 //!
 //! - **Delivery**: a clip is uploaded and transcoded by the real pipeline
 //!   into the local store; wrk (Debian's) then requests the hot set (every
@@ -26,10 +26,10 @@ use reelflow_ingest::transcode::test_pattern::TestPattern;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::app::AppState;
-use crate::config::{Config, ConfigArgs, LogBackend};
+use reelflow_serve::app::AppState;
+use reelflow_serve::config::{Config, ConfigArgs, LogBackend};
 
-/// Flags of `reelflow bench hls`.
+/// Flags of `reelflow-bench hls`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct HlsBenchArgs {
     /// Seconds of each wrk run.
@@ -89,7 +89,7 @@ pub struct BeaconRun {
     pub events_per_s: f64,
 }
 
-/// Everything `reelflow bench hls` measured.
+/// Everything `reelflow-bench hls` measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct HlsBenchReport {
     /// Segments in the hot set.
@@ -221,10 +221,10 @@ async fn start(dir: &Path, kafka: Option<&str>) -> anyhow::Result<Server> {
     config.limits.beacons_per_session_per_minute = u32::MAX / 2;
     config.limits.api_per_user_per_minute = u32::MAX / 2;
     config.limits.register_per_ip_per_hour = u32::MAX / 2;
-    let state = crate::app::open(config).await?;
+    let state = reelflow_serve::app::open(config).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let service = crate::app(state.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let service = reelflow_serve::app(state.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
     let task = tokio::spawn(async move {
         let _ = axum::serve(listener, service).await;
     });
@@ -238,8 +238,8 @@ async fn start(dir: &Path, kafka: Option<&str>) -> anyhow::Result<Server> {
 /// Uploads and transcodes a clip; returns the video id.
 async fn transcoded_video(server: &Server, dir: &Path, args: &HlsBenchArgs) -> anyhow::Result<String> {
     let http = reqwest::Client::new();
-    let token = super::register_creator(&http, &server.base).await?;
-    let id = super::create_video(&http, &server.base, &token, &json!({"title": "Bench clip"})).await?;
+    let token = crate::harness::register_creator(&http, &server.base).await?;
+    let id = crate::harness::create_video(&http, &server.base, &token, &json!({"title": "Bench clip"})).await?;
     let clip = dir.join("clip.mp4");
     let size: &'static str = Box::leak(args.size.clone().into_boxed_str());
     let pattern = TestPattern::new(Some(size), true, args.clip_seconds);
@@ -371,8 +371,8 @@ fn median(runs: &[WrkRun]) -> f64 {
 async fn beacon_run(dir: &Path, kafka: Option<&str>, args: &HlsBenchArgs) -> anyhow::Result<BeaconRun> {
     let server = start(dir, kafka).await?;
     let http = reqwest::Client::new();
-    let token = super::register_creator(&http, &server.base).await?;
-    let id = super::create_video(&http, &server.base, &token, &json!({"title": "Beacon bench"})).await?;
+    let token = crate::harness::register_creator(&http, &server.base).await?;
+    let id = crate::harness::create_video(&http, &server.base, &token, &json!({"title": "Beacon bench"})).await?;
     let mut events = vec![
         json!({"type": "session_start", "player": "hls.js 1.7.4"}),
         json!({"type": "first_frame", "startup_ms": 850}),

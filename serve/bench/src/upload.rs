@@ -1,4 +1,4 @@
-//! `reelflow bench upload`: a large file sent through our tus endpoint into
+//! `reelflow-bench upload`: a large file sent through our tus endpoint into
 //! S3, against a plain PUT of the same bytes straight to the S3 server (a
 //! multipart upload with the same part size), and the server's peak memory
 //! while it streams.
@@ -19,9 +19,9 @@ use reelflow_ingest::storage::{ObjectKey, S3Config, S3Store};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::config::{Config, ConfigArgs, StorageBackend};
+use reelflow_serve::config::{Config, ConfigArgs, StorageBackend};
 
-/// Flags of `reelflow bench upload`.
+/// Flags of `reelflow-bench upload`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct UploadBenchArgs {
     /// Size of the file, MiB.
@@ -44,7 +44,7 @@ pub struct UploadBenchArgs {
     pub json: bool,
 }
 
-/// Everything `reelflow bench upload` measured.
+/// Everything `reelflow-bench upload` measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct UploadBenchReport {
     /// File size, bytes.
@@ -98,17 +98,17 @@ pub async fn run(args: UploadBenchArgs) -> anyhow::Result<UploadBenchReport> {
     config.uploads.max_size_bytes = size.max(1);
     config.uploads.quota_bytes_per_user = size * 4;
     config.limits.api_per_user_per_minute = 1_000_000;
-    let state = crate::app::open(config.clone()).await?;
+    let state = reelflow_serve::app::open(config.clone()).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
-    let service = crate::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let service = reelflow_serve::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     let server = tokio::spawn(async move {
         let _ = axum::serve(listener, service).await;
     });
 
     let http = reqwest::Client::new();
-    let token = super::register_creator(&http, &base).await?;
-    let video_id = super::create_video(&http, &base, &token, &json!({"title": "big"})).await?;
+    let token = crate::harness::register_creator(&http, &base).await?;
+    let video_id = crate::harness::create_video(&http, &base, &token, &json!({"title": "big"})).await?;
 
     use base64::Engine;
     let metadata = format!(
@@ -152,7 +152,7 @@ pub async fn run(args: UploadBenchArgs) -> anyhow::Result<UploadBenchReport> {
         offset += n;
     }
     let tus_s = t.elapsed().as_secs_f64();
-    let peak_rss_mib = super::peak_rss_kib() as f64 / 1024.0;
+    let peak_rss_mib = crate::harness::peak_rss_kib() as f64 / 1024.0;
     server.abort();
 
     // The same bytes straight to the S3 server, multipart, same part size.
@@ -186,7 +186,7 @@ pub async fn run(args: UploadBenchArgs) -> anyhow::Result<UploadBenchReport> {
 /// The report as a table.
 pub fn render(r: &UploadBenchReport) -> String {
     format!(
-        "reelflow bench upload: {:.0} MiB into S3\n\n{:<44} {:>8.1} MB/s\n{:<44} {:>8.1} MB/s\n\ntus / plain PUT = {:.2}x\npeak RSS during the tus upload: {:.1} MiB (target < 100 MiB)\n",
+        "reelflow-bench upload: {:.0} MiB into S3\n\n{:<44} {:>8.1} MB/s\n{:<44} {:>8.1} MB/s\n\ntus / plain PUT = {:.2}x\npeak RSS during the tus upload: {:.1} MiB (target < 100 MiB)\n",
         r.bytes as f64 / 1048576.0,
         "tus through reelflow (PATCH chunks)",
         r.tus_mb_per_s,

@@ -1,4 +1,4 @@
-//! `reelflow bench log`: append and read throughput of both logs with
+//! `reelflow-bench log`: append and read throughput of both logs with
 //! ~200-byte events, and, in the same run against the same broker, Kafka's
 //! own tools as peers: `org.apache.kafka.tools.ProducerPerformance` with the
 //! same producer settings as ours (idempotent, `acks=all`, lz4), and
@@ -14,7 +14,7 @@ use reelflow_ingest::log::{EmbeddedLog, EmbeddedOptions, FsyncPolicy, KafkaConfi
 use reelflow_ingest::{EventLog, PartitionReader};
 use serde::Serialize;
 
-/// Flags of `reelflow bench log`.
+/// Flags of `reelflow-bench log`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct LogBenchArgs {
     /// Events appended (and read back) per log.
@@ -75,7 +75,7 @@ impl Throughput {
     }
 }
 
-/// Everything `reelflow bench log` measured.
+/// Everything `reelflow-bench log` measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct LogBenchReport {
     /// Events per run.
@@ -352,7 +352,7 @@ pub async fn run(args: LogBenchArgs) -> anyhow::Result<LogBenchReport> {
 /// The report as a table.
 pub fn render(report: &LogBenchReport) -> String {
     let mut out = format!(
-        "reelflow bench log: {} events of {} bytes, batches of {}, {} producers\n\n{:<36} {:>12} {:>10} {:>9}\n",
+        "reelflow-bench log: {} events of {} bytes, batches of {}, {} producers\n\n{:<36} {:>12} {:>10} {:>9}\n",
         report.events, report.event_bytes, report.batch, report.producers, "", "events/s", "MB/s", "seconds"
     );
     for r in report.results.iter().chain(&report.peer).chain(&report.read_peer) {

@@ -1,4 +1,4 @@
-//! `reelflow bench transcode`: the same source, in one run, through
+//! `reelflow-bench transcode`: the same source, in one run, through
 //!
 //! - **ours**: the whole pipeline (probe, one ffmpeg pass for the ladder,
 //!   poster, storyboard, storing the outputs, events), into a local store;
@@ -24,9 +24,9 @@ use reelflow_ingest::transcode::test_pattern::TestPattern;
 use reelflow_ingest::transcode::{JobLimits, transcode};
 use serde::Serialize;
 
-use super::children_cpu_s;
+use crate::harness::children_cpu_s;
 
-/// Flags of `reelflow bench transcode`.
+/// Flags of `reelflow-bench transcode`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct TranscodeBenchArgs {
     /// The source; without it a 1080p30 test pattern with a tone is made.
@@ -51,7 +51,7 @@ pub struct Run {
     pub cpu_s: f64,
 }
 
-/// Everything `reelflow bench transcode` measured.
+/// Everything `reelflow-bench transcode` measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct TranscodeBenchReport {
     /// Source duration, seconds.
@@ -262,7 +262,7 @@ pub async fn run(args: TranscodeBenchArgs) -> anyhow::Result<TranscodeBenchRepor
 /// The report as a table.
 pub fn render(r: &TranscodeBenchReport) -> String {
     let mut out = format!(
-        "reelflow bench transcode: {:.1} s source, ladder {}\n\n{:<40} {:>9} {:>9}\n",
+        "reelflow-bench transcode: {:.1} s source, ladder {}\n\n{:<40} {:>9} {:>9}\n",
         r.duration_s,
         r.renditions.join("/"),
         "",

@@ -1,21 +1,9 @@
-//! Reduce and accumulate for totally ordered time.
+//! `reduce` and accumulate for totally ordered time.
 //!
-//! Differential's `reduce` works for any partially ordered time: for every
-//! key it changes, it keeps the output's history in a second arrangement
-//! and replays the times that could be "interesting" to find where the
-//! output changes. Log time is a plain `u64`, so none of that is needed —
-//! the same reason differential has `count_total` and `distinct_total`
-//! beside `count` and `distinct`. The operators here work in that style
-//! (`by_key_in_time_order`):
-//!
-//! - updates are exchanged by key and wait until the frontier has passed
-//!   their time, so a time is applied only once all of it is in;
-//! - each key's state is kept in the operator and changed in place, time by
-//!   time, in order, sending only what changed. Nothing reads a key back
-//!   from an arrangement: for a key with thousands of values (a top-k
-//!   bucket), reading them again from a trace's batches on every change
-//!   cost more than everything else in the dataflow put together, and an
-//!   input arrangement nobody else reads only cost merges.
+//! Log time is totally ordered, so a key's state can be kept in the
+//! operator and changed in place, time by time
+//! ([`by_key_in_time_order`](crate::operators::in_time_order)), instead of
+//! differential's `reduce` keeping and replaying its output's history.
 //!
 //! [`ReduceTotal::reduce_total`] is `reduce`: a key's state is its values,
 //! in order, with their multiplicities.
@@ -34,10 +22,7 @@
 //! multiplicities and without zeros, as `reduce` gives them, and is called
 //! only when the key has values.
 
-use std::collections::BTreeMap;
-use std::collections::btree_map::Entry;
 use std::hash::Hash;
-use std::iter::Peekable;
 
 use differential_dataflow::consolidation::consolidate;
 use differential_dataflow::difference::{Abelian, Monoid, Multiply};
@@ -45,25 +30,43 @@ use differential_dataflow::hashable::Hashable;
 use differential_dataflow::{AsCollection, ExchangeData};
 use serde::{Deserialize, Serialize};
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::operators::CapabilitySet;
 use timely::dataflow::operators::generic::operator::Operator;
 use timely::dataflow::operators::vec::{Broadcast, Map};
-use timely::dataflow::operators::{CapabilitySet, InputCapability};
 
-use crate::views::{Coll, Time};
-
-/// Keys are hashed with foldhash, seeded per map: SipHash cost a tenth of
-/// a session's fold.
-pub(crate) type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
-type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
-
-/// A key's current values, in order, with their (non-zero) multiplicities.
-pub type Values<V> = BTreeMap<V, isize>;
+use crate::operators::in_time_order::{Values, add, by_key_in_time_order, gather};
+use crate::operators::support::{HashMap, HashSet, hold, release};
+use crate::time::{Coll, Time};
 
 /// `reduce` for collections over log time.
 pub trait ReduceTotal<'s, K, V> {
     /// For each key, `logic` maps its values (in order, with
     /// multiplicities) to output values (with multiplicities); the result
     /// holds `(key, output)` as it stands at every time.
+    ///
+    /// ```
+    /// use differential_dataflow::AsCollection;
+    /// use differential_dataflow::consolidation::consolidate_updates;
+    /// use timely::dataflow::operators::capture::Extract;
+    /// use timely::dataflow::operators::{Capture, ToStream};
+    /// use reelflow_dataflows::operators::ReduceTotal;
+    ///
+    /// // Each key's largest value, as it stands at every time.
+    /// let captured = timely::example(|scope| {
+    ///     let values = vec![((1u32, 5u32), 0u64, 1isize), ((1, 9), 1, 1), ((1, 9), 2, -1)];
+    ///     let values = values.to_stream(scope).as_collection();
+    ///     let largest = values.reduce_total("Largest", |_key, values, out| {
+    ///         out.push((*values.keys().last().expect("a key has values"), 1));
+    ///     });
+    ///     largest.inner.capture()
+    /// });
+    /// let mut changes: Vec<_> = captured.extract().into_iter().flat_map(|(_, d)| d).collect();
+    /// consolidate_updates(&mut changes);
+    /// assert_eq!(
+    ///     changes,
+    ///     vec![((1, 5), 0, 1), ((1, 5), 1, -1), ((1, 5), 2, 1), ((1, 9), 1, 1), ((1, 9), 2, -1)]
+    /// );
+    /// ```
     fn reduce_total<O, L>(self, name: &str, logic: L) -> Coll<'s, (K, O)>
     where
         O: ExchangeData,
@@ -77,6 +80,53 @@ pub trait ReduceTotal<'s, K, V> {
     /// total's change moves through no other operator. The totals never
     /// leave the worker, so they may be shared (an `Arc`). The input only
     /// grows (facts from the log): a retraction is a bug, and panics.
+    ///
+    /// ```
+    /// use differential_dataflow::AsCollection;
+    /// use differential_dataflow::consolidation::consolidate_updates;
+    /// use timely::dataflow::operators::capture::Extract;
+    /// use timely::dataflow::operators::{Capture, ToStream};
+    /// use reelflow_dataflows::operators::{Accumulator, ReduceTotal};
+    ///
+    /// /// A session's video and the furthest position seen; a position
+    /// /// short of it changes nothing.
+    /// #[derive(Default)]
+    /// struct Furthest(Option<(u8, u32)>);
+    ///
+    /// impl Accumulator<(u8, u32)> for Furthest {
+    ///     type Total = (u8, u32);
+    ///     fn add(&mut self, value: &(u8, u32)) -> bool {
+    ///         if self.0.is_some_and(|(_, at)| at >= value.1) {
+    ///             return false;
+    ///         }
+    ///         self.0 = Some(*value);
+    ///         true
+    ///     }
+    ///     fn total(&self) -> Option<&(u8, u32)> {
+    ///         self.0.as_ref()
+    ///     }
+    /// }
+    ///
+    /// // Session 1 of video 7, beside the video's duration.
+    /// let captured = timely::example(|scope| {
+    ///     let positions = vec![((1u32, (7u8, 10u32)), 0u64, 1isize), ((1, (7, 4)), 1, 1), ((1, (7, 30)), 2, 1)];
+    ///     let durations = vec![((7u8, 60u32), 0u64, 1isize)];
+    ///     let positions = positions.to_stream(scope).as_collection();
+    ///     let durations = durations.to_stream(scope).as_collection();
+    ///     let besides = positions.accumulate_beside::<Furthest, _, _, _>("Furthest", durations, |t| t.0);
+    ///     besides.inner.capture()
+    /// });
+    /// let mut changes: Vec<_> = captured.extract().into_iter().flat_map(|(_, d)| d).collect();
+    /// consolidate_updates(&mut changes);
+    /// assert_eq!(
+    ///     changes,
+    ///     vec![
+    ///         ((1, ((7, 10), Some(60))), 0, 1),
+    ///         ((1, ((7, 10), Some(60))), 2, -1),
+    ///         ((1, ((7, 30), Some(60))), 2, 1),
+    ///     ]
+    /// );
+    /// ```
     fn accumulate_beside<A, J, L, G>(
         self,
         name: &str,
@@ -298,80 +348,6 @@ where
     }
 }
 
-/// `count_total` of `sums` — each key's differences added up — joined
-/// with `values` in the same operator: for each key whose sum is not zero,
-/// `join(key, sum, value)` for each of its values, with the value's
-/// multiplicity. Each key keeps its sum and its current values, nothing
-/// else: `count_total` and a `join` keep the history of the sums twice
-/// over (the count's input arrangement and the join's), and every
-/// heartbeat passed through both.
-pub fn join_sums<'s, K, R, P, O, F>(
-    sums: Coll<'s, K, R>,
-    values: Coll<'s, (K, P)>,
-    name: &str,
-    mut join: F,
-) -> Coll<'s, O>
-where
-    K: ExchangeData + Hash,
-    R: ExchangeData + Ord + Abelian + Multiply<isize, Output = R>,
-    P: ExchangeData,
-    O: ExchangeData,
-    F: FnMut(&K, &R, &P) -> O + 'static,
-{
-    let sums = sums.inner.map(|(k, t, r)| ((k, Part::Sum(r)), t, 1)).as_collection();
-    let parts = sums.concat(values.map(|(k, p)| (k, Part::Value(p))));
-    by_key_in_time_order(parts, name, move |key, st: &mut Summed<R, P>, updates, out| {
-        st.push_joined(key, &mut join, -1, out);
-        for (part, diff) in updates.drain(..) {
-            match part {
-                Part::Sum(r) => st.sum.plus_equals(&r.multiply(&diff)),
-                Part::Value(p) => add(&mut st.values, p, diff),
-            }
-        }
-        st.push_joined(key, &mut join, 1, out);
-        consolidate(out);
-        st.sum.is_zero() && st.values.is_empty()
-    })
-}
-
-/// An update of [`join_sums`]' input: a difference of a key's sum, or one
-/// of its values.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-enum Part<R, P> {
-    Sum(R),
-    Value(P),
-}
-
-/// [`join_sums`]' state of a key.
-struct Summed<R, P> {
-    sum: R,
-    values: Values<P>,
-}
-
-impl<R: Monoid, P> Default for Summed<R, P> {
-    fn default() -> Self {
-        Self {
-            sum: R::zero(),
-            values: Values::new(),
-        }
-    }
-}
-
-impl<R: Monoid, P> Summed<R, P> {
-    /// Adds `diff` times its joined rows to `out`.
-    fn push_joined<K, O>(
-        &self,
-        key: &K,
-        join: &mut impl FnMut(&K, &R, &P) -> O,
-        diff: isize,
-        out: &mut Vec<(O, isize)>,
-    ) {
-        if !self.sum.is_zero() {
-            out.extend(self.values.iter().map(|(p, c)| (join(key, &self.sum, p), c * diff)));
-        }
-    }
-}
-
 /// `accumulate_beside`'s state of a key: its accumulator, and the side
 /// key it was indexed under.
 struct Beside<A, J> {
@@ -410,135 +386,15 @@ fn unindex<J: Eq + Hash, K: PartialEq>(keys_of: &mut HashMap<J, Vec<K>>, side_ke
     }
 }
 
-/// The operator behind the `_total` operators. Exchanges `(key, value)`
-/// updates by key and, once the frontier has passed their time, hands
-/// `apply` each key's updates at one time — consolidated, so in value order
-/// and without zeros — time by time, in order, with the key's state (from
-/// `Default` for a key not seen before). `apply` drains the updates, adds
-/// the output's changes at that time to its last argument, and says whether
-/// the state is now empty, in which case it is dropped.
-fn by_key_in_time_order<'s, K, V, S, O, F>(coll: Coll<'s, (K, V)>, name: &str, mut apply: F) -> Coll<'s, O>
-where
-    K: ExchangeData + Hash,
-    V: ExchangeData,
-    S: Default + 'static,
-    O: ExchangeData,
-    F: FnMut(&K, &mut S, &mut Vec<(V, isize)>, &mut Vec<(O, isize)>) -> bool + 'static,
-{
-    let by_key = Exchange::new(|((k, _), _, _): &((K, V), Time, isize)| k.hashed());
-    coll.inner
-        .unary_frontier(by_key, name, move |_, _| {
-            let mut state: HashMap<K, S> = HashMap::default();
-            // Updates whose time the frontier has not passed yet.
-            let mut pending: Vec<((K, V), Time, isize)> = Vec::new();
-            // Updates whose time it has, being applied.
-            let mut ready: Vec<((K, V), Time, isize)> = Vec::new();
-            let mut caps = CapabilitySet::new();
-            let mut updates: Vec<(V, isize)> = Vec::new();
-            let mut changes: Vec<(O, isize)> = Vec::new();
-            move |(input, frontier), output| {
-                input.for_each(|cap, data| hold(&cap, data, &mut caps, &mut pending));
-                let frontier = frontier.frontier();
-                if pending.iter().any(|(_, t, _)| !frontier.less_equal(t)) {
-                    // Moved, not copied into fresh vectors: under load these
-                    // are large, and fresh pages cost more than the work.
-                    ready.extend(pending.extract_if(.., |(_, t, _)| !frontier.less_equal(t)));
-                    ready.sort_unstable_by(|((a, _), ta, _), ((b, _), tb, _)| (a, ta).cmp(&(b, tb)));
-                    let first = ready.iter().map(|(_, t, _)| *t).min().expect("something is ready");
-                    let cap = caps.delayed(&first);
-                    let mut session = output.session(&cap);
-                    let mut ready = ready.drain(..).peekable();
-                    while let Some(((key, _), time, _)) = ready.peek() {
-                        let (key, time) = (key.clone(), *time);
-                        gather(&mut ready, &key, time, &mut updates);
-                        if updates.is_empty() {
-                            continue;
-                        }
-                        let st = state.entry(key.clone()).or_default();
-                        let empty = apply(&key, st, &mut updates, &mut changes);
-                        updates.clear();
-                        for (o, c) in changes.drain(..) {
-                            session.give((o, time, c));
-                        }
-                        if empty {
-                            state.remove(&key);
-                        }
-                    }
-                }
-                release(&mut caps, pending.iter().map(|(_, t, _)| *t).min());
-            }
-        })
-        .as_collection()
-}
-
-/// Holds a batch of input: its updates in `pending`, and a capability for
-/// its time in `caps`.
-pub(crate) fn hold<D>(
-    cap: &InputCapability<Time>,
-    data: &mut Vec<D>,
-    caps: &mut CapabilitySet<Time>,
-    pending: &mut Vec<D>,
-) {
-    for cap in cap.retain_stamp(0).iter() {
-        caps.insert(cap.clone());
-    }
-    pending.append(data);
-}
-
-/// Keeps a capability only for `earliest`, the earliest time still pending:
-/// later output is at that time or after it, and nothing earlier is held,
-/// so downstream moves on.
-pub(crate) fn release(caps: &mut CapabilitySet<Time>, earliest: Option<Time>) {
-    match earliest {
-        None => *caps = CapabilitySet::new(),
-        Some(t) => caps.downgrade([t]),
-    }
-}
-
-/// Moves the updates of `key` at `time` at the front of `ready` (sorted so
-/// that a key's updates at a time are together) into `updates`,
-/// consolidated.
-fn gather<K: PartialEq, V: Ord>(
-    ready: &mut Peekable<impl Iterator<Item = ((K, V), Time, isize)>>,
-    key: &K,
-    time: Time,
-    updates: &mut Vec<(V, isize)>,
-) {
-    while let Some(((_, v), _, d)) = ready.next_if(|((k, _), t, _)| *t == time && k == key) {
-        updates.push((v, d));
-    }
-    consolidate(updates);
-}
-
-/// Adds `diff` copies of `value` to `values`, dropping it at zero.
-fn add<V: Ord>(values: &mut Values<V>, value: V, diff: isize) {
-    match values.entry(value) {
-        Entry::Occupied(mut e) => {
-            *e.get_mut() += diff;
-            if *e.get() == 0 {
-                e.remove();
-            }
-        }
-        Entry::Vacant(e) => {
-            if diff != 0 {
-                e.insert(diff);
-            }
-        }
-    }
-}
-
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use differential_dataflow::AsCollection;
     use rand::rngs::StdRng;
     use rand::{RngExt, SeedableRng};
-    use timely::dataflow::operators::capture::Extract;
-    use timely::dataflow::operators::{Capture, ToStream};
+    use timely::dataflow::operators::ToStream;
 
     use super::*;
-
-    /// An update: data, time, multiplicity.
-    pub(crate) type Update<D> = (D, Time, isize);
+    use crate::operators::support::harness::{Update, at, run, side_updates};
 
     /// Seeded insertions of `(key, value)` in time order, times repeating,
     /// the values of a key mostly rising (a session's next events) but not
@@ -562,25 +418,6 @@ pub(crate) mod tests {
         out
     }
 
-    /// `updates` accumulated to `time`, consolidated.
-    pub(crate) fn at<D: Ord + Clone>(updates: &[Update<D>], time: Time) -> Vec<(D, isize)> {
-        let mut v: Vec<(D, isize)> = updates
-            .iter()
-            .filter(|(_, t, _)| *t <= time)
-            .map(|(d, _, r)| (d.clone(), *r))
-            .collect();
-        consolidate(&mut v);
-        v
-    }
-
-    /// What the dataflow `build` makes outputs, fed all at once.
-    pub(crate) fn run<D: ExchangeData>(
-        build: impl for<'s> FnOnce(timely::dataflow::Scope<'s, Time>) -> Coll<'s, D> + Send + Sync + 'static,
-    ) -> Vec<Update<D>> {
-        let captured = timely::example(move |scope| build(scope).inner.capture());
-        captured.extract().into_iter().flat_map(|(_, d)| d).collect()
-    }
-
     /// The distinct values added, in order.
     #[derive(Default)]
     struct Distinct(Option<Vec<u32>>);
@@ -602,28 +439,6 @@ pub(crate) mod tests {
         fn total(&self) -> Option<&Vec<u32>> {
             self.0.as_ref()
         }
-    }
-
-    /// Seeded updates of a side collection `(side key, value)`: values
-    /// replaced now and then, sometimes two at once, sometimes none.
-    fn side_updates(seed: u64) -> Vec<Update<(u8, u8)>> {
-        let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed);
-        let mut present: Vec<(u8, u8)> = Vec::new();
-        let mut out = Vec::new();
-        let mut time = 0;
-        for _ in 0..60 {
-            time += rng.random_range(0..10);
-            if !present.is_empty() && rng.random_bool(0.4) {
-                let jl = present.swap_remove(rng.random_range(0..present.len()));
-                out.push((jl, time, -1));
-            }
-            if rng.random_bool(0.7) {
-                let jl = (rng.random_range(0..3u8), rng.random_range(0..5u8));
-                present.push(jl);
-                out.push((jl, time, 1));
-            }
-        }
-        out
     }
 
     #[test]
@@ -691,44 +506,5 @@ pub(crate) mod tests {
                 .as_collection()
                 .accumulate_beside::<Distinct, _, _, _>("Refuses", side, |_| 0u8)
         });
-    }
-
-    #[test]
-    fn join_sums_is_the_count_joined_with_the_values_at_every_time() {
-        for seed in 0..20 {
-            let mut rng = StdRng::seed_from_u64(seed ^ 0x5a5a);
-            // Differences of each key's sum, some cancelling to zero.
-            let sums: Vec<Update<u8>> = (0..200)
-                .map(|i| (rng.random_range(0..4u8), i / 3, [-2, -1, 1, 2][rng.random_range(0..4)]))
-                .collect();
-            let values = side_updates(seed);
-            let last = sums
-                .iter()
-                .map(|u| u.1)
-                .chain(values.iter().map(|u| u.1))
-                .max()
-                .unwrap_or(0);
-            let (fed, fed_values) = (sums.clone(), values.clone());
-            let output = run(move |scope| {
-                let sums = fed.to_stream(scope).as_collection();
-                let values = fed_values.to_stream(scope).as_collection();
-                join_sums(sums, values, "JoinSums", |k: &u8, sum: &isize, v: &u8| (*k, *sum, *v))
-            });
-            for time in 0..=last {
-                let mut expected: Vec<((u8, isize, u8), isize)> = Vec::new();
-                for key in 0..4u8 {
-                    let sum: isize = at(&sums, time).iter().filter(|(k, _)| *k == key).map(|(_, c)| c).sum();
-                    if sum == 0 {
-                        continue;
-                    }
-                    for ((k, v), c) in at(&values, time) {
-                        if k == key {
-                            expected.push(((key, sum, v), c));
-                        }
-                    }
-                }
-                assert_eq!(at(&output, time), expected, "seed {seed}, time {time}");
-            }
-        }
     }
 }

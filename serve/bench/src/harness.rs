@@ -1,15 +1,6 @@
-//! `reelflow bench …`: benchmarks run beside the peer each capability is
-//! measured against, printing readable results or, with `--json`, one JSON
-//! object with every figure (the peer's included).
-
-pub mod api;
-pub mod dataflow;
-pub mod hls;
-pub mod log;
-pub mod scale;
-pub mod sql;
-pub mod transcode;
-pub mod upload;
+//! What every benchmark shares: loading traffic into a log, reading this
+//! process's CPU time and peak memory, the creator account and video a
+//! run needs, and printing a report.
 
 use anyhow::Context;
 use serde_json::{Value, json};
@@ -17,7 +8,7 @@ use serde_json::{Value, json};
 /// Appends `traffic`'s catalog, then `events` playback events, to `log`.
 /// The events are generated and appended in slices, so memory stays flat
 /// however many there are.
-async fn append_traffic(
+pub(crate) async fn append_traffic(
     log: &reelflow_ingest::log::AnyLog,
     traffic: &mut reelflow_dataflows::traffic::Traffic,
     events: usize,
@@ -39,13 +30,13 @@ async fn append_traffic(
 /// The time at which the views hold every record logged until now: the
 /// sources round log times up to `tick_ms`, so a view readable at this
 /// moment itself may still lack the last tick's records.
-fn complete_now(tick_ms: u64) -> u64 {
-    reelflow_dataflows::source::stamp(reelflow_dataflows::source::now_ms() as i64, 0, tick_ms)
+pub(crate) fn complete_now(tick_ms: u64) -> u64 {
+    reelflow_dataflows::stamp(reelflow_dataflows::now_ms() as i64, 0, tick_ms)
 }
 
 /// User and system seconds from `/proc/self/stat`: the fields `first` and
 /// `first + 1` after the command name, in clock ticks of 1/100 s.
-fn stat_seconds(first: usize) -> f64 {
+pub(crate) fn stat_seconds(first: usize) -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let f: Vec<&str> = after.split_whitespace().collect();
@@ -54,23 +45,23 @@ fn stat_seconds(first: usize) -> f64 {
 }
 
 /// CPU seconds (user + system) this process used, all its threads.
-fn process_cpu_s() -> f64 {
+pub(crate) fn process_cpu_s() -> f64 {
     stat_seconds(11)
 }
 
 /// CPU seconds (user + system) of this process's reaped children.
-fn children_cpu_s() -> f64 {
+pub(crate) fn children_cpu_s() -> f64 {
     stat_seconds(13)
 }
 
 /// Peak resident memory of this process (VmHWM), in KiB.
-fn peak_rss_kib() -> u64 {
+pub(crate) fn peak_rss_kib() -> u64 {
     peak_rss_kib_of("self")
 }
 
 /// Peak resident memory (VmHWM) of process `pid` (`self` for this one),
 /// in KiB; 0 where it cannot be read.
-fn peak_rss_kib_of(pid: &str) -> u64 {
+pub(crate) fn peak_rss_kib_of(pid: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
@@ -83,7 +74,7 @@ fn peak_rss_kib_of(pid: &str) -> u64 {
 
 /// Starts [`peak_rss_kib`] again from the current resident memory (Linux's
 /// `clear_refs`), so a run's peak is its own.
-fn reset_peak_rss() {
+pub(crate) fn reset_peak_rss() {
     if let Err(e) = std::fs::write("/proc/self/clear_refs", "5") {
         tracing::warn!(error = %e, "cannot reset the peak resident memory; peaks include earlier runs");
     }
@@ -100,7 +91,7 @@ pub fn print_report<R: serde::Serialize>(json: bool, report: &R, render: fn(&R) 
 }
 
 /// Registers the bench's creator on a running app; returns its access token.
-async fn register_creator(http: &reqwest::Client, base: &str) -> anyhow::Result<String> {
+pub(crate) async fn register_creator(http: &reqwest::Client, base: &str) -> anyhow::Result<String> {
     let session: Value = http
         .post(format!("{base}/v1/auth/register"))
         .json(&json!({"email": "bench@example.org", "password": "bench password 123"}))
@@ -113,7 +104,12 @@ async fn register_creator(http: &reqwest::Client, base: &str) -> anyhow::Result<
 }
 
 /// Creates a video from `body`; returns its id.
-async fn create_video(http: &reqwest::Client, base: &str, token: &str, body: &Value) -> anyhow::Result<String> {
+pub(crate) async fn create_video(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    body: &Value,
+) -> anyhow::Result<String> {
     let video: Value = http
         .post(format!("{base}/v1/videos"))
         .bearer_auth(token)

@@ -24,8 +24,8 @@ use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::CapabilitySet;
 use timely::dataflow::operators::generic::operator::Operator;
 
-use crate::total::{HashMap, hold, release};
-use crate::views::{Coll, Time};
+use crate::operators::support::{HashMap, hold, release};
+use crate::time::{Coll, Time};
 
 /// The distinct `d` of `c` seen in the last `len`: an update `(d, logged)`
 /// at time `t` keeps `d` present from `t` until `logged + len` (or `t`, if
@@ -33,6 +33,27 @@ use crate::views::{Coll, Time};
 /// time, [`crate::source`]), and `d` is in the result, once, while any of
 /// its updates keeps it there. The input only grows (facts from the log):
 /// a retraction is a bug, and panics.
+///
+/// ```
+/// use differential_dataflow::AsCollection;
+/// use differential_dataflow::consolidation::consolidate_updates;
+/// use timely::dataflow::operators::capture::Extract;
+/// use timely::dataflow::operators::{Capture, ToStream};
+/// use std::time::Duration;
+///
+/// use reelflow_dataflows::operators::distinct_in_window;
+///
+/// // Session 1 seen at 0 ms and again at 500 ms, in a one-second window.
+/// let captured = timely::example(|scope| {
+///     let seen = vec![((1u32, 0u64), 0u64, 1isize), ((1, 500), 500, 1)];
+///     let seen = seen.to_stream(scope).as_collection();
+///     distinct_in_window(seen, Duration::from_secs(1), "Active").inner.capture()
+/// });
+/// let mut changes: Vec<_> = captured.extract().into_iter().flat_map(|(_, d)| d).collect();
+/// consolidate_updates(&mut changes);
+/// // Present once, from its first sighting until a second after its last.
+/// assert_eq!(changes, vec![(1, 0, 1), (1, 1500, -1)]);
+/// ```
 pub fn distinct_in_window<'s, D>(c: Coll<'s, (D, Time)>, len: Duration, name: &str) -> Coll<'s, D>
 where
     D: ExchangeData + Hash,
@@ -110,7 +131,7 @@ mod tests {
     use timely::dataflow::operators::ToStream;
 
     use super::*;
-    use crate::total::tests::{Update, at, run};
+    use crate::operators::support::harness::{Update, at, run};
 
     /// Seeded sightings `((key, logged), t, 1)` in time order, mostly
     /// stamped at their log time, some later (a source catching up), some

@@ -15,7 +15,7 @@
 //!
 //! Subscriptions start the same way: the request also reads the updates
 //! after `as_of` that the shard already holds, and registers a tap for
-//! the updates still to come (see [`crate::subscribe`]).
+//! the updates still to come (see [`super::subscribe`]).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -28,128 +28,13 @@ use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::operator::Operator;
 use tokio::sync::oneshot;
 
+use super::request::{PeekError, PeekRequest, RequestKind};
+use super::store::{Answer, ViewStore};
+use super::subscribe::{Subscribers, Tap, Taps, Update};
 use crate::datum::Row;
-use crate::schema::View;
-use crate::store::{Answer, ViewStore};
-use crate::subscribe::{Subscribers, Tap, Taps, Update};
-use crate::views::{self, Time};
 
 /// The views' arrangements on one worker, in [`View::ALL`] order.
 pub(crate) type Traces = Rc<RefCell<Vec<Box<dyn ViewStore>>>>;
-
-/// Which rows of a view to read.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Selector {
-    /// Every row.
-    All,
-    /// Rows with these keys (full key rows).
-    Keys(Vec<Row>),
-    /// Rows whose key is in `[from, to)`; an open end is unbounded. Keys
-    /// compare column by column (see [`Selector::prefix`]).
-    Range {
-        /// Inclusive lower bound.
-        from: Option<Row>,
-        /// Exclusive upper bound.
-        to: Option<Row>,
-    },
-}
-
-impl Selector {
-    /// Whether the row with `key` is one this selector picks.
-    pub fn matches(&self, key: &Row) -> bool {
-        match self {
-            Selector::All => true,
-            Selector::Keys(keys) => keys.contains(key),
-            Selector::Range { from, to } => {
-                from.as_ref().is_none_or(|from| key >= from) && to.as_ref().is_none_or(|to| key < to)
-            }
-        }
-    }
-
-    /// Rows whose key starts with `prefix` (the leading key columns).
-    pub fn prefix(prefix: Row) -> Self {
-        let to = after_prefix(&prefix);
-        Selector::Range {
-            from: Some(prefix),
-            to: Some(to),
-        }
-    }
-}
-
-/// A key above every key that starts with `prefix`: keys never hold lists,
-/// and lists sort after every other datum.
-pub(crate) fn after_prefix(prefix: &[crate::datum::Datum]) -> Row {
-    let mut to = prefix.to_vec();
-    to.push(crate::datum::Datum::List(Vec::new()));
-    to
-}
-
-/// What a request to the workers asks for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum RequestKind {
-    /// The rows at `as_of`.
-    Peek,
-    /// The rows at `as_of`, the updates after it, and a tap for the rest.
-    Subscribe,
-    /// Remove the tap of an earlier `Subscribe` with the same id and origin.
-    Unsubscribe,
-}
-
-/// A peek on its way to the workers.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct PeekRequest {
-    /// Which worker it goes to: a key's hash, or a worker's index.
-    route: u64,
-    /// What is asked.
-    pub kind: RequestKind,
-    /// Unique per origin worker.
-    pub id: u64,
-    /// The worker that took the request and will answer.
-    pub origin: usize,
-    /// The view.
-    pub view: View,
-    /// Which rows.
-    pub selector: Selector,
-    /// The time to read at.
-    pub as_of: Time,
-}
-
-impl PeekRequest {
-    /// The requests that carry `kind` of `selector` of `view` from worker
-    /// `origin` to the `peers` workers that hold the rows: a lookup of keys
-    /// to the owners of the keys, one request per key; anything else to
-    /// every worker.
-    pub(crate) fn routed(
-        kind: RequestKind,
-        id: u64,
-        origin: usize,
-        view: View,
-        selector: Selector,
-        as_of: Time,
-        peers: usize,
-    ) -> Vec<PeekRequest> {
-        let request = |route, selector| PeekRequest {
-            route,
-            kind,
-            id,
-            origin,
-            view,
-            selector,
-            as_of,
-        };
-        match selector {
-            Selector::Keys(mut keys) if kind != RequestKind::Unsubscribe => {
-                keys.sort();
-                keys.dedup();
-                keys.into_iter()
-                    .map(|key| request(views::route(view, &key), Selector::Keys(vec![key])))
-                    .collect()
-            }
-            // A worker's index routes to that worker.
-            selector => (0..peers).map(|w| request(w as u64, selector.clone())).collect(),
-        }
-    }
-}
 
 /// One worker's share of a peek's answer.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -160,52 +45,6 @@ pub struct PeekResponse {
     /// For a subscription: the shard's updates after `as_of` that it held
     /// when its tap was registered.
     changes: Vec<Update>,
-}
-
-/// Why a peek has no answer.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
-pub enum PeekError {
-    /// `as_of` is before the retained history.
-    #[error("{as_of} is before the retained history, which starts at {since}")]
-    Compacted {
-        /// Asked for.
-        as_of: Time,
-        /// Oldest readable time.
-        since: Time,
-    },
-    /// `as_of` is too far in the future to wait for.
-    #[error("{as_of} is in the future")]
-    Future {
-        /// Asked for.
-        as_of: Time,
-    },
-    /// No view is complete at any time yet (the sources are starting).
-    #[error("the views are not readable yet: the dataflows are still starting")]
-    NotReady,
-    /// The dataflows did not answer in time.
-    #[error("the dataflows did not answer within {0} ms")]
-    Timeout(u64),
-    /// The dataflows are shutting down.
-    #[error("the dataflows are shut down")]
-    ShutDown,
-    /// A subscriber fell too far behind and was dropped.
-    #[error(
-        "the subscriber fell {buffered} updates behind (the limit is {limit}) and was dropped; read faster or narrow the subscription"
-    )]
-    TooSlow {
-        /// Updates waiting for it.
-        buffered: usize,
-        /// The most that may wait.
-        limit: usize,
-    },
-    /// A view's arrangement broke an invariant.
-    #[error("view {view} is inconsistent: {detail}")]
-    Internal {
-        /// The view.
-        view: String,
-        /// What is wrong.
-        detail: String,
-    },
 }
 
 /// A peek waiting for its replies on the origin worker.

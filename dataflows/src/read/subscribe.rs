@@ -3,7 +3,7 @@
 //!
 //! How a subscription runs, on a cluster of any size:
 //!
-//! 1. The request travels like a peek ([`crate::peek`]) to every worker.
+//! 1. The request travels like a peek ([`super::peek`]) to every worker.
 //!    Once its shard is complete at `as_of`, each worker reads the rows at
 //!    `as_of` *and* the updates after `as_of` its arrangement already
 //!    holds (up to its upper `u`), and registers a `Tap` that forwards
@@ -40,12 +40,13 @@ use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::operator::Operator;
 use tokio::sync::mpsc;
 
+use super::request::{PeekError, Selector};
+use super::retention::Deriving;
+use super::shapes::{Shape, ViewTrace};
+use super::store::{read_changes, walk};
 use crate::datum::Row;
-use crate::peek::{PeekError, Selector};
 use crate::schema::View;
-use crate::store::{Arranged, Shape, read_changes, walk};
-use crate::stored::Deriving;
-use crate::views::Time;
+use crate::time::Time;
 
 /// One change of a view: `diff` copies of the row `(key, value)` appeared
 /// (or, negative, went away) at `time`.
@@ -339,7 +340,7 @@ pub(crate) struct TapUpdate {
 /// Cuts the taps' updates out of the batches `view`'s arrangement adds, as
 /// rows of the `shape` it is read in.
 pub(crate) fn tap<'s, K, V>(
-    batches: Stream<'s, Time, Vec<SpanOf<Arranged<K, V>>>>,
+    batches: Stream<'s, Time, Vec<SpanOf<ViewTrace<K, V>>>>,
     view: View,
     taps: Taps,
     shape: Shape<K, V>,

@@ -1,4 +1,4 @@
-//! `reelflow bench api`: authenticated catalog reads over loopback — a video
+//! `reelflow-bench api`: authenticated catalog reads over loopback — a video
 //! by id, and a filtered page — per second with their latency percentiles,
 //! against SQLite and (given a server) PostgreSQL, with the cost of one
 //! Argon2id password hash beside them.
@@ -14,9 +14,9 @@ use anyhow::{Context, bail};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::config::{Config, ConfigArgs};
+use reelflow_serve::config::{Config, ConfigArgs};
 
-/// Flags of `reelflow bench api`.
+/// Flags of `reelflow-bench api`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ApiBenchArgs {
     /// Seconds of load per scenario.
@@ -52,7 +52,7 @@ pub struct Scenario {
     pub p99_ms: f64,
 }
 
-/// Everything `reelflow bench api` measured.
+/// Everything `reelflow-bench api` measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct ApiBenchReport {
     /// Concurrent clients.
@@ -93,11 +93,11 @@ async fn start(
     })?;
     config.limits.api_per_user_per_minute = u32::MAX / 2;
     config.limits.register_per_ip_per_hour = u32::MAX / 2;
-    let state = crate::app::open(config).await?;
-    let publisher = crate::app::spawn_background(&state);
+    let state = reelflow_serve::app::open(config).await?;
+    let publisher = reelflow_serve::app::spawn_background(&state);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let service = crate::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let service = reelflow_serve::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     let server = tokio::spawn(async move {
         let _ = axum::serve(listener, service).await;
         publisher.abort();
@@ -107,13 +107,13 @@ async fn start(
 
 /// Registers a creator and fills the catalog; returns (token, video ids).
 async fn seed(client: &reqwest::Client, base: &str, videos: usize) -> anyhow::Result<(String, Vec<String>)> {
-    let token = super::register_creator(client, base).await?;
+    let token = crate::harness::register_creator(client, base).await?;
     let genres = ["music", "travel", "news", "sport", "science"];
     let mut ids = Vec::with_capacity(videos);
     for i in 0..videos {
         let body = json!({"title": format!("Video {i}"), "description": "a benchmark video", "genre": genres[i % genres.len()],
             "language": "en", "tags": [format!("t{}", i % 50)]});
-        ids.push(super::create_video(client, base, &token, &body).await?);
+        ids.push(crate::harness::create_video(client, base, &token, &body).await?);
     }
     Ok((token, ids))
 }
@@ -177,7 +177,7 @@ pub async fn run(args: ApiBenchArgs) -> anyhow::Result<ApiBenchReport> {
     let started = Instant::now();
     let hashes = 10;
     for _ in 0..hashes {
-        crate::auth::password::hash("a benchmark password".into()).await?;
+        reelflow_serve::auth::password::hash("a benchmark password".into()).await?;
     }
     let argon2_ms_per_hash = started.elapsed().as_secs_f64() * 1e3 / hashes as f64;
 
@@ -239,7 +239,7 @@ pub async fn run(args: ApiBenchArgs) -> anyhow::Result<ApiBenchReport> {
 /// The report as a table.
 pub fn render(r: &ApiBenchReport) -> String {
     let mut out = format!(
-        "reelflow bench api: {} clients, {} videos; argon2id: {:.1} ms per hash\n\n{:<48} {:>10} {:>9} {:>9}\n",
+        "reelflow-bench api: {} clients, {} videos; argon2id: {:.1} ms per hash\n\n{:<48} {:>10} {:>9} {:>9}\n",
         r.clients, r.videos, r.argon2_ms_per_hash, "", "req/s", "p50 ms", "p99 ms"
     );
     for s in &r.scenarios {

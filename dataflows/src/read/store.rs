@@ -5,7 +5,7 @@
 //! ([`ROWS`]). Those that change with every heartbeat are arranged in the
 //! dataflow's own types, and their rows are made only when read: by a peek
 //! ([`ViewStore::answer`]) or a subscription's tap
-//! ([`crate::subscribe::tap`]). Rows — vectors of datums, compared datum by
+//! ([`super::subscribe::tap`]). Rows — vectors of datums, compared datum by
 //! datum and cloned at every merge — cost those arrangements more than the
 //! joins that fed them. `video_stats` and `qoe` are made of the same figures
 //! per video, so they share one arrangement of those figures; `retention`
@@ -15,49 +15,16 @@
 //! prefix: a video's buckets, a viewer's history) and scan in order.
 
 use differential_dataflow::consolidation::consolidate;
-use differential_dataflow::operators::arrange::TraceAgent;
 use differential_dataflow::trace::TraceReader;
 use differential_dataflow::trace::cursor::{Cursor, Navigable};
-use differential_dataflow::trace::implementations::ValSpine;
 use differential_dataflow::trace::implementations::spine_fueled::SpineBatch;
 use timely::progress::Antichain;
 
+use super::request::{PeekError, PeekRequest, RequestKind, Selector};
+use super::shapes::{Shape, ViewTrace};
+use super::subscribe::Update;
 use crate::datum::Row;
-use crate::peek::{PeekError, PeekRequest, RequestKind, Selector};
-use crate::subscribe::Update;
-use crate::views::Time;
-
-/// An arrangement of a view's keys and values.
-pub(crate) type Arranged<K, V> = TraceAgent<ValSpine<K, V, Time, isize>>;
-
-/// How a view reads its arrangement's keys and values as rows.
-pub(crate) struct Shape<K, V> {
-    /// The key a key row names; `None` if no key has that row.
-    pub key: fn(&Row) -> Option<K>,
-    /// A key at or before the first key whose row is at or after `row`
-    /// (a range's lower bound, often a prefix of a key's row); `None` to
-    /// start from the first key.
-    pub seek: fn(&Row) -> Option<K>,
-    /// A key's row. Keys must be ordered as their rows are.
-    pub key_row: fn(&K) -> Row,
-    /// A value's row.
-    pub val_row: fn(&K, &V) -> Row,
-}
-
-impl<K, V> Clone for Shape<K, V> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-impl<K, V> Copy for Shape<K, V> {}
-
-/// Views arranged as their rows.
-pub(crate) const ROWS: Shape<Row, Row> = Shape {
-    key: |row| Some(row.clone()),
-    seek: |row| Some(row.clone()),
-    key_row: Row::clone,
-    val_row: |_, v| v.clone(),
-};
+use crate::time::Time;
 
 /// What one worker read for a request.
 pub(crate) struct Answer {
@@ -86,7 +53,7 @@ pub(crate) trait ViewStore {
 
 /// A view read from an arrangement through its [`Shape`].
 pub(crate) struct Store<K: Ord + Clone + 'static, V: Ord + Clone + 'static> {
-    trace: Arranged<K, V>,
+    trace: ViewTrace<K, V>,
     shape: Shape<K, V>,
 }
 
@@ -95,7 +62,7 @@ where
     K: Ord + Clone + 'static,
     V: Ord + Clone + 'static,
 {
-    pub(crate) fn new(trace: Arranged<K, V>, shape: Shape<K, V>) -> Self {
+    pub(crate) fn new(trace: ViewTrace<K, V>, shape: Shape<K, V>) -> Self {
         Self { trace, shape }
     }
 }

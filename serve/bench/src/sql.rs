@@ -1,9 +1,9 @@
-//! `reelflow bench sql`: SQL over the live views through the PostgreSQL
+//! `reelflow-bench sql`: SQL over the live views through the PostgreSQL
 //! wire protocol, beside PostgreSQL answering the same queries from tables
 //! of the same size.
 //!
 //! The dataflows run in this process over an embedded log holding the
-//! playback traffic of `reelflow bench dataflow` (a catalog of 100,000
+//! playback traffic of `reelflow-bench dataflow` (a catalog of 100,000
 //! videos, Zipf popularity); the pgwire server runs beside them. Clients
 //! (tokio-postgres, the extended protocol with a prepared statement, as
 //! drivers do) run in the same process, `--connections` at once, each
@@ -28,7 +28,7 @@ use reelflow_dataflows::{ClusterConfig, DataflowOptions, Dataflows, Datum, Selec
 use reelflow_ingest::log::{AnyLog, EmbeddedLog, EmbeddedOptions, FsyncPolicy};
 use serde::Serialize;
 
-/// Options of `reelflow bench sql`.
+/// Options of `reelflow-bench sql`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct SqlBenchArgs {
     /// Videos in the catalog.
@@ -228,13 +228,13 @@ pub async fn run(args: SqlBenchArgs) -> anyhow::Result<Report> {
         "{} videos and {} playback events into the views…",
         args.videos, args.events
     );
-    super::append_traffic(&log, &mut traffic, args.events).await;
+    crate::harness::append_traffic(&log, &mut traffic, args.events).await;
     let options = DataflowOptions {
         cluster: ClusterConfig::single(cores),
         peek_timeout: Duration::from_secs(600),
         ..DataflowOptions::default()
     };
-    let end = super::complete_now(options.source.tick.as_millis() as u64);
+    let end = crate::harness::complete_now(options.source.tick.as_millis() as u64);
     let dataflows = Dataflows::start(log, options).await?;
     let client = dataflows.client();
     client.wait_until_readable(end, Duration::from_secs(3600)).await?;

@@ -1,7 +1,7 @@
-//! `reelflow bench scale`: how the dataflow cluster scales in processes,
+//! `reelflow-bench scale`: how the dataflow cluster scales in processes,
 //! started the way the Kubernetes StatefulSet starts them.
 //!
-//! The playback traffic of `reelflow bench dataflow` (Zipf popularity,
+//! The playback traffic of `reelflow-bench dataflow` (Zipf popularity,
 //! realistic sessions) is appended to Kafka once. Then, for 1, 2 and 3
 //! processes, `reelflow dataflow` is started as pods are — `$HOSTNAME`
 //! `reelflow-dataflow-<i>`, the cluster size in
@@ -23,7 +23,7 @@ use reelflow_dataflows::workload;
 use reelflow_ingest::log::{AnyLog, EventLog, KafkaConfig, KafkaLog};
 use serde::Serialize;
 
-/// Options of `reelflow bench scale`.
+/// Options of `reelflow-bench scale`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ScaleBenchArgs {
     /// Playback events in the log the cluster rebuilds from.
@@ -92,10 +92,21 @@ impl Drop for Pod {
     }
 }
 
+/// The `reelflow` binary the pods run: the one beside this benchmark's.
+fn reelflow_binary() -> anyhow::Result<std::path::PathBuf> {
+    let bench = std::env::current_exe().context("finding the benchmark's own binary")?;
+    let exe = bench.with_file_name("reelflow");
+    anyhow::ensure!(
+        exe.is_file(),
+        "{} is missing: build the reelflow binary beside reelflow-bench (cargo build --release --bin reelflow)",
+        exe.display()
+    );
+    Ok(exe)
+}
+
 /// Starts pod `i` of `n` as the StatefulSet does, on address 127.0.1<i>.1.
 fn start_pod(args: &ScaleBenchArgs, i: usize, n: usize, dir: &std::path::Path) -> anyhow::Result<Pod> {
-    let exe = std::env::current_exe().context("finding the reelflow binary")?;
-    let mut cmd = std::process::Command::new(exe);
+    let mut cmd = std::process::Command::new(reelflow_binary()?);
     for (k, _) in std::env::vars() {
         if k.starts_with("REELFLOW_") {
             cmd.env_remove(k);
@@ -155,7 +166,7 @@ pub async fn run(args: ScaleBenchArgs) -> anyhow::Result<Report> {
         args.videos, args.events
     );
     let started = Instant::now();
-    super::append_traffic(&log, &mut traffic, args.events).await;
+    crate::harness::append_traffic(&log, &mut traffic, args.events).await;
     let append_s = started.elapsed().as_secs_f64();
     let mut records = 0;
     for topic in reelflow_dataflows::TOPICS {
@@ -163,7 +174,7 @@ pub async fn run(args: ScaleBenchArgs) -> anyhow::Result<Report> {
             records += log.high_watermark(topic, p).await?;
         }
     }
-    let end = reelflow_dataflows::source::now_ms();
+    let end = reelflow_dataflows::now_ms();
     let mut runs = Vec::new();
     for &n in &args.processes {
         eprintln!("{n} process(es) × {} worker(s), rebuilding from the log…", args.workers);
@@ -176,7 +187,7 @@ pub async fn run(args: ScaleBenchArgs) -> anyhow::Result<Report> {
         let rebuild_s = started.elapsed().as_secs_f64();
         let peak_kib: Vec<u64> = pods
             .iter()
-            .map(|p| super::peak_rss_kib_of(&p.0.id().to_string()))
+            .map(|p| crate::harness::peak_rss_kib_of(&p.0.id().to_string()))
             .collect();
         drop(pods);
         runs.push(Run {

@@ -21,11 +21,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use differential_dataflow::consolidation::consolidate;
 
+use super::request::{Selector, after_prefix};
+use super::subscribe::Update;
 use crate::datum::{Datum, Row};
 use crate::definitions::{RETENTION_BUCKETS, rows};
-use crate::peek::{Selector, after_prefix};
 use crate::schema::View;
-use crate::subscribe::Update;
 
 /// Whether `view` is arranged in a form other than its rows.
 pub(crate) fn is_stored(view: View) -> bool {

@@ -1,4 +1,4 @@
-//! `reelflow bench dataflow`: the dataflows under realistic playback traffic
+//! `reelflow-bench dataflow`: the dataflows under realistic playback traffic
 //! (see `reelflow_dataflows::traffic`), driving every view.
 //!
 //! - **Throughput**: the events are appended first, at a steady rate
@@ -30,14 +30,14 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use reelflow_dataflows::source::SourceOptions;
+use reelflow_dataflows::SourceOptions;
 use reelflow_dataflows::traffic::Traffic;
 use reelflow_dataflows::workload::{self, Raw};
 use reelflow_dataflows::{ClusterConfig, DataflowOptions, Dataflows, Datum, Selector, View};
 use reelflow_ingest::log::{AnyLog, EmbeddedLog, EmbeddedOptions, EventLog, FsyncPolicy, KafkaConfig, KafkaLog};
 use serde::Serialize;
 
-/// Options of `reelflow bench dataflow`.
+/// Options of `reelflow-bench dataflow`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DataflowBenchArgs {
     /// Playback events in the throughput runs.
@@ -217,9 +217,9 @@ async fn records_in(log: &AnyLog) -> anyhow::Result<u64> {
 /// Starts the dataflows over `log` and times them until complete past now.
 async fn time_catch_up(log: &AnyLog, label: &'static str, workers: usize, tick_ms: u64) -> anyhow::Result<Throughput> {
     let records = records_in(log).await?;
-    let end = super::complete_now(tick_ms);
-    super::reset_peak_rss();
-    let cpu_before = super::process_cpu_s();
+    let end = crate::harness::complete_now(tick_ms);
+    crate::harness::reset_peak_rss();
+    let cpu_before = crate::harness::process_cpu_s();
     let started = Instant::now();
     let dataflows = Dataflows::start(log.clone(), options(workers, tick_ms)).await?;
     let client = dataflows.client();
@@ -228,8 +228,8 @@ async fn time_catch_up(log: &AnyLog, label: &'static str, workers: usize, tick_m
         .await
         .context("waiting for the dataflows to catch up")?;
     let seconds = started.elapsed().as_secs_f64();
-    let cpu_seconds = super::process_cpu_s() - cpu_before;
-    let peak_rss_mib = super::peak_rss_kib() as f64 / 1024.0;
+    let cpu_seconds = crate::harness::process_cpu_s() - cpu_before;
+    let peak_rss_mib = crate::harness::peak_rss_kib() as f64 / 1024.0;
     // A real read of the result, to be sure it is there.
     let top = client.peek(View::Trending, Selector::All, None).await?;
     anyhow::ensure!(!top.rows.is_empty(), "trending is empty after the run");
@@ -265,7 +265,7 @@ async fn freshness(args: &DataflowBenchArgs, traffic: &mut Traffic, catalog: &[R
     let dataflows = Dataflows::start(log.clone(), options(cores, args.tick_ms)).await?;
     let client = dataflows.client();
     client
-        .wait_until_readable(super::complete_now(args.tick_ms), Duration::from_secs(600))
+        .wait_until_readable(crate::harness::complete_now(args.tick_ms), Duration::from_secs(600))
         .await?;
     let tick = Duration::from_millis(10);
     let per_tick = (args.rate / 100).max(1);
@@ -283,7 +283,7 @@ async fn freshness(args: &DataflowBenchArgs, traffic: &mut Traffic, catalog: &[R
         if tick_no.is_multiple_of(10) {
             // Every record of the batch is at this time or before: its
             // log time is at most now, rounded up to the tick.
-            let bound = super::complete_now(args.tick_ms);
+            let bound = crate::harness::complete_now(args.tick_ms);
             let client = client.clone();
             waits.push(tokio::spawn(async move {
                 client.wait_until_readable(bound, Duration::from_secs(60)).await?;
