@@ -93,8 +93,8 @@ async fn start(
     })?;
     config.limits.api_per_user_per_minute = u32::MAX / 2;
     config.limits.register_per_ip_per_hour = u32::MAX / 2;
-    let state = crate::app::open(config).await?;
-    let publisher = crate::app::spawn_background(&state);
+    let state = crate::state::open(config).await?;
+    let publisher = crate::background::spawn_background(&state);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let service = crate::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
