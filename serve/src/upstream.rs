@@ -162,3 +162,80 @@ impl Upstream {
         asked.too_slow()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::body::to_bytes;
+    use axum::http::StatusCode;
+
+    use super::*;
+
+    /// A client of `base` that waits `answer_within` for an answer.
+    fn upstream(base: &str, answer_within: Duration) -> Upstream {
+        let mut upstream = Upstream::new(base, Duration::ZERO).expect("client");
+        upstream.answer_within = answer_within;
+        upstream
+    }
+
+    /// The problem a caller would get, as (status, body).
+    async fn problem(result: ApiResult<Response>) -> (StatusCode, String) {
+        let response = result.expect_err("a failure").into_response();
+        let status = response.status();
+        assert_eq!(
+            response
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok()),
+            Some("application/problem+json")
+        );
+        let body = to_bytes(response.into_body(), 1 << 20).await.expect("body");
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[tokio::test]
+    async fn a_service_that_is_not_there_is_a_503_that_does_not_name_it() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let up = upstream(&format!("http://127.0.0.1:{port}/"), Duration::from_secs(5));
+        for result in [
+            up.sql(&HeaderMap::new(), Bytes::new()).await,
+            up.view("/v1/views").await,
+        ] {
+            let (status, body) = problem(result).await;
+            assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+            assert!(body.contains("unavailable"), "{body}");
+            assert!(
+                !body.contains("127.0.0.1") && !body.contains(&port.to_string()),
+                "{body}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_service_that_does_not_answer_in_time_is_a_504_that_does_not_name_it() {
+        // Accepts connections and never answers.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let _held = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                open.push(socket);
+            }
+        });
+        let up = upstream(&format!("http://127.0.0.1:{port}"), Duration::from_millis(300));
+        for result in [
+            up.sql(&HeaderMap::new(), Bytes::new()).await,
+            up.view("/v1/views").await,
+        ] {
+            let (status, body) = problem(result).await;
+            assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{body}");
+            assert!(body.contains("gateway-timeout") && body.contains("in time"), "{body}");
+            assert!(
+                !body.contains("127.0.0.1") && !body.contains(&port.to_string()),
+                "{body}"
+            );
+        }
+    }
+}
