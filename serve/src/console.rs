@@ -8,8 +8,11 @@
 
 use axum::http::{HeaderValue, header};
 use axum::response::Response;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::playback::player::asset;
+use crate::state::AppState;
 
 const PAGE: &str = include_str!("../assets/console/index.html");
 const CONSOLE_JS: &str = include_str!("../assets/console/console.js");
@@ -20,6 +23,16 @@ const CHART_JS: &str = include_str!("../assets/chart-4.5.1.umd.min.js");
 /// The console runs only its own scripts and talks only to this origin.
 const CSP: &str = "default-src 'self'; script-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; \
                    connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/// The console's page and assets.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(index))
+        .routes(routes!(console_js))
+        .routes(routes!(console_css))
+        .routes(routes!(tus_js))
+        .routes(routes!(chart_js))
+}
 
 /// The web console.
 #[utoipa::path(get, path = "/", tag = "console",

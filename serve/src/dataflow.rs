@@ -7,8 +7,9 @@
 //!
 //! The listener is cluster-internal. Its views have no accounts; its
 //! `POST /v1/sql` ([`crate::sql`]) checks the caller's access token with
-//! the same keys as the public API, which forwards `/v1/sql` here. The
-//! process also serves the PostgreSQL wire protocol on `sql.pgwire_listen`.
+//! the public API's own extractor, keys and rules (see
+//! [`crate::auth::Gate`]); the API forwards `/v1/sql` here. The process
+//! also serves the PostgreSQL wire protocol on `sql.pgwire_listen`.
 
 use std::time::Duration;
 

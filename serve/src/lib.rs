@@ -3,20 +3,29 @@
 //! - [`config`]: the typed configuration (file, environment, flags).
 //! - [`platform`]: opens the event log and object storage it names.
 //! - [`db`]: the metadata database (SQLite or PostgreSQL) and migrations.
-//! - [`auth`], [`users`]: accounts, tokens, profiles.
+//! - [`auth`], [`accounts`]: tokens and the one check every listener
+//!   applies to them; accounts and profiles.
 //! - [`catalog`]: the video catalog; [`outbox`]: its events.
 //! - [`uploads`]: tus resumable uploads and plain source uploads.
-//! - [`console`]: the web console at `/`.
-//! - [`app`]: the axum application; [`problem`]: errors as problem+json;
-//!   [`ratelimit`], [`validate`]: abuse control and field checks.
+//! - [`playback`]: HLS delivery, playback tokens, the player and beacons.
+//! - [`views`], [`sql`]: the live views over HTTP and SQL; [`dataflow`]:
+//!   the dataflow service's own listener; [`upstream`]: how the API
+//!   reaches that service.
+//! - [`console`]: the web console at `/`; [`ops`]: health and metrics.
+//! - [`app`]: the axum application, merged from each area's `routes()`;
+//!   [`state`]: what its handlers share; [`background`]: what runs beside
+//!   it; [`problem`]: errors as problem+json; [`ratelimit`], [`validate`]:
+//!   abuse control and field checks.
 //! - [`client`]: `reelflow sql` and `reelflow upload`, over the public API.
 //! - [`allocator`]: mimalloc's options, for every binary.
 //!
 //! The benchmarks are a crate of their own, `reelflow-bench` (`serve/bench`).
 
+pub mod accounts;
 pub mod allocator;
 pub mod app;
 pub mod auth;
+pub mod background;
 pub mod catalog;
 pub mod client;
 pub mod config;
@@ -24,17 +33,20 @@ pub mod console;
 pub mod dataflow;
 pub mod db;
 pub mod listener;
+pub mod ops;
 pub mod outbox;
 pub mod platform;
 pub mod playback;
 pub mod problem;
 pub mod ratelimit;
 pub mod sql;
+pub mod state;
 pub mod transcoders;
 pub mod uploads;
-pub mod users;
+pub mod upstream;
 pub mod validate;
 pub mod views;
 
-pub use app::{AppState, app};
+pub use app::app;
 pub use config::Config;
+pub use state::AppState;

@@ -4,11 +4,11 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use reelflow_serve::accounts::Role;
 use reelflow_serve::app;
 use reelflow_serve::auth::{Keyring, password};
 use reelflow_serve::config::{Config, ConfigArgs};
 use reelflow_serve::db::Db;
-use reelflow_serve::users::Role;
 use tracing_subscriber::EnvFilter;
 
 // The dataflows allocate and free many small rows per event; mimalloc's
@@ -70,7 +70,7 @@ enum UserCommand {
         admin: bool,
         /// Role: viewer, creator or admin [default: creator].
         #[arg(long)]
-        role: Option<reelflow_serve::users::Role>,
+        role: Option<reelflow_serve::accounts::Role>,
         /// Name shown to others [default: the part of the email before @].
         #[arg(long)]
         display_name: Option<String>,
@@ -170,7 +170,7 @@ async fn create_user(config: &Config, email: &str, role: Role, display_name: Opt
     let db = Db::open(&config.database_url()).await?;
     let name = display_name.unwrap_or_else(|| email.split('@').next().unwrap_or_default().to_string());
     let hash = password::hash(password).await?;
-    let user = reelflow_serve::users::create(&db, email, hash, role, &name)
+    let user = reelflow_serve::accounts::create(&db, email, hash, role, &name)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     println!("created {} account {} ({})", role.as_str(), user.email, user.id);
@@ -234,25 +234,22 @@ async fn dataflow(config: Config) -> anyhow::Result<()> {
     let dataflows = reelflow_serve::dataflow::start(&config, log).await?;
     let client = dataflows.client();
     // SQL for Reelflow's accounts: the accounts database and the token keys
-    // are the ones `reelflow serve` uses.
-    let db = reelflow_serve::db::Db::open(&config.database_url()).await?;
-    let keys_file = config.keys_file();
-    let keys = tokio::task::spawn_blocking(move || reelflow_serve::auth::Keyring::load_or_create(&keys_file)).await??;
+    // are the ones `reelflow serve` uses, checked by the same gate.
+    let gate = reelflow_serve::auth::Gate::open(&config).await?;
     let engine = reelflow_sql::SqlEngine::new(client.clone(), config.sql.limits())?;
     let pg_listener = tokio::net::TcpListener::bind(config.sql.pgwire_listen)
         .await
         .with_context(|| format!("listening for the PostgreSQL protocol on {}", config.sql.pgwire_listen))?;
     let pg_addr = pg_listener.local_addr()?;
     let accounts = std::sync::Arc::new(reelflow_serve::sql::Accounts {
-        db: db.clone(),
-        limits: std::sync::Arc::new(reelflow_serve::ratelimit::Limits::new(&config.limits)),
+        db: gate.db.clone(),
+        limits: gate.limits.clone(),
     });
     let pg = reelflow_sql::PgServer::with_tls(engine.clone(), accounts, config.sql.pg_tls()?);
     let _pgwire = tokio::spawn(pg.serve(pg_listener));
     let sql = reelflow_serve::sql::SqlService {
         engine,
-        db,
-        keys: std::sync::Arc::new(keys),
+        gate,
         row_limit: config.sql.http_row_limit,
     };
     println!(
@@ -276,7 +273,7 @@ async fn dataflow(config: Config) -> anyhow::Result<()> {
 }
 
 async fn up(config: Config) -> anyhow::Result<()> {
-    let mut state = reelflow_serve::app::open(config.clone()).await?;
+    let mut state = reelflow_serve::state::open(config.clone()).await?;
     let dataflows = reelflow_serve::dataflow::start(&config, state.platform.log.clone()).await?;
     state.views = Some(dataflows.client());
     let engine = reelflow_sql::SqlEngine::new(dataflows.client(), config.sql.limits())?;
@@ -301,7 +298,7 @@ async fn up(config: Config) -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    let state = reelflow_serve::app::open(config.clone()).await?;
+    let state = reelflow_serve::state::open(config.clone()).await?;
     let sql = match &config.sql.upstream {
         Some(upstream) => format!("/v1/sql is answered by {upstream}"),
         None => "no sql.upstream: /v1/sql answers 503".to_string(),
@@ -315,7 +312,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 /// status follower, the upload sweeper) until Ctrl-C or SIGTERM.
 async fn serve_http(state: reelflow_serve::AppState, banner: &str, sql: &str) -> anyhow::Result<()> {
     let config = state.config.clone();
-    let _background = reelflow_serve::app::spawn_background(&state);
+    let _background = reelflow_serve::background::spawn_background(&state);
     let listener = tokio::net::TcpListener::bind(config.http.listen)
         .await
         .with_context(|| format!("listening on {}", config.http.listen))?;
@@ -336,7 +333,7 @@ async fn serve_http(state: reelflow_serve::AppState, banner: &str, sql: &str) ->
         let metrics = tokio::net::TcpListener::bind(metrics_addr)
             .await
             .with_context(|| format!("listening for /metrics on {metrics_addr}"))?;
-        let router = reelflow_serve::app::metrics_router(state.clone());
+        let router = reelflow_serve::ops::metrics_router(state.clone());
         tokio::spawn(reelflow_serve::listener::serve(
             metrics,
             router,

@@ -4,7 +4,8 @@
 //! failures list every bad field with its own message.
 //!
 //! Whose fault it is decides the status: the caller's (4xx, with a detail
-//! that says what to fix), a dependency's (503, with `Retry-After`), or ours
+//! that says what to fix), a dependency's (503, with `Retry-After`; 504 when
+//! the dataflow service took too long, see [`crate::upstream`]), or ours
 //! (500, logged with its whole cause chain, never shown to the caller).
 
 use axum::Json;
@@ -123,6 +124,9 @@ pub enum ApiError {
     /// A dependency (database, log, storage) failed; retrying may help (503).
     #[error("{0}")]
     Unavailable(String),
+    /// The dataflow service did not answer in time; retrying may help (504).
+    #[error("{0}")]
+    UpstreamTimeout(String),
     /// Our bug (500).
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -196,6 +200,10 @@ impl IntoResponse for ApiError {
             ),
             Self::Unavailable(d) => (
                 Problem::new(S::SERVICE_UNAVAILABLE, "unavailable", "Service Unavailable").detail(d),
+                Some((header::RETRY_AFTER, HeaderValue::from_static("2"))),
+            ),
+            Self::UpstreamTimeout(d) => (
+                Problem::new(S::GATEWAY_TIMEOUT, "gateway-timeout", "Gateway Timeout").detail(d),
                 Some((header::RETRY_AFTER, HeaderValue::from_static("2"))),
             ),
             Self::Internal(e) => {

@@ -5,25 +5,38 @@
 //!
 //! Where the dataflows run (`reelflow up`, `reelflow dataflow`) the engine
 //! answers here; an API process without dataflows of its own forwards
-//! `/v1/sql` to the dataflow service named by `sql.upstream`, which checks
-//! the token again.
+//! `/v1/sql` to the dataflow service named by `sql.upstream` (through
+//! [`crate::upstream`]), which checks the token again.
+//!
+//! Both listeners that answer `/v1/sql` — the public API and the dataflow
+//! service's own — take the caller from the same [`Caller`] extractor: the
+//! dataflow listener's [`SqlService`] gives it a [`Gate`] as the API's
+//! state does, so a deleted account, a password changed after the token
+//! was issued and the per-user rate limit are refused alike on both.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{FromRef, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use reelflow_sql::Principal;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::app::AppState;
-use crate::auth::{Caller, password};
+use crate::accounts::{self, Role, User};
+use crate::auth::{Caller, Gate, password};
 use crate::db::Db;
 use crate::problem::ApiError;
-use crate::users::{self, Role, User};
+use crate::state::AppState;
+
+/// `POST /v1/sql` on the public API.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(post_sql))
+}
 
 /// The videos `owner` owns.
 async fn owned_videos(db: &Db, owner: Uuid) -> Result<HashSet<Uuid>, sqlx::Error> {
@@ -70,7 +83,7 @@ impl reelflow_sql::Authenticator for Accounts {
         let account_key = user.trim().to_lowercase();
         self.limits.login_per_ip.peek(client).map_err(limited)?;
         self.limits.login_per_account.peek(&account_key).map_err(limited)?;
-        let account = users::find_by_email(&self.db, user).await.ok().flatten();
+        let account = accounts::find_by_email(&self.db, user).await.ok().flatten();
         let ok = password::verify(presented.to_string(), account.map(|a| a.password_hash)).await;
         if !ok {
             let _ = self.limits.login_per_ip.check(client);
@@ -80,7 +93,7 @@ impl reelflow_sql::Authenticator for Accounts {
     }
 
     async fn principal(&self, user: &str) -> Result<Principal, String> {
-        let account = users::find_by_email(&self.db, user)
+        let account = accounts::find_by_email(&self.db, user)
             .await
             .map_err(|e| format!("reading the account: {e}"))?
             .ok_or_else(|| "the account no longer exists".to_string())?;
@@ -106,25 +119,38 @@ pub async fn post_sql(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let Some(engine) = &state.sql else {
-        return match &state.config.sql.upstream {
-            Some(upstream) => forward(upstream, &headers, body).await,
+        return match &state.upstream {
+            Some(upstream) => upstream.sql(&headers, body).await,
             None => Err(ApiError::Unavailable(
                 "SQL runs where the dataflows run: use `reelflow up`, or set sql.upstream to the dataflow service"
                     .into(),
             )),
         };
     };
-    let principal = principal_of(&state.db, &caller.user).await?;
-    let refresh = refresher(&state.db, caller.user.id);
-    Ok(reelflow_sql::http::answer(
+    answer(
         engine,
-        principal,
-        Some(refresh),
+        &state.db,
+        &caller,
         &headers,
         &body,
         state.config.sql.http_row_limit,
     )
-    .await)
+    .await
+}
+
+/// Runs the statement in `body` for `caller`, reading what their role lets
+/// them read.
+async fn answer(
+    engine: &reelflow_sql::SqlEngine,
+    db: &Db,
+    caller: &Caller,
+    headers: &HeaderMap,
+    body: &Bytes,
+    row_limit: usize,
+) -> Result<Response, ApiError> {
+    let principal = principal_of(db, &caller.user).await?;
+    let refresh = refresher(db, caller.user.id);
+    Ok(reelflow_sql::http::answer(engine, principal, Some(refresh), headers, body, row_limit).await)
 }
 
 /// Re-reads what the account `user_id` may read, for a running
@@ -134,7 +160,7 @@ fn refresher(db: &Db, user_id: Uuid) -> reelflow_sql::RefreshPrincipal {
     Arc::new(move || {
         let db = db.clone();
         Box::pin(async move {
-            let user = users::find_by_id(&db, user_id)
+            let user = accounts::find_by_id(&db, user_id)
                 .await
                 .map_err(|e| format!("reading the account: {e}"))?
                 .ok_or_else(|| "the account no longer exists".to_string())?;
@@ -146,18 +172,22 @@ fn refresher(db: &Db, user_id: Uuid) -> reelflow_sql::RefreshPrincipal {
 }
 
 /// What `reelflow dataflow` needs to answer `POST /v1/sql` for Reelflow's
-/// accounts on its own listener: the engine, the accounts database and the
-/// token keys (the same keys file as `reelflow serve`).
+/// accounts on its own listener: the engine, and the [`Gate`] that checks
+/// callers (the same accounts database and keys file as `reelflow serve`).
 #[derive(Clone)]
 pub struct SqlService {
     /// The engine over this cluster's views.
     pub engine: reelflow_sql::SqlEngine,
-    /// The accounts database.
-    pub db: Db,
-    /// Verifies access tokens.
-    pub keys: Arc<crate::auth::Keyring>,
+    /// Checks access tokens, as the public API does.
+    pub gate: Gate,
     /// Most rows an answer carries.
     pub row_limit: usize,
+}
+
+impl FromRef<SqlService> for Gate {
+    fn from_ref(service: &SqlService) -> Self {
+        service.gate.clone()
+    }
 }
 
 /// `POST /v1/sql` of the dataflow listener.
@@ -167,86 +197,19 @@ pub fn router(service: SqlService) -> axum::Router {
         .with_state(service)
 }
 
-/// The account a bearer token names, checked as the public API checks it.
-async fn account(service: &SqlService, headers: &HeaderMap) -> Result<User, ApiError> {
-    let token = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .ok_or_else(|| ApiError::Unauthorized("use Authorization: Bearer <access token>".into()))?;
-    let claims: crate::auth::AccessClaims = service
-        .keys
-        .verify(token.trim(), crate::auth::API_AUDIENCE)
-        .map_err(|e| ApiError::Unauthorized(e.to_string()))?;
-    let user = users::find_by_id(&service.db, claims.sub)
-        .await?
-        .ok_or_else(|| ApiError::Unauthorized("the account of this token no longer exists".into()))?;
-    if claims.iat * 1000 < user.password_changed_at - 999 {
-        return Err(ApiError::Unauthorized(
-            "the password changed after this token was issued; sign in again".into(),
-        ));
-    }
-    Ok(user)
-}
-
 async fn dataflow_sql(
     State(service): State<SqlService>,
+    caller: Caller,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let user = account(&service, &headers).await?;
-    let principal = principal_of(&service.db, &user).await?;
-    let refresh = refresher(&service.db, user.id);
-    Ok(reelflow_sql::http::answer(
+    answer(
         &service.engine,
-        principal,
-        Some(refresh),
+        &service.gate.db,
+        &caller,
         &headers,
         &body,
         service.row_limit,
     )
-    .await)
-}
-
-/// Forwards a `POST /v1/sql` the caller is signed in for to the dataflow
-/// service (`sql.upstream`), which checks the token again and answers. The
-/// answer is relayed as it comes, so a subscription's events stream
-/// through.
-async fn forward(upstream: &str, headers: &HeaderMap, body: Bytes) -> Result<Response, ApiError> {
-    use axum::http::header;
-    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
-    let client = CLIENT.get_or_init(reqwest::Client::new);
-    let mut request = client
-        .post(format!("{}/v1/sql", upstream.trim_end_matches('/')))
-        .body(body);
-    for name in [header::AUTHORIZATION, header::ACCEPT, header::CONTENT_TYPE] {
-        if let Some(v) = headers.get(&name) {
-            request = request.header(name.as_str(), v.as_bytes());
-        }
-    }
-    let answer = request.send().await.map_err(|e| {
-        tracing::warn!(error = %e, %upstream, "the dataflow service did not answer");
-        ApiError::Unavailable("the SQL service is unavailable; try again shortly".into())
-    })?;
-    let status =
-        axum::http::StatusCode::from_u16(answer.status().as_u16()).unwrap_or(axum::http::StatusCode::BAD_GATEWAY);
-    let mut relayed = axum::http::HeaderMap::new();
-    for name in [
-        "content-type",
-        "cache-control",
-        "x-accel-buffering",
-        "reelflow-as-of",
-        "reelflow-truncated",
-        "retry-after",
-    ] {
-        if let Some(v) = answer.headers().get(name)
-            && let Ok(v) = axum::http::HeaderValue::from_bytes(v.as_bytes())
-        {
-            relayed.insert(axum::http::HeaderName::from_static(name), v);
-        }
-    }
-    let body = axum::body::Body::from_stream(answer.bytes_stream());
-    let mut response = axum::response::IntoResponse::into_response((status, body));
-    response.headers_mut().extend(relayed);
-    Ok(response)
+    .await
 }

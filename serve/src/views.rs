@@ -5,8 +5,8 @@
 //! The same reads are served twice: by `reelflow dataflow` on its own,
 //! cluster-internal listener (no accounts there), and on the public API for
 //! admins — answered in process by `reelflow up`, forwarded to the dataflow
-//! service (`sql.upstream`) by `reelflow serve`. Row-level access for
-//! creators and viewers is the SQL layer's.
+//! service (`sql.upstream`, through [`crate::upstream`]) by `reelflow
+//! serve`. Row-level access for creators and viewers is the SQL layer's.
 
 use axum::Json;
 use axum::extract::{Query, State};
@@ -15,10 +15,19 @@ use reelflow_dataflows::{Datum, PeekClient, PeekError, Row, Selector, VIEWS, Vie
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use crate::app::AppState;
 use crate::auth::Caller;
 use crate::problem::{ApiError, ApiPath, ApiResult, FieldError, Problem};
+use crate::state::AppState;
+
+/// The routes of `/v1/views` on the public API.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_views))
+        .routes(routes!(get_view))
+}
 
 /// Which rows to read.
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -168,32 +177,6 @@ pub async fn list_views(caller: Caller) -> ApiResult<Json<Value>> {
     Ok(Json(list()))
 }
 
-/// Reads `path_and_query` from the dataflow service's listener, relaying
-/// its status and JSON body.
-async fn forward(upstream: &str, path_and_query: &str) -> ApiResult<axum::response::Response> {
-    use axum::response::IntoResponse;
-    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
-    let client = CLIENT.get_or_init(reqwest::Client::new);
-    let url = format!("{}{path_and_query}", upstream.trim_end_matches('/'));
-    let answer = client.get(&url).send().await.map_err(|e| {
-        tracing::warn!(error = %e, %upstream, "the dataflow service did not answer");
-        ApiError::Unavailable("the views are unavailable; try again shortly".into())
-    })?;
-    let status =
-        axum::http::StatusCode::from_u16(answer.status().as_u16()).unwrap_or(axum::http::StatusCode::BAD_GATEWAY);
-    let content_type = answer
-        .headers()
-        .get(axum::http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("application/json")
-        .to_string();
-    let body = answer
-        .bytes()
-        .await
-        .map_err(|e| ApiError::Unavailable(format!("reading the dataflow service's answer: {e}")))?;
-    Ok((status, [(axum::http::header::CONTENT_TYPE, content_type)], body).into_response())
-}
-
 /// One view's rows at one time (admins).
 #[utoipa::path(get, path = "/v1/views/{name}", tag = "views", security(("bearer" = [])),
     params(("name" = String, Path, description = "view name"), ViewQuery),
@@ -209,11 +192,11 @@ pub async fn get_view(
     use axum::response::IntoResponse;
     caller.require_admin()?;
     if state.views.is_none()
-        && let Some(upstream) = &state.config.sql.upstream
+        && let Some(upstream) = &state.upstream
     {
         // The dataflow service checks the name and the query again.
         let query = raw.map(|q| format!("?{q}")).unwrap_or_default();
-        return forward(upstream, &format!("/v1/views/{name}{query}")).await;
+        return upstream.view(&format!("/v1/views/{name}{query}")).await;
     }
     Ok(Json(read(client(&state)?, &name, query).await?).into_response())
 }

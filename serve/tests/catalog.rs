@@ -381,7 +381,7 @@ mod cases {
             .await
             .expect("platform");
         let state = reelflow_serve::AppState::open(config, platform).await.expect("restart");
-        let publisher = reelflow_serve::app::spawn_background(&state);
+        let publisher = reelflow_serve::background::spawn_background(&state);
         let log = state.platform.log.clone();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         let found = loop {
@@ -410,7 +410,7 @@ mod cases {
         use reelflow_ingest::events::{Envelope, ProcessingEvent};
 
         let app = TestApp::new(db).await;
-        let _background = reelflow_serve::app::spawn_background(&app.state);
+        let _background = reelflow_serve::background::spawn_background(&app.state);
         let s = app.register("status@example.org", Some("creator")).await;
         let r = app
             .post("/v1/videos", Some(&s.access), json!({"title": "Status"}))

@@ -607,7 +607,7 @@ async fn an_uploaded_clip_is_transcoded() {
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
 
-    let background = reelflow_serve::app::spawn_background(&app.state);
+    let background = reelflow_serve::background::spawn_background(&app.state);
     let stats = std::sync::Arc::new(reelflow_ingest::transcode::WorkerStats::default());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let worker = tokio::spawn(reelflow_ingest::transcode::run_worker(

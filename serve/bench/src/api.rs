@@ -93,8 +93,8 @@ async fn start(
     })?;
     config.limits.api_per_user_per_minute = u32::MAX / 2;
     config.limits.register_per_ip_per_hour = u32::MAX / 2;
-    let state = reelflow_serve::app::open(config).await?;
-    let publisher = reelflow_serve::app::spawn_background(&state);
+    let state = reelflow_serve::state::open(config).await?;
+    let publisher = reelflow_serve::background::spawn_background(&state);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let service = reelflow_serve::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();

@@ -26,8 +26,8 @@ use reelflow_ingest::transcode::test_pattern::TestPattern;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use reelflow_serve::app::AppState;
 use reelflow_serve::config::{Config, ConfigArgs, LogBackend};
+use reelflow_serve::state::AppState;
 
 /// Flags of `reelflow-bench hls`.
 #[derive(Debug, Clone, clap::Args)]
@@ -221,7 +221,7 @@ async fn start(dir: &Path, kafka: Option<&str>) -> anyhow::Result<Server> {
     config.limits.beacons_per_session_per_minute = u32::MAX / 2;
     config.limits.api_per_user_per_minute = u32::MAX / 2;
     config.limits.register_per_ip_per_hour = u32::MAX / 2;
-    let state = reelflow_serve::app::open(config).await?;
+    let state = reelflow_serve::state::open(config).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let service = reelflow_serve::app(state.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();

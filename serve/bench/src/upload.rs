@@ -98,7 +98,7 @@ pub async fn run(args: UploadBenchArgs) -> anyhow::Result<UploadBenchReport> {
     config.uploads.max_size_bytes = size.max(1);
     config.uploads.quota_bytes_per_user = size * 4;
     config.limits.api_per_user_per_minute = 1_000_000;
-    let state = reelflow_serve::app::open(config.clone()).await?;
+    let state = reelflow_serve::state::open(config.clone()).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     let service = reelflow_serve::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();

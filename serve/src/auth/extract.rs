@@ -2,17 +2,20 @@
 //! account and counts the request against that user's API rate limit;
 //! [`MaybeCaller`] is the same for endpoints anonymous visitors may use
 //! (a missing token is anonymous, a bad one is still a 401).
+//!
+//! They work on any state that gives a [`Gate`] (`Gate: FromRef<S>`), so
+//! this is the only place an access token is checked, whichever listener
+//! the request came to.
 
 use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::{ConnectInfo, FromRef, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 
-use super::{API_AUDIENCE, AccessClaims};
-use crate::app::AppState;
+use super::{API_AUDIENCE, AccessClaims, Gate};
+use crate::accounts::{self, Role, User};
 use crate::problem::ApiError;
-use crate::users::{self, Role, User};
 
 /// An authenticated caller.
 #[derive(Debug, Clone)]
@@ -58,12 +61,12 @@ fn bearer(parts: &Parts) -> Result<Option<&str>, ApiError> {
     }
 }
 
-async fn authenticate(state: &AppState, token: &str) -> Result<Caller, ApiError> {
-    let claims: AccessClaims = state
+async fn authenticate(gate: &Gate, token: &str) -> Result<Caller, ApiError> {
+    let claims: AccessClaims = gate
         .keys
         .verify(token, API_AUDIENCE)
         .map_err(|e| ApiError::Unauthorized(e.to_string()))?;
-    let user = users::find_by_id(&state.db, claims.sub)
+    let user = accounts::find_by_id(&gate.db, claims.sub)
         .await?
         .ok_or_else(|| ApiError::Unauthorized("the account of this token no longer exists".into()))?;
     if claims.iat * 1000 < user.password_changed_at - 999 {
@@ -71,30 +74,39 @@ async fn authenticate(state: &AppState, token: &str) -> Result<Caller, ApiError>
             "the password changed after this token was issued; sign in again".into(),
         ));
     }
-    state
-        .limits
+    gate.limits
         .api_per_user
         .check(&user.id.to_string())
         .map_err(|retry_after_s| ApiError::RateLimited { retry_after_s })?;
     Ok(Caller { user })
 }
 
-impl FromRequestParts<AppState> for Caller {
+impl<S> FromRequestParts<S> for Caller
+where
+    Gate: FromRef<S>,
+    S: Send + Sync,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let gate = Gate::from_ref(state);
         let token =
             bearer(parts)?.ok_or_else(|| ApiError::Unauthorized("this endpoint needs an access token".into()))?;
-        authenticate(state, token).await
+        authenticate(&gate, token).await
     }
 }
 
-impl FromRequestParts<AppState> for MaybeCaller {
+impl<S> FromRequestParts<S> for MaybeCaller
+where
+    Gate: FromRef<S>,
+    S: Send + Sync,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let gate = Gate::from_ref(state);
         match bearer(parts)? {
-            Some(token) => Ok(Self(Some(authenticate(state, token).await?))),
+            Some(token) => Ok(Self(Some(authenticate(&gate, token).await?))),
             None => Ok(Self(None)),
         }
     }
@@ -105,11 +117,16 @@ impl FromRequestParts<AppState> for MaybeCaller {
 #[derive(Debug, Clone)]
 pub struct ClientIp(pub String);
 
-impl FromRequestParts<AppState> for ClientIp {
+impl<S> FromRequestParts<S> for ClientIp
+where
+    Gate: FromRef<S>,
+    S: Send + Sync,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        if state.config.http.trust_forwarded_for
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let gate = Gate::from_ref(state);
+        if gate.trust_forwarded_for
             && let Some(first) = parts
                 .headers
                 .get("x-forwarded-for")

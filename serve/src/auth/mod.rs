@@ -9,15 +9,20 @@
 //!   belongs to a family (one login); each use spends it and returns a new
 //!   one of the same family. Presenting a spent token means it was stolen
 //!   or replayed: the whole family is revoked, so the thief's copy dies too.
+//! - Every listener that accepts access tokens checks them with the same
+//!   extractors, over its state's [`Gate`].
 
 mod extract;
+mod gate;
 pub mod keys;
 pub mod password;
 mod refresh;
 pub mod routes;
 
 pub use extract::{Caller, ClientIp, MaybeCaller};
+pub use gate::Gate;
 pub use keys::{Keyring, TokenError};
+pub use routes::routes;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;

@@ -5,13 +5,25 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::{API_AUDIENCE, AccessClaims, Caller, ClientIp, password, refresh};
-use crate::app::AppState;
+use crate::accounts::{self, Profile, Role, User};
 use crate::problem::{ApiError, ApiJson, ApiResult, FieldError, Problem};
-use crate::users::{self, Profile, Role, User};
+use crate::state::AppState;
 use crate::validate;
+
+/// The routes of `/v1/auth`.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(register))
+        .routes(routes!(login))
+        .routes(routes!(refresh_tokens))
+        .routes(routes!(logout))
+        .routes(routes!(change_password))
+}
 
 /// A new account.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -127,7 +139,7 @@ pub async fn register(
         None => req.email.trim().split('@').next().unwrap_or_default().to_string(),
     };
     let hash = password::hash(req.password).await?;
-    let user = users::create(
+    let user = accounts::create(
         &state.db,
         &req.email,
         hash,
@@ -153,7 +165,7 @@ pub async fn login(
         .login_per_account
         .check(&req.email.trim().to_lowercase())
         .map_err(limited)?;
-    let user = users::find_by_email(&state.db, &req.email).await?;
+    let user = accounts::find_by_email(&state.db, &req.email).await?;
     let ok = password::verify(req.password, user.as_ref().map(|u| u.password_hash.clone())).await;
     match user {
         Some(user) if ok => Ok(Json(session(&state, &user, Uuid::now_v7()).await?)),
@@ -170,7 +182,7 @@ pub async fn refresh_tokens(
     ApiJson(req): ApiJson<RefreshRequest>,
 ) -> ApiResult<Json<Session>> {
     let (user_id, family) = refresh::spend(&state.db, &req.refresh_token).await?;
-    let user = users::find_by_id(&state.db, user_id)
+    let user = accounts::find_by_id(&state.db, user_id)
         .await?
         .ok_or_else(|| ApiError::Unauthorized("the account of this token no longer exists".into()))?;
     Ok(Json(session(&state, &user, family).await?))

@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::accounts::double_option;
 use crate::problem::FieldError;
-use crate::users::double_option;
 use crate::validate;
 
 /// Who may see a video.

@@ -5,14 +5,23 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::model::{NewVideo, Video, VideoPage, VideoPatch, VideoStatus};
 use super::store::{self, ListFilter};
-use crate::app::AppState;
+use crate::accounts::Role;
 use crate::auth::{Caller, MaybeCaller};
 use crate::problem::{ApiError, ApiJson, ApiPath, ApiResult, FieldError, Problem};
-use crate::users::Role;
+use crate::state::AppState;
+
+/// The routes of `/v1/videos`.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_video, list_videos))
+        .routes(routes!(get_video, update_video, delete_video))
+}
 
 fn not_found(id: Uuid) -> ApiError {
     ApiError::NotFound(format!("no video {id}"))

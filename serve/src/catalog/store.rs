@@ -12,12 +12,12 @@ use sqlx::any::AnyRow;
 use uuid::Uuid;
 
 use super::model::{Video, VideoStatus, Visibility};
-use crate::app::AppState;
+use crate::accounts::Role;
 use crate::auth::Caller;
 use crate::db::Db;
 use crate::outbox;
 use crate::problem::{ApiError, ApiResult};
-use crate::users::Role;
+use crate::state::AppState;
 
 const VIDEO_COLUMNS: &str =
     "v.id, v.owner_id, v.title, v.description, v.genre, v.language, v.visibility, v.status, v.created_at, v.updated_at";

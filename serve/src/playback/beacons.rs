@@ -36,10 +36,10 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::token;
-use crate::app::AppState;
 use crate::auth::{ClientIp, MaybeCaller};
 use crate::catalog::Visibility;
 use crate::problem::{ApiError, FieldError, Problem};
+use crate::state::AppState;
 
 /// A batch of player events of one session.
 #[derive(Debug, Deserialize, ToSchema)]

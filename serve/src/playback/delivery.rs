@@ -46,12 +46,12 @@ use utoipa::IntoParams;
 use uuid::Uuid;
 
 use super::token;
-use crate::app::AppState;
 use crate::auth::MaybeCaller;
 use crate::catalog::Visibility;
 use crate::config::PlaybackConfig;
 use crate::db::Db;
 use crate::problem::{ApiError, ApiPath, ApiResult, Problem};
+use crate::state::AppState;
 
 /// What decides who may watch a video.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -23,6 +23,30 @@ pub use delivery::Delivery;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::state::AppState;
+
+/// Playback's routes under the API's CORS: playback tokens and the player.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(token::playback_token))
+        .routes(routes!(player::watch))
+        .routes(routes!(player::player_js))
+        .routes(routes!(player::hls_js))
+}
+
+/// Media and beacons, which players on any origin may use.
+pub fn media_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(delivery::master))
+        .routes(routes!(delivery::rendition))
+        .routes(routes!(delivery::poster))
+        .routes(routes!(delivery::storyboard))
+        .routes(routes!(beacons::post_events))
+}
+
 /// Counters of playback, rendered on `/metrics`.
 #[derive(Debug, Default)]
 pub struct PlaybackMetrics {

@@ -171,7 +171,7 @@ pub struct PlaybackGrant {
     responses((status = 200, body = PlaybackGrant), (status = 401, body = crate::problem::Problem),
         (status = 404, body = crate::problem::Problem)))]
 pub async fn playback_token(
-    axum::extract::State(state): axum::extract::State<crate::app::AppState>,
+    axum::extract::State(state): axum::extract::State<crate::state::AppState>,
     crate::auth::MaybeCaller(caller): crate::auth::MaybeCaller,
     crate::problem::ApiPath(id): crate::problem::ApiPath<Uuid>,
 ) -> crate::problem::ApiResult<axum::Json<PlaybackGrant>> {

@@ -13,15 +13,25 @@ use serde::Serialize;
 use sha1::Digest as _;
 use tokio::io::AsyncWriteExt;
 use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::protocol::{self, Checksum};
 use super::state::{self, Appended, Upload};
-use crate::app::AppState;
 use crate::auth::Caller;
 use crate::catalog::{Video, VideoStatus};
 use crate::db::now_ms;
 use crate::problem::{ApiError, ApiPath, ApiResult, Problem};
+use crate::state::AppState;
+
+/// The routes of `/v1/uploads` and `PUT /v1/videos/{id}/source`.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(tus_options, create_upload))
+        .routes(routes!(head_upload, patch_upload, delete_upload))
+        .routes(routes!(put_source))
+}
 
 /// Runs a tus handler's body: 412 for a client of another tus version, and
 /// `Tus-Resumable` on every answer, errors included.

@@ -14,10 +14,10 @@ use reelflow_ingest::storage::{ObjectKey, Part};
 use sqlx::Row;
 use uuid::Uuid;
 
-use crate::app::AppState;
 use crate::db::now_ms;
 use crate::outbox;
 use crate::problem::{ApiError, ApiResult};
+use crate::state::AppState;
 
 /// An upload as stored.
 #[derive(Debug, Clone)]

@@ -175,9 +175,15 @@ impl TestApp {
         let hash = reelflow_serve::auth::password::hash("admin password 123".into())
             .await
             .expect("hash");
-        reelflow_serve::users::create(&self.state.db, email, hash, reelflow_serve::users::Role::Admin, "Admin")
-            .await
-            .expect("create admin");
+        reelflow_serve::accounts::create(
+            &self.state.db,
+            email,
+            hash,
+            reelflow_serve::accounts::Role::Admin,
+            "Admin",
+        )
+        .await
+        .expect("create admin");
         let r = self
             .post(
                 "/v1/auth/login",
