@@ -497,7 +497,7 @@ impl Golden {
         let rows = rows
             .iter()
             .map(|row| (0..row.len()).map(|i| pg_cell(row, i)).collect())
-            .collect();
+            .collect::<Result<_, _>>()?;
         Ok(DBOutput::Rows { types, rows })
     }
 
@@ -620,25 +620,33 @@ fn pg_column_type(ty: &tokio_postgres::types::Type) -> DefaultColumnType {
 }
 
 /// A value read over pgwire in its binary form, written as the files write
-/// values.
-fn pg_cell(row: &tokio_postgres::Row, i: usize) -> String {
+/// values; a value the client cannot read as its column's type fails the
+/// statement.
+fn pg_cell(row: &tokio_postgres::Row, i: usize) -> Result<String, Failed> {
     use tokio_postgres::types::Type;
     let ty = row.columns()[i].type_().clone();
+    let unreadable = |e: tokio_postgres::Error| Failed {
+        code: "client".into(),
+        message: format!("column {i} ({ty}) does not read as its type: {e:?}"),
+    };
     let json = match ty {
-        Type::INT2 => serde_json::json!(row.get::<_, Option<i16>>(i)),
-        Type::INT4 => serde_json::json!(row.get::<_, Option<i32>>(i)),
-        Type::INT8 => serde_json::json!(row.get::<_, Option<i64>>(i)),
-        Type::FLOAT4 => serde_json::json!(row.get::<_, Option<f32>>(i)),
-        Type::FLOAT8 => serde_json::json!(row.get::<_, Option<f64>>(i)),
-        Type::BOOL => serde_json::json!(row.get::<_, Option<bool>>(i)),
+        Type::INT2 => serde_json::json!(row.try_get::<_, Option<i16>>(i).map_err(unreadable)?),
+        Type::INT4 => serde_json::json!(row.try_get::<_, Option<i32>>(i).map_err(unreadable)?),
+        Type::INT8 => serde_json::json!(row.try_get::<_, Option<i64>>(i).map_err(unreadable)?),
+        Type::FLOAT4 => serde_json::json!(row.try_get::<_, Option<f32>>(i).map_err(unreadable)?),
+        Type::FLOAT8 => serde_json::json!(row.try_get::<_, Option<f64>>(i).map_err(unreadable)?),
+        Type::BOOL => serde_json::json!(row.try_get::<_, Option<bool>>(i).map_err(unreadable)?),
         Type::TIMESTAMPTZ => serde_json::json!(
-            row.get::<_, Option<chrono::DateTime<chrono::Utc>>>(i)
+            row.try_get::<_, Option<chrono::DateTime<chrono::Utc>>>(i)
+                .map_err(unreadable)?
                 .map(|t| reelflow_dataflows::format_timestamp(t.timestamp_millis()))
         ),
-        Type::TEXT_ARRAY | Type::VARCHAR_ARRAY => serde_json::json!(row.get::<_, Option<Vec<Option<String>>>>(i)),
-        _ => serde_json::json!(row.get::<_, Option<String>>(i)),
+        Type::TEXT_ARRAY | Type::VARCHAR_ARRAY => {
+            serde_json::json!(row.try_get::<_, Option<Vec<Option<String>>>>(i).map_err(unreadable)?)
+        }
+        _ => serde_json::json!(row.try_get::<_, Option<String>>(i).map_err(unreadable)?),
     };
-    text(&json)
+    Ok(text(&json))
 }
 
 /// Each row's values, written as the files write them.
