@@ -36,14 +36,14 @@ use differential_dataflow::operators::arrange::Arranged as Arrangement;
 use differential_dataflow::operators::{CountTotal, ThresholdTotal};
 use uuid::Uuid;
 
-use crate::datum::{Datum, Row};
+use crate::datum::Row;
 use crate::definitions::{GroupSums, MediaState, SessionAccumulator, VideoFigures, VideoSums, percentile, rows};
 use crate::facts::Beacon;
 use crate::operators::{ReduceTotal, distinct_in_window, join_sums, project_changes, sum_changes};
 use crate::read::{ViewTrace, Watched};
 use crate::schema::View;
 use crate::source::Sourced;
-use crate::time::{Coll, Time};
+use crate::time::Coll;
 
 /// Lengths of the time-based views' windows.
 #[derive(Clone, Debug)]

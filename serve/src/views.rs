@@ -84,14 +84,17 @@ fn parse_key(def: &ViewDef, text: &str, field: &str, prefix_ok: bool) -> Result<
         .collect()
 }
 
+/// The answer to a name that is no view.
+fn unknown_view(name: &str) -> ApiError {
+    ApiError::NotFound(format!(
+        "no view {name:?}; the views are {}",
+        VIEWS.iter().map(|v| v.name).collect::<Vec<_>>().join(", ")
+    ))
+}
+
 /// Reads `name` as `query` says, from `client`.
 pub async fn read(client: &PeekClient, name: &str, query: ViewQuery) -> ApiResult<Value> {
-    let view = View::named(name).ok_or_else(|| {
-        ApiError::NotFound(format!(
-            "no view {name:?}; the views are {}",
-            VIEWS.iter().map(|v| v.name).collect::<Vec<_>>().join(", ")
-        ))
-    })?;
+    let view = View::named(name).ok_or_else(|| unknown_view(name))?;
     let def = view.def();
     let limit = query.limit.unwrap_or(1000);
     if limit == 0 || limit > 100_000 {
@@ -194,9 +197,12 @@ pub async fn get_view(
     if state.views.is_none()
         && let Some(upstream) = &state.upstream
     {
-        // The dataflow service checks the name and the query again.
+        // Only a view's own name goes into the upstream path: a decoded
+        // `..%2Fmetrics` would otherwise reach the dataflow listener's
+        // other routes. The service checks the query again.
+        let view = View::named(&name).ok_or_else(|| unknown_view(&name))?;
         let query = raw.map(|q| format!("?{q}")).unwrap_or_default();
-        return upstream.view(&format!("/v1/views/{name}{query}")).await;
+        return upstream.view(&format!("/v1/views/{}{query}", view.def().name)).await;
     }
     Ok(Json(read(client(&state)?, &name, query).await?).into_response())
 }

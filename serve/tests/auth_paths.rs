@@ -294,3 +294,30 @@ async fn every_listener_applies_the_same_auth_rules() {
         assert_eq!(r.status, StatusCode::OK, "{listener:?}: {}", r.body);
     }
 }
+
+/// A view's name is put into the dataflow service's path only once it is
+/// known to be a view: `..%2Fmetrics` arrives decoded as `../metrics`, and
+/// forwarded as it was, it read the dataflow listener's other routes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_a_view_name_cannot_reach_other_routes_of_the_dataflow_service() {
+    let p = Platform::start().await;
+    let admin = p.app.admin("root@example.org").await;
+    for name in [
+        "..%2Fmetrics",
+        "..%2F..%2Freadyz",
+        "video_stats%2F..%2F..%2Fmetrics",
+        "nope",
+    ] {
+        let r = p.app.get(&format!("/v1/views/{name}"), Some(&admin.access)).await;
+        common::assert_problem(&r, StatusCode::NOT_FOUND, "not-found");
+        assert!(
+            r.body["detail"].as_str().is_some_and(|d| d.contains("the views are")),
+            "{name}: {}",
+            r.body
+        );
+    }
+    // A view's own name still reaches the service.
+    let r = p.app.get("/v1/views/video_stats?limit=1", Some(&admin.access)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["view"], "video_stats", "{}", r.body);
+}

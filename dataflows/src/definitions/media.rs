@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::datum::F64;
 use crate::facts::{MediaChange, Order};
 
 /// Where a video is in the pipeline.

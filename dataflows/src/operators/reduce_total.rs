@@ -25,14 +25,14 @@
 use std::hash::Hash;
 
 use differential_dataflow::consolidation::consolidate;
-use differential_dataflow::difference::{Abelian, Monoid, Multiply};
+
 use differential_dataflow::hashable::Hashable;
 use differential_dataflow::{AsCollection, ExchangeData};
-use serde::{Deserialize, Serialize};
+
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::CapabilitySet;
 use timely::dataflow::operators::generic::operator::Operator;
-use timely::dataflow::operators::vec::{Broadcast, Map};
+use timely::dataflow::operators::vec::Broadcast;
 
 use crate::operators::in_time_order::{Values, add, by_key_in_time_order, gather};
 use crate::operators::support::{HashMap, HashSet, hold, release};

@@ -70,7 +70,7 @@ pub enum RequestKind {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PeekRequest {
     /// Which worker it goes to: a key's hash, or a worker's index.
-    route: u64,
+    pub(crate) route: u64,
     /// What is asked.
     pub kind: RequestKind,
     /// Unique per origin worker.

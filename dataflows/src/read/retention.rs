@@ -34,12 +34,13 @@ pub(crate) fn is_stored(view: View) -> bool {
 
 /// The stored row of `retention`: the sessions of `video` whose furthest
 /// point is in `bucket`.
-pub fn retention_stored(video: uuid::Uuid, bucket: u64, sessions: i64) -> (Row, Row) {
+#[cfg(test)]
+fn retention_stored(video: uuid::Uuid, bucket: u64, sessions: i64) -> (Row, Row) {
     (retention_key(video, bucket), vec![Datum::Int(sessions)])
 }
 
 /// The key row of `retention`, stored or read: a video and a bucket.
-pub fn retention_key(video: uuid::Uuid, bucket: u64) -> Row {
+pub(crate) fn retention_key(video: uuid::Uuid, bucket: u64) -> Row {
     vec![Datum::Uuid(video), Datum::Int(bucket as i64)]
 }
 
