@@ -23,6 +23,10 @@
 //! One file per section (`http.rs`, `log.rs`, …), with the helpers that
 //! turn it into what its consumer takes; `flags.rs` for flags and
 //! variables, `validate.rs` for the checks.
+//!
+//! The sample:
+//!
+#![doc = concat!("```toml\n", include_str!("../../reelflow.sample.toml"), "```")]
 
 mod auth;
 mod database;
@@ -32,6 +36,8 @@ mod http;
 mod limits;
 mod log;
 mod playback;
+#[cfg(test)]
+mod sample;
 mod sql;
 mod storage;
 mod transcode;
