@@ -1,9 +1,8 @@
 //! What a dataflow process reports on `/metrics`: records read, malformed
 //! and reclocked records, each partition's offset and lag, and the size of
-//! every view's arrangement, in Prometheus' text format.
+//! every view's arrangement. `serve` writes them out for Prometheus.
 
 use std::collections::BTreeMap;
-use std::fmt::Write;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -61,86 +60,5 @@ impl Metrics {
             rate.1 = records.saturating_sub(before) as f64 / secs;
         }
         rate.0 = Some((now, records));
-    }
-
-    /// The Prometheus text exposition of these metrics.
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        let mut metric = |name: &str, kind: &str, help: &str| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            name.to_string()
-        };
-        let records = metric(
-            "reelflow_dataflow_records_total",
-            "counter",
-            "Records read from the log.",
-        );
-        let malformed = metric(
-            "reelflow_dataflow_malformed_total",
-            "counter",
-            "Records skipped as malformed.",
-        );
-        let reclocked = metric(
-            "reelflow_dataflow_reclocked_total",
-            "counter",
-            "Records stamped later than their log time.",
-        );
-        let rate = metric(
-            "reelflow_dataflow_records_per_second",
-            "gauge",
-            "Records read per second, over the last second.",
-        );
-        let offset = metric("reelflow_dataflow_partition_offset", "gauge", "Next offset to read.");
-        let lag = metric(
-            "reelflow_dataflow_partition_lag",
-            "gauge",
-            "Records behind the high watermark.",
-        );
-        let updates = metric(
-            "reelflow_dataflow_arrangement_updates",
-            "gauge",
-            "Updates held by each view's arrangement (video_stats and qoe share one).",
-        );
-        let frontier = metric(
-            "reelflow_dataflow_frontier_ms",
-            "gauge",
-            "Time up to which the views are complete.",
-        );
-        let subscriptions = metric(
-            "reelflow_dataflow_subscriptions",
-            "gauge",
-            "Subscriptions served by this process.",
-        );
-        let dropped = metric(
-            "reelflow_dataflow_subscriptions_dropped_total",
-            "counter",
-            "Subscriptions dropped because their consumer fell behind.",
-        );
-        let _ = writeln!(out, "{subscriptions} {}", self.subscriptions.load(Ordering::Relaxed));
-        let _ = writeln!(out, "{dropped} {}", self.subscriptions_dropped.load(Ordering::Relaxed));
-        let _ = writeln!(out, "{records} {}", self.records.load(Ordering::Relaxed));
-        let _ = writeln!(out, "{malformed} {}", self.malformed.load(Ordering::Relaxed));
-        let _ = writeln!(out, "{reclocked} {}", self.reclocked.load(Ordering::Relaxed));
-        let _ = writeln!(
-            out,
-            "{rate} {:.1}",
-            self.records_per_second.lock().expect("metrics lock").1
-        );
-        for ((topic, partition), s) in self.partitions.lock().expect("metrics lock").iter() {
-            let labels = format!("{{topic=\"{topic}\",partition=\"{partition}\"}}");
-            let _ = writeln!(out, "{offset}{labels} {}", s.offset);
-            let _ = writeln!(out, "{lag}{labels} {}", s.high_watermark.saturating_sub(s.offset));
-        }
-        let mut per_view: BTreeMap<View, usize> = BTreeMap::new();
-        for ((view, _), n) in self.arrangement_updates.lock().expect("metrics lock").iter() {
-            *per_view.entry(*view).or_default() += n;
-        }
-        for (view, n) in per_view {
-            let _ = writeln!(out, "{updates}{{view=\"{}\"}} {n}", view.def().name);
-        }
-        if let Some(f) = self.frontier.lock().expect("metrics lock").values().min() {
-            let _ = writeln!(out, "{frontier} {f}");
-        }
-        out
     }
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -85,12 +85,10 @@ async fn readyz(State(client): State<PeekClient>) -> Response {
     }
 }
 
-async fn metrics(State(client): State<PeekClient>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        client.metrics().render(),
-    )
-        .into_response()
+async fn metrics(State(client): State<PeekClient>) -> crate::exposition::Scrape {
+    let mut scrape = crate::exposition::Scrape::default();
+    scrape.dataflows(client.metrics());
+    scrape
 }
 
 async fn view(

@@ -11,7 +11,8 @@
 //! - [`views`], [`sql`]: the live views over HTTP and SQL; [`dataflow`]:
 //!   the dataflow service's own listener; [`upstream`]: how the API
 //!   reaches that service.
-//! - [`console`]: the web console at `/`; [`ops`]: health and metrics.
+//! - [`console`]: the web console at `/`; [`ops`]: health and metrics;
+//!   [`exposition`]: `/metrics` in the OpenMetrics format.
 //! - [`app`]: the axum application, merged from each area's `routes()`;
 //!   [`state`]: what its handlers share; [`background`]: what runs beside
 //!   it; [`problem`]: errors as problem+json; [`ratelimit`], [`validate`]:
@@ -32,6 +33,7 @@ pub mod config;
 pub mod console;
 pub mod dataflow;
 pub mod db;
+pub mod exposition;
 pub mod listener;
 pub mod ops;
 pub mod outbox;

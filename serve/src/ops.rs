@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -19,6 +19,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::Caller;
+use crate::exposition::Scrape;
 use crate::problem::{ApiResult, Problem};
 use crate::state::AppState;
 
@@ -99,7 +100,7 @@ async fn version(State(state): State<AppState>) -> Json<serde_json::Value> {
 /// platform); `http.metrics_listen` serves them without accounts, for a
 /// scraper inside the cluster network.
 #[utoipa::path(get, path = "/metrics", tag = "operations", security(("bearer" = [])),
-    responses((status = 200, description = "Prometheus text format", content_type = "text/plain"),
+    responses((status = 200, description = "OpenMetrics text format", content_type = "application/openmetrics-text"),
         (status = 401, body = Problem), (status = 403, body = Problem)))]
 async fn metrics(State(state): State<AppState>, caller: Caller) -> ApiResult<Response> {
     caller.require_admin()?;
@@ -118,9 +119,10 @@ pub fn metrics_router(state: AppState) -> Router {
 }
 
 fn render_metrics(state: &AppState) -> Response {
-    let mut body = state.delivery.render_metrics();
+    let mut scrape = Scrape::default();
+    state.delivery.scrape_into(&mut scrape);
     if let Some(views) = &state.views {
-        body.push_str(&views.metrics().render());
+        scrape.dataflows(views.metrics());
     }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+    scrape.into_response()
 }

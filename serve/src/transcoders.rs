@@ -11,10 +11,9 @@
 //! not committed.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -127,23 +126,8 @@ fn unavailable(reason: &str) -> Response {
         .into_response()
 }
 
-async fn metrics(State(ops): State<Ops>) -> Response {
-    let s = &ops.stats;
-    let body = format!(
-        "# HELP reelflow_transcode_jobs_total Transcoding jobs finished, by outcome.\n\
-         # TYPE reelflow_transcode_jobs_total counter\n\
-         reelflow_transcode_jobs_total{{outcome=\"ready\"}} {}\n\
-         reelflow_transcode_jobs_total{{outcome=\"failed\"}} {}\n\
-         # HELP reelflow_transcode_malformed_total Records on reelflow.uploads skipped as malformed.\n\
-         # TYPE reelflow_transcode_malformed_total counter\n\
-         reelflow_transcode_malformed_total {}\n\
-         # HELP reelflow_transcode_workers Transcoders in this process (ffmpeg jobs it runs at once).\n\
-         # TYPE reelflow_transcode_workers gauge\n\
-         reelflow_transcode_workers {}\n",
-        s.ready.load(Ordering::Relaxed),
-        s.failed.load(Ordering::Relaxed),
-        s.malformed.load(Ordering::Relaxed),
-        ops.workers,
-    );
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+async fn metrics(State(ops): State<Ops>) -> crate::exposition::Scrape {
+    let mut scrape = crate::exposition::Scrape::default();
+    scrape.transcoders(&ops.stats, ops.workers);
+    scrape
 }

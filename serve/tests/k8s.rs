@@ -685,8 +685,8 @@ fn the_rendered_serve_and_transcode_deployments_answer_their_probes_and_scrapes(
             assert_eq!(r.status(), 401, "{name}: /metrics on the API port needs an admin");
         }
         let family = match name {
-            "reelflow-serve" => "# TYPE reelflow_delivery_cache_hits_total counter",
-            _ => "# TYPE reelflow_transcode_jobs_total counter",
+            "reelflow-serve" => "# TYPE reelflow_delivery_cache_hits counter",
+            _ => "# TYPE reelflow_transcode_jobs counter",
         };
         assert!(metrics.contains(family), "{name}: {path} has {family}:\n{metrics}");
     }

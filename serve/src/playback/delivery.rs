@@ -108,9 +108,9 @@ impl Delivery {
         }
     }
 
-    /// Prometheus text of playback.
-    pub fn render_metrics(&self) -> String {
-        self.metrics.render(self.objects.weighted_size())
+    /// Playback's readings for a scrape of `/metrics`.
+    pub fn scrape_into(&self, scrape: &mut crate::exposition::Scrape) {
+        scrape.playback(&self.metrics, self.objects.weighted_size());
     }
 
     /// Forgets what is remembered about `video` (after a change made here).

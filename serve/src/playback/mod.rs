@@ -20,7 +20,6 @@ pub mod token;
 
 pub use delivery::Delivery;
 
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use utoipa_axum::router::OpenApiRouter;
@@ -47,7 +46,7 @@ pub fn media_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(beacons::post_events))
 }
 
-/// Counters of playback, rendered on `/metrics`.
+/// Counters of playback, read on `/metrics` ([`crate::exposition`]).
 #[derive(Debug, Default)]
 pub struct PlaybackMetrics {
     /// Media answers served from the in-memory cache.
@@ -66,51 +65,5 @@ impl PlaybackMetrics {
     /// Adds one to `counter`.
     pub fn inc(counter: &AtomicU64, by: u64) {
         counter.fetch_add(by, Ordering::Relaxed);
-    }
-
-    /// Prometheus text, with the cache's current size.
-    pub fn render(&self, cache_bytes: u64) -> String {
-        let mut out = String::new();
-        let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
-        };
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        metric(
-            "reelflow_delivery_cache_bytes",
-            "gauge",
-            "Bytes of media held in memory.",
-            cache_bytes,
-        );
-        metric(
-            "reelflow_delivery_cache_hits_total",
-            "counter",
-            "Media answers served from memory.",
-            get(&self.cache_hits),
-        );
-        metric(
-            "reelflow_delivery_cache_misses_total",
-            "counter",
-            "Media answers read from object storage.",
-            get(&self.cache_misses),
-        );
-        metric(
-            "reelflow_delivery_bytes_total",
-            "counter",
-            "Body bytes of media answers.",
-            get(&self.bytes_sent),
-        );
-        metric(
-            "reelflow_beacon_events_total",
-            "counter",
-            "Player events acknowledged by the log.",
-            get(&self.beacon_events),
-        );
-        metric(
-            "reelflow_beacon_batches_refused_total",
-            "counter",
-            "Beacon batches refused as malformed.",
-            get(&self.beacon_batches_refused),
-        );
-        out
     }
 }
