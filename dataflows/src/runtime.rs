@@ -64,7 +64,8 @@ impl Default for DataflowOptions {
             cluster: ClusterConfig::single(1),
             source: SourceOptions::default(),
             windows: Windows::default(),
-            history: Duration::from_secs(60),
+            // The product's default: `reelflow`'s `dataflow.history_s` is read from here.
+            history: Duration::from_secs(300),
             partitions: 8,
             peek_timeout: Duration::from_secs(10),
         }
