@@ -27,7 +27,10 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use datafusion::arrow::array::{Array, ArrayRef, AsArray};
-use datafusion::arrow::datatypes::{DataType, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, SchemaRef};
+use datafusion::arrow::datatypes::{
+    DataType, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type, SchemaRef, UInt8Type, UInt16Type,
+    UInt32Type, UInt64Type,
+};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::common::ScalarValue;
@@ -380,6 +383,22 @@ fn encode_cell<E: FieldEncoder>(enc: &mut E, array: &ArrayRef, row: usize, ty: &
         (DataType::Int64, _) => enc.encode_field(&opt!(array.as_primitive::<Int64Type>().value(row))),
         (DataType::Int32, _) => enc.encode_field(&opt!(array.as_primitive::<Int32Type>().value(row))),
         (DataType::Int16, _) => enc.encode_field(&opt!(array.as_primitive::<Int16Type>().value(row))),
+        // Unsigned and one-byte integers travel as the next wider signed
+        // type they are described as (`pg_type`), in binary as in text.
+        (DataType::Int8, _) => enc.encode_field(&opt!(i16::from(array.as_primitive::<Int8Type>().value(row)))),
+        (DataType::UInt8, _) => enc.encode_field(&opt!(i16::from(array.as_primitive::<UInt8Type>().value(row)))),
+        (DataType::UInt16, _) => enc.encode_field(&opt!(i32::from(array.as_primitive::<UInt16Type>().value(row)))),
+        (DataType::UInt32, _) => enc.encode_field(&opt!(i64::from(array.as_primitive::<UInt32Type>().value(row)))),
+        (DataType::UInt64, _) => {
+            let value = opt!(array.as_primitive::<UInt64Type>().value(row));
+            let value = value.map(i64::try_from).transpose().map_err(|_| {
+                wire_error(&SqlError::new(
+                    sqlstate::OUT_OF_RANGE,
+                    "a value is above the largest bigint (int8) the wire protocol can carry",
+                ))
+            })?;
+            enc.encode_field(&value)
+        }
         (DataType::Float64, _) => enc.encode_field(&opt!(Float8(array.as_primitive::<Float64Type>().value(row)))),
         (DataType::Float32, _) => enc.encode_field(&opt!(array.as_primitive::<Float32Type>().value(row))),
         (DataType::Timestamp(unit, tz), _) => {
@@ -395,6 +414,36 @@ fn encode_cell<E: FieldEncoder>(enc: &mut E, array: &ArrayRef, row: usize, ty: &
             let items: Option<Vec<Option<String>>> = opt!({
                 let list = array.as_list::<i32>().value(row);
                 (0..list.len()).map(|i| text_of(&list, i)).collect()
+            });
+            enc.encode_field(&items)
+        }
+        (DataType::List(_), t) if *t == Type::INT8_ARRAY => {
+            let items: Option<Vec<Option<i64>>> = opt!({
+                let list = array.as_list::<i32>().value(row);
+                let ints = list.as_primitive::<Int64Type>();
+                (0..list.len())
+                    .map(|i| (!ints.is_null(i)).then(|| ints.value(i)))
+                    .collect()
+            });
+            enc.encode_field(&items)
+        }
+        (DataType::List(_), t) if *t == Type::FLOAT8_ARRAY => {
+            let items: Option<Vec<Option<f64>>> = opt!({
+                let list = array.as_list::<i32>().value(row);
+                let floats = list.as_primitive::<Float64Type>();
+                (0..list.len())
+                    .map(|i| (!floats.is_null(i)).then(|| floats.value(i)))
+                    .collect()
+            });
+            enc.encode_field(&items)
+        }
+        (DataType::List(_), t) if *t == Type::BOOL_ARRAY => {
+            let items: Option<Vec<Option<bool>>> = opt!({
+                let list = array.as_list::<i32>().value(row);
+                let bools = list.as_boolean();
+                (0..list.len())
+                    .map(|i| (!bools.is_null(i)).then(|| bools.value(i)))
+                    .collect()
             });
             enc.encode_field(&items)
         }
