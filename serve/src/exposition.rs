@@ -20,7 +20,7 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::registry::Registry;
 use reelflow_dataflows::Metrics;
 
-use crate::playback::PlaybackMetrics;
+use crate::playback::cache::PlaybackMetrics;
 use reelflow_ingest::transcode::WorkerStats;
 
 /// What a scrape is answered with.

@@ -120,7 +120,7 @@ pub fn metrics_router(state: AppState) -> Router {
 
 fn render_metrics(state: &AppState) -> Response {
     let mut scrape = Scrape::default();
-    state.delivery.scrape_into(&mut scrape);
+    scrape.playback(&state.delivery.metrics, state.delivery.cache_bytes());
     if let Some(views) = &state.views {
         scrape.dataflows(views.metrics());
     }

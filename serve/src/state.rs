@@ -15,7 +15,7 @@ use crate::auth::{Gate, Keyring};
 use crate::config::Config;
 use crate::db::Db;
 use crate::platform::Platform;
-use crate::playback;
+use crate::playback::cache::Delivery;
 use crate::ratelimit::Limits;
 use crate::upstream::Upstream;
 
@@ -37,7 +37,7 @@ pub struct AppState {
     /// The live views, when the dataflows run in this process (`reelflow up`).
     pub views: Option<reelflow_dataflows::PeekClient>,
     /// HLS delivery's caches.
-    pub delivery: playback::Delivery,
+    pub delivery: Delivery,
     /// SQL over the live views, when the dataflows run in this process.
     pub sql: Option<reelflow_sql::SqlEngine>,
     /// The dataflow service (`sql.upstream`), for `/v1/sql` and `/v1/views`
@@ -59,7 +59,7 @@ impl AppState {
             .transpose()?;
         Ok(Self {
             limits: Arc::new(Limits::new(&config.limits)),
-            delivery: playback::Delivery::new(&config.playback),
+            delivery: Delivery::new(&config.playback),
             sql: None,
             upstream,
             config: Arc::new(config),

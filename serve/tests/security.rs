@@ -66,15 +66,31 @@ impl Platform {
         r["access_token"].as_str().unwrap_or_else(|| panic!("{r}")).to_string()
     }
 
+    /// `POST /v1/sql`. A fresh platform's views are not readable until
+    /// they have caught up with the log (503, 55000, "try again in a
+    /// moment"); the statement is retried then, as its hint says, and only
+    /// then.
     fn sql(&self, token: &str, query: &str) -> (u16, Value) {
-        let r = self
-            .http
-            .post(format!("{}/v1/sql", self.base))
-            .bearer_auth(token)
-            .json(&json!({ "query": query }))
-            .send()
-            .expect("sql");
-        (r.status().as_u16(), r.json().expect("json"))
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let r = self
+                .http
+                .post(format!("{}/v1/sql", self.base))
+                .bearer_auth(token)
+                .json(&json!({ "query": query }))
+                .send()
+                .expect("sql");
+            let answer: (u16, Value) = (r.status().as_u16(), r.json().expect("json"));
+            let starting = answer.0 == 503
+                && answer.1["sqlstate"] == "55000"
+                && answer.1["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("not readable yet"));
+            if !starting || std::time::Instant::now() > deadline {
+                return answer;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     fn pg(&self, user: &str, password: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
@@ -199,6 +215,9 @@ fn regression_functions_cannot_build_values_past_the_memory_limit() {
 fn regression_one_account_cannot_run_unbounded_statements_at_once() {
     let p = Platform::start("[sql]\ntimeout_s = 6\nstatements_per_user = 2\n");
     let viewer = p.viewer("greedy@example.org");
+    // Once the views are readable, so the slow statements below run.
+    let (status, answer) = p.sql(&viewer, "SELECT 1 AS ready");
+    assert_eq!(status, 200, "{answer}");
     let slow = "SELECT count(*) AS n FROM generate_series(1, 1000000000000)";
     let running: Vec<_> = (0..2)
         .map(|_| {

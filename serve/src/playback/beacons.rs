@@ -206,7 +206,7 @@ fn parse_event(i: usize, value: serde_json::Value, errors: &mut Vec<FieldError>)
 }
 
 fn invalid(state: &AppState, detail: impl Into<String>, errors: Vec<FieldError>) -> Response {
-    super::PlaybackMetrics::inc(&state.delivery.metrics.beacon_batches_refused, 1);
+    super::cache::PlaybackMetrics::inc(&state.delivery.metrics.beacon_batches_refused, 1);
     let mut p = Problem::new(StatusCode::BAD_REQUEST, "invalid-beacons", "Invalid Beacon Batch").detail(detail);
     p.errors = errors;
     p.into_response()
@@ -360,7 +360,7 @@ pub async fn post_events(
             tracing::warn!(error = %e, "appending beacons failed");
             ApiError::Unavailable("the event log is unavailable; send the batch again".into())
         })?;
-    super::PlaybackMetrics::inc(&state.delivery.metrics.beacon_events, values.len() as u64);
+    super::cache::PlaybackMetrics::inc(&state.delivery.metrics.beacon_events, values.len() as u64);
     Ok((
         StatusCode::ACCEPTED,
         Json(BeaconAck {

@@ -32,7 +32,6 @@
 use std::hash::{Hash, Hasher};
 use std::ops::Range;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Query, State};
@@ -45,100 +44,12 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 use uuid::Uuid;
 
+use super::cache::Stored;
 use super::token;
 use crate::auth::MaybeCaller;
 use crate::catalog::Visibility;
-use crate::config::PlaybackConfig;
-use crate::db::Db;
 use crate::problem::{ApiError, ApiPath, ApiResult, Problem};
 use crate::state::AppState;
-
-/// What decides who may watch a video.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Access {
-    /// Its visibility.
-    pub visibility: Visibility,
-    /// Its owner.
-    pub owner: Uuid,
-    /// Its playback generation: a private video accepts only the playback
-    /// tokens of its current one ([`super::token`]).
-    pub generation: i64,
-}
-
-/// An object held in memory.
-#[derive(Debug, Clone)]
-struct Stored {
-    bytes: Bytes,
-    etag: Arc<str>,
-}
-
-/// The delivery caches of one process.
-#[derive(Debug, Clone)]
-pub struct Delivery {
-    /// Video → its access rules (`None`: no such video).
-    access: moka::future::Cache<Uuid, Option<Access>>,
-    /// Object key → bytes, weighed in bytes.
-    objects: moka::future::Cache<String, Stored>,
-    /// Playlists, kept for a second: they change while a video transcodes.
-    playlists: moka::future::Cache<String, Stored>,
-    object_max: u64,
-    /// Counters for `/metrics`.
-    pub metrics: Arc<super::PlaybackMetrics>,
-}
-
-impl Delivery {
-    /// Caches sized as `config` says.
-    pub fn new(config: &PlaybackConfig) -> Self {
-        Self {
-            access: moka::future::Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(Duration::from_millis(config.access_ttl_ms))
-                .build(),
-            objects: moka::future::Cache::builder()
-                .max_capacity(config.cache_bytes)
-                .weigher(|k: &String, v: &Stored| u32::try_from(k.len() + v.bytes.len()).unwrap_or(u32::MAX))
-                .build(),
-            playlists: moka::future::Cache::builder()
-                .max_capacity(16 << 20)
-                .weigher(|k: &String, v: &Stored| u32::try_from(k.len() + v.bytes.len()).unwrap_or(u32::MAX))
-                .time_to_live(Duration::from_secs(1))
-                .build(),
-            object_max: config.cache_object_max_bytes,
-            metrics: Arc::default(),
-        }
-    }
-
-    /// Playback's readings for a scrape of `/metrics`.
-    pub fn scrape_into(&self, scrape: &mut crate::exposition::Scrape) {
-        scrape.playback(&self.metrics, self.objects.weighted_size());
-    }
-
-    /// Forgets what is remembered about `video` (after a change made here).
-    pub async fn forget(&self, video: Uuid) {
-        self.access.invalidate(&video).await;
-    }
-
-    /// The access rules of `video`, from the catalog at most
-    /// `access_ttl_ms` ago.
-    pub async fn access(&self, db: &Db, video: Uuid) -> ApiResult<Option<Access>> {
-        let db = db.clone();
-        self.access
-            .try_get_with(video, async move {
-                crate::catalog::playback_access(&db, video).await.map(|v| {
-                    v.map(|(visibility, owner, generation)| Access {
-                        visibility,
-                        owner,
-                        generation,
-                    })
-                })
-            })
-            .await
-            .map_err(|e| match Arc::into_inner(e) {
-                Some(e) => e,
-                None => ApiError::Unavailable("the catalog is unavailable; try again shortly".into()),
-            })
-    }
-}
 
 /// The optional playback token of a delivery URL.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -370,10 +281,10 @@ async fn serve(state: &AppState, key: &str, kind: Kind, granted: &Granted, heade
     // decides whether the object is kept or streamed.
     let metrics = &delivery.metrics;
     if let Some(stored) = delivery.objects.get(key).await {
-        super::PlaybackMetrics::inc(&metrics.cache_hits, 1);
+        super::cache::PlaybackMetrics::inc(&metrics.cache_hits, 1);
         return Ok(bytes_response(&stored, kind, granted.private, headers, metrics));
     }
-    super::PlaybackMetrics::inc(&metrics.cache_misses, 1);
+    super::cache::PlaybackMetrics::inc(&metrics.cache_misses, 1);
     let object_key = ObjectKey::parse(key).map_err(|e| storage_error(key, e))?;
     let meta = state
         .platform
@@ -547,7 +458,7 @@ fn bytes_response(
     kind: Kind,
     private: bool,
     headers: &HeaderMap,
-    metrics: &super::PlaybackMetrics,
+    metrics: &super::cache::PlaybackMetrics,
 ) -> Response {
     if none_match(headers, &stored.etag) {
         return not_modified(&stored.etag, kind.cache_control(private));
@@ -558,7 +469,7 @@ fn bytes_response(
         Wanted::Part(r) => (stored.bytes.slice(r.start as usize..r.end as usize), Some(r)),
         Wanted::Unsatisfiable => return unsatisfiable(size),
     };
-    super::PlaybackMetrics::inc(&metrics.bytes_sent, body.len() as u64);
+    super::cache::PlaybackMetrics::inc(&metrics.bytes_sent, body.len() as u64);
     let mut response = Response::new(Body::from(body));
     media_headers(&mut response, kind, private, &stored.etag);
     if let Some(r) = range {
@@ -574,7 +485,7 @@ async fn stream_response(
     kind: Kind,
     private: bool,
     headers: &HeaderMap,
-    metrics: &super::PlaybackMetrics,
+    metrics: &super::cache::PlaybackMetrics,
 ) -> ApiResult<Response> {
     let etag = quoted(&meta.etag);
     if none_match(headers, &etag) {
@@ -593,7 +504,7 @@ async fn stream_response(
         .await
         .map_err(|e| storage_error(key.as_str(), e))?;
     let length = body.range.end - body.range.start;
-    super::PlaybackMetrics::inc(&metrics.bytes_sent, length);
+    super::cache::PlaybackMetrics::inc(&metrics.bytes_sent, length);
     let mut response = Response::new(Body::from_stream(body.stream));
     media_headers(&mut response, kind, private, &etag);
     response

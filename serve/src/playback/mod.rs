@@ -14,13 +14,12 @@
 //! keeps `http.cors_origins`.
 
 pub mod beacons;
+pub mod cache;
 pub mod delivery;
 pub mod player;
 pub mod token;
 
-pub use delivery::Delivery;
-
-use std::sync::atomic::{AtomicU64, Ordering};
+pub use cache::{Delivery, PlaybackMetrics};
 
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -44,26 +43,4 @@ pub fn media_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(delivery::poster))
         .routes(routes!(delivery::storyboard))
         .routes(routes!(beacons::post_events))
-}
-
-/// Counters of playback, read on `/metrics` ([`crate::exposition`]).
-#[derive(Debug, Default)]
-pub struct PlaybackMetrics {
-    /// Media answers served from the in-memory cache.
-    pub cache_hits: AtomicU64,
-    /// Media answers that had to read object storage.
-    pub cache_misses: AtomicU64,
-    /// Body bytes of media answers (ranges counted as sent).
-    pub bytes_sent: AtomicU64,
-    /// Player events acknowledged by the log.
-    pub beacon_events: AtomicU64,
-    /// Beacon batches refused as malformed.
-    pub beacon_batches_refused: AtomicU64,
-}
-
-impl PlaybackMetrics {
-    /// Adds one to `counter`.
-    pub fn inc(counter: &AtomicU64, by: u64) {
-        counter.fetch_add(by, Ordering::Relaxed);
-    }
 }

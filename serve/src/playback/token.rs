@@ -79,7 +79,7 @@ pub fn verify(keys: &Keyring, token: &str, video: Uuid) -> Result<PlaybackClaims
 
 /// Whether a verified token still opens its video: a private video accepts
 /// only tokens of its current playback generation.
-pub fn admits(claims: &PlaybackClaims, access: &super::delivery::Access) -> Result<(), PlaybackTokenError> {
+pub fn admits(claims: &PlaybackClaims, access: &super::cache::Access) -> Result<(), PlaybackTokenError> {
     if access.visibility == crate::catalog::Visibility::Private && claims.r#gen != access.generation {
         return Err(PlaybackTokenError::Revoked);
     }
