@@ -20,38 +20,31 @@ const ADMIN: &str = "ops@example.org";
 const PASSWORD: &str = "a long password for security";
 
 struct Platform {
-    dir: tempfile::TempDir,
-    up: common::Up,
-    base: String,
-    http: Client,
+    running: common::UpWithAdmin,
     rt: tokio::runtime::Runtime,
+}
+
+/// The process, its address and the client, as `common` started them.
+impl std::ops::Deref for Platform {
+    type Target = common::UpWithAdmin;
+
+    fn deref(&self) -> &common::UpWithAdmin {
+        &self.running
+    }
+}
+
+impl std::ops::DerefMut for Platform {
+    fn deref_mut(&mut self) -> &mut common::UpWithAdmin {
+        &mut self.running
+    }
 }
 
 impl Platform {
     fn start(config: &str) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let data = dir.path().join("data");
-        common::create_admin(&data, ADMIN, PASSWORD);
-        let config_file = dir.path().join("reelflow.toml");
-        std::fs::write(&config_file, config).expect("config");
-        let up = common::Up::start_with(&data, &["--config", config_file.to_str().expect("path")]);
-        let base = format!("http://{}", up.addr);
-        let http = Client::builder()
-            .timeout(Duration::from_secs(60))
-            .build()
-            .expect("client");
-        let rt = tokio::runtime::Runtime::new().expect("runtime");
         Self {
-            dir,
-            up,
-            base,
-            http,
-            rt,
+            running: common::UpWithAdmin::start(ADMIN, PASSWORD, config),
+            rt: tokio::runtime::Runtime::new().expect("runtime"),
         }
-    }
-
-    fn data_dir(&self) -> std::path::PathBuf {
-        self.dir.path().join("data")
     }
 
     /// Registers a viewer; returns the access token.

@@ -17,11 +17,17 @@ use serde_json::{Value, json};
 
 /// A running `reelflow up` with an admin, two creators and a viewer.
 struct Platform {
-    _dir: tempfile::TempDir,
-    up: common::Up,
-    base: String,
-    http: Client,
+    running: common::UpWithAdmin,
     admin: String,
+}
+
+/// The process, its address and the client, as `common` started them.
+impl std::ops::Deref for Platform {
+    type Target = common::UpWithAdmin;
+
+    fn deref(&self) -> &common::UpWithAdmin {
+        &self.running
+    }
 }
 
 const ADMIN: &str = "ops@example.org";
@@ -29,22 +35,8 @@ const PASSWORD: &str = "a long password for sql";
 
 impl Platform {
     fn start(config: &str) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let data = dir.path().join("data");
-        common::create_admin(&data, ADMIN, PASSWORD);
-        let config_file = dir.path().join("reelflow.toml");
-        std::fs::write(&config_file, config).expect("config");
-        let up = common::Up::start_with(&data, &["--config", config_file.to_str().expect("path")]);
-        let base = format!("http://{}", up.addr);
-        let http = Client::builder()
-            .timeout(Duration::from_secs(60))
-            .build()
-            .expect("client");
         let mut p = Self {
-            _dir: dir,
-            up,
-            base,
-            http,
+            running: common::UpWithAdmin::start(ADMIN, PASSWORD, config),
             admin: String::new(),
         };
         p.admin = p.login(ADMIN);

@@ -31,6 +31,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::response::IntoResponse;
 use reelflow_dataflows::workload::{create_topics, embedded, stamped};
 use reelflow_dataflows::{ClusterConfig, DataflowOptions, Dataflows};
 use reelflow_ingest::EventLog;
@@ -685,8 +686,6 @@ async fn http_sql(
         Err(e) => (axum::http::StatusCode::UNAUTHORIZED, e).into_response(),
     }
 }
-
-use axum::response::IntoResponse;
 
 /// Starts the pgwire and HTTP front ends over `engine` on loopback.
 async fn serve_front_ends(engine: SqlEngine) -> Servers {

@@ -521,3 +521,41 @@ pub fn node_report(script: &str, args: &[&std::ffi::OsStr]) -> Value {
 pub fn manifest_dir() -> std::path::PathBuf {
     std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| env!("CARGO_MANIFEST_DIR").into(), Into::into)
 }
+
+/// `reelflow up` started with an admin account made beforehand (from the
+/// command line, as an operator makes the first one) and `config` as its
+/// file, with a blocking HTTP client for it: where the end-to-end SQL and
+/// security tests begin.
+pub struct UpWithAdmin {
+    /// Holds the data directory (`data/`) and the config file.
+    pub dir: tempfile::TempDir,
+    /// The running process.
+    pub up: Up,
+    /// `http://ADDR` of its API.
+    pub base: String,
+    /// A client with a generous timeout.
+    pub http: reqwest::blocking::Client,
+}
+
+impl UpWithAdmin {
+    /// Creates the admin `email` with `password`, writes `config`, starts.
+    pub fn start(email: &str, password: &str, config: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("data");
+        create_admin(&data, email, password);
+        let config_file = dir.path().join("reelflow.toml");
+        std::fs::write(&config_file, config).expect("config");
+        let up = Up::start_with(&data, &["--config", config_file.to_str().expect("path")]);
+        let base = format!("http://{}", up.addr);
+        let http = reqwest::blocking::Client::builder()
+            .timeout(std::time::Duration::from_secs(60))
+            .build()
+            .expect("client");
+        Self { dir, up, base, http }
+    }
+
+    /// Its data directory.
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("data")
+    }
+}
