@@ -17,4 +17,4 @@ mod store;
 
 pub use model::{Profile, ProfilePatch, Role, RoleChange, User, UserQuery, double_option};
 pub use routes::*;
-pub use store::{create, find_by_email, find_by_id};
+pub use store::{create, find_by_email, find_by_id, set_password};

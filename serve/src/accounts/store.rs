@@ -122,6 +122,19 @@ pub async fn search(db: &Db, needle: &str, limit: u32) -> Result<Vec<User>, sqlx
     rows.iter().map(user_from_row).collect()
 }
 
+/// Stores `password_hash` as account `id`'s password, and when it changed:
+/// access tokens issued before then stop working.
+pub async fn set_password(db: &Db, id: Uuid, password_hash: String) -> Result<(), sqlx::Error> {
+    let now = now_ms();
+    sqlx::query("UPDATE users SET password_hash = $1, password_changed_at = $2, updated_at = $2 WHERE id = $3")
+        .bind(password_hash)
+        .bind(now)
+        .bind(id.to_string())
+        .execute(&db.pool)
+        .await?;
+    Ok(())
+}
+
 /// Gives account `id` the role `role`; `false` if there is no such account.
 pub async fn set_role(db: &Db, id: Uuid, role: Role) -> Result<bool, sqlx::Error> {
     let updated = sqlx::query("UPDATE users SET role = $1, updated_at = $2 WHERE id = $3")

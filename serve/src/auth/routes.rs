@@ -213,12 +213,7 @@ pub async fn change_password(
         return Err(ApiError::field("current_password", "is not the current password"));
     }
     let hash = password::hash(req.new_password).await?;
-    sqlx::query("UPDATE users SET password_hash = $1, password_changed_at = $2, updated_at = $2 WHERE id = $3")
-        .bind(hash)
-        .bind(crate::db::now_ms())
-        .bind(caller.user.id.to_string())
-        .execute(&state.db.pool)
-        .await?;
+    crate::accounts::set_password(&state.db, caller.user.id, hash).await?;
     refresh::revoke_user(&state.db, caller.user.id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
