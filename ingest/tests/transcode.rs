@@ -557,3 +557,33 @@ async fn regression_one_owners_uploads_do_not_hold_anothers_behind_them() {
     worker.await.expect("worker").expect("worker ran");
     assert_eq!(finished, [videos[0], videos[3], videos[1], videos[2]]);
 }
+
+/// A valid one-frame clip (a picture lasting a second, as a slideshow or a
+/// still writes it) encoded, then failed with `making …/poster.jpg: ` and
+/// an empty cause: the poster was taken at a tenth of the duration, after
+/// the only frame, where ffmpeg writes nothing and says nothing. The poster
+/// comes from a frame that exists, and the video is ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_a_one_frame_clip_is_ready_with_a_poster() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let source = dir.path().join("one-frame.mp4");
+    let made = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i"])
+        .arg("testsrc=s=320x240:r=1:d=1")
+        .args(["-frames:v", "1", "-c:v", "libx264", "-pix_fmt", "yuv420p"])
+        .arg(&source)
+        .output()
+        .expect("ffmpeg");
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let r = run(&source).await;
+    let ProcessingEvent::Ready {
+        poster_key, renditions, ..
+    } = ready(&r.events)
+    else {
+        unreachable!()
+    };
+    assert!(!renditions.is_empty(), "{:?}", r.events);
+    let poster = r.store.root().join(poster_key.as_deref().expect("a poster"));
+    let bytes = std::fs::read(&poster).expect("the poster is stored");
+    assert!(bytes.starts_with(&[0xFF, 0xD8]), "the poster is a JPEG");
+}

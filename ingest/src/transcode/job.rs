@@ -150,6 +150,17 @@ async fn still(input: &[String], at_s: f64, filter: &str, out: &Path) -> Result<
     }
 }
 
+/// The poster of a video of `duration_s`: the frame at a tenth of it, or,
+/// where the pictures end before that (a one-frame clip, a still over
+/// long audio), the first frame. Seeking past the last frame makes ffmpeg
+/// write nothing and say nothing.
+async fn poster(pictures: &[String], duration_s: f64, out: &Path) -> Result<(), String> {
+    match still(pictures, duration_s * 0.1, "scale=-2:360", out).await {
+        Ok(()) => Ok(()),
+        Err(_) => still(pictures, 0.0, "scale=-2:360", out).await,
+    }
+}
+
 /// Transcodes the upload at `source` for `video_id` in `work_dir` (which it
 /// empties afterwards) and reports the outcome. `uploaded_at` is when the
 /// upload completed: time to first playable is counted from it. Returns the `ready` or
@@ -326,23 +337,40 @@ async fn run<L: EventLog, S: ObjectStore>(
             ),
         ],
     };
+    // The pictures around the video are extras: a video that plays is
+    // ready without them.
     let poster_path = work_dir.join("poster.jpg");
-    still(&pictures, probed.duration_s * 0.1, "scale=-2:360", &poster_path).await?;
-    let poster_key = format!("videos/{video_id}/poster.jpg");
-    output_bytes += put_file(store, &poster_path, &key(poster_key.clone())?).await?;
+    let poster_key = match poster(&pictures, probed.duration_s, &poster_path).await {
+        Ok(()) => {
+            let poster_key = format!("videos/{video_id}/poster.jpg");
+            output_bytes += put_file(store, &poster_path, &key(poster_key.clone())?).await?;
+            Some(poster_key)
+        }
+        Err(e) => {
+            tracing::warn!(%video_id, error = %e, "no poster: the video is ready without one");
+            None
+        }
+    };
     // A 10x10 sprite of thumbnails over the whole video, for the seek bar:
     // made in the pass from a source's pictures, here for a still frame.
-    if in_pass.is_none() {
-        still(
+    if in_pass.is_none()
+        && let Err(e) = still(
             &pictures,
             0.0,
             &format!("fps=1/{every:.3},scale=160:-2,tile=10x10"),
             &storyboard_path,
         )
-        .await?;
+        .await
+    {
+        tracing::warn!(%video_id, error = %e, "no storyboard: the video is ready without one");
     }
-    let storyboard_key = format!("videos/{video_id}/storyboard.jpg");
-    output_bytes += put_file(store, &storyboard_path, &key(storyboard_key.clone())?).await?;
+    let storyboard_key = if storyboard_path.is_file() {
+        let storyboard_key = format!("videos/{video_id}/storyboard.jpg");
+        output_bytes += put_file(store, &storyboard_path, &key(storyboard_key.clone())?).await?;
+        Some(storyboard_key)
+    } else {
+        None
+    };
 
     // Last: the master playlist with the measured bitrates, replacing the
     // early one.
@@ -364,8 +392,8 @@ async fn run<L: EventLog, S: ObjectStore>(
             })
             .collect(),
         duration_s: probed.duration_s,
-        poster_key: Some(poster_key),
-        storyboard_key: Some(storyboard_key),
+        poster_key,
+        storyboard_key,
         first_playable_s,
         output_bytes,
     })
