@@ -18,7 +18,8 @@
 //!   it; [`problem`]: errors as problem+json; [`ratelimit`], [`validate`]:
 //!   abuse control and field checks.
 //! - [`client`]: `reelflow sql` and `reelflow upload`, over the public API.
-//! - [`allocator`]: mimalloc's options, for every binary.
+//! - [`allocator`], [`process`]: mimalloc's options, logging, the runtime
+//!   and the exit status, for every binary.
 //!
 //! The benchmarks are a crate of their own, `reelflow-bench` (`serve/bench`).
 
@@ -40,6 +41,7 @@ pub mod outbox;
 pub mod platform;
 pub mod playback;
 pub mod problem;
+pub mod process;
 pub mod ratelimit;
 pub mod sql;
 pub mod state;

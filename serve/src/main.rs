@@ -9,7 +9,6 @@ use reelflow_serve::app;
 use reelflow_serve::auth::{Keyring, password};
 use reelflow_serve::config::{Config, ConfigArgs};
 use reelflow_serve::db::Db;
-use tracing_subscriber::EnvFilter;
 
 // The dataflows allocate and free many small rows per event; mimalloc's
 // thread-local free lists take a fifth off the time glibc's malloc spends
@@ -85,31 +84,13 @@ enum AuthCommand {
 }
 
 fn main() -> ExitCode {
-    reelflow_serve::allocator::configure();
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_env("REELFLOW_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
-        .with_writer(std::io::stderr)
-        .init();
+    reelflow_serve::process::start();
     let cli = Cli::parse();
     // State on disk (the accounts database and its WAL, the embedded log,
     // objects, staged chunks, transcoding jobs) is the service's alone:
     // everything this process and its ffmpeg children create is 0600/0700.
     reelflow_serve::platform::keep_state_private();
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: starting the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            // The whole chain: what we were doing, and why it failed.
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    reelflow_serve::process::block_on(run(cli))
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {

@@ -21,7 +21,6 @@ mod upload;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use tracing_subscriber::EnvFilter;
 
 // The same allocator, with the same options, as the `reelflow` binary the
 // benchmarks stand for.
@@ -66,69 +65,30 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    reelflow_serve::allocator::configure();
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_env("REELFLOW_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
-        .with_writer(std::io::stderr)
-        .init();
+    reelflow_serve::process::start();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: starting the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(cli.command)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    reelflow_serve::process::block_on(run(cli.command))
+}
+
+/// Runs the benchmark `$module` with `$args` and prints its report.
+macro_rules! bench {
+    ($module:ident, $args:expr) => {{
+        let args = $args;
+        let json = args.json;
+        let report = $module::run(args).await?;
+        harness::print_report(json, &report, $module::render)
+    }};
 }
 
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Hls(args) => {
-            let json = args.json;
-            let report = hls::run(args).await?;
-            harness::print_report(json, &report, hls::render)
-        }
-        Command::Sql(args) => {
-            let json = args.json;
-            let report = sql::run(args).await?;
-            harness::print_report(json, &report, sql::render)
-        }
-        Command::Scale(args) => {
-            let json = args.json;
-            let report = scale::run(args).await?;
-            harness::print_report(json, &report, scale::render)
-        }
-        Command::Dataflow(args) => {
-            let json = args.json;
-            let report = dataflow::run(args).await?;
-            harness::print_report(json, &report, dataflow::render)
-        }
-        Command::Upload(args) => {
-            let json = args.json;
-            let report = upload::run(args).await?;
-            harness::print_report(json, &report, upload::render)
-        }
-        Command::Transcode(args) => {
-            let json = args.json;
-            let report = transcode::run(args).await?;
-            harness::print_report(json, &report, transcode::render)
-        }
-        Command::Api(args) => {
-            let json = args.json;
-            let report = api::run(args).await?;
-            harness::print_report(json, &report, api::render)
-        }
-        Command::Log(args) => {
-            let json = args.json;
-            let report = log::run(args).await?;
-            harness::print_report(json, &report, log::render)
-        }
+        Command::Hls(args) => bench!(hls, args),
+        Command::Sql(args) => bench!(sql, args),
+        Command::Scale(args) => bench!(scale, args),
+        Command::Dataflow(args) => bench!(dataflow, args),
+        Command::Upload(args) => bench!(upload, args),
+        Command::Transcode(args) => bench!(transcode, args),
+        Command::Api(args) => bench!(api, args),
+        Command::Log(args) => bench!(log, args),
     }
 }
