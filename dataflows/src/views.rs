@@ -37,13 +37,18 @@ use differential_dataflow::operators::{CountTotal, ThresholdTotal};
 use uuid::Uuid;
 
 use crate::datum::Row;
-use crate::definitions::{GroupSums, MediaState, SessionAccumulator, VideoFigures, VideoSums, percentile, rows};
+use crate::definitions::{
+    GroupSums, HistoryFold, MediaState, SessionAccumulator, SessionSummary, VideoFigures, VideoSums, percentile, rows,
+    startup_bucket,
+};
 use crate::facts::Beacon;
-use crate::operators::{ReduceTotal, distinct_in_window, join_sums, project_changes, sum_changes};
+use crate::operators::{
+    Latest, Phase, ReduceTotal, distinct_in_window, fold_closed, join_sums, project_changes, sum_changes,
+};
 use crate::read::{ViewTrace, Watched};
 use crate::schema::View;
 use crate::source::Sourced;
-use crate::time::Coll;
+use crate::time::{Coll, Time};
 
 /// Lengths of the time-based views' windows.
 #[derive(Clone, Debug)]
@@ -54,6 +59,20 @@ pub struct Windows {
     pub trending: Vec<(String, Duration)>,
     /// Ranks kept per trending window.
     pub trending_top: usize,
+    /// How long a playback session lingers after its latest record before
+    /// it closes (`crate::definitions`), unless it has ended. At least
+    /// `concurrent`.
+    pub session_idle: Duration,
+}
+
+impl Windows {
+    /// How long `s` lingers after its latest record before it closes, in
+    /// log time.
+    pub(crate) fn linger(&self, s: &SessionSummary) -> Time {
+        let ms = |d: Duration| Time::try_from(d.as_millis()).unwrap_or(Time::MAX);
+        let grace = ms(self.concurrent);
+        s.linger(ms(self.session_idle).max(grace), grace)
+    }
 }
 
 impl Default for Windows {
@@ -65,6 +84,7 @@ impl Default for Windows {
                 ("24h".into(), Duration::from_secs(86_400)),
             ],
             trending_top: 100,
+            session_idle: Duration::from_secs(30 * 60),
         }
     }
 }
@@ -128,44 +148,58 @@ pub fn build<'s>(sourced: Sourced<'s>, windows: &Windows) -> Built<'s> {
     // durations are few and rarely change, so they are joined inside the
     // session's accumulator: a heartbeat moves one session through one
     // operator. Seven readers take each change of a summary, each a few of
-    // its fields, so the summary is shared rather than copied to each.
+    // its fields, so the summary is shared rather than copied to each. A
+    // session closes after a while without records (`definitions`): its
+    // summary is re-sent as closed and forgotten, and every reader below
+    // keeps per session only what is open, folding what closed into keys
+    // that do not grow with history (videos, viewers, buckets).
+    let lingering = windows.clone();
     let sessions = playback
         .clone()
         .map(|p| (p.session_id, (p.order, p.logged_at, p.video_id, p.user_id, p.beacon)))
-        .accumulate_beside::<SessionAccumulator, _, _, _>("Session", durations, |s| s.video_id);
-    // What of a session a heartbeat rarely changes: its video, viewer,
-    // start, startup time and whether it is watching. Projected once, a
-    // change's two sides together, so a heartbeat's retraction and
-    // insertion cancel here, and the unique viewers, the last view, the
-    // p95 and idleness read only what changed.
-    let states = project_changes(sessions.clone(), "SessionStates", |sid, (s, _)| {
-        Some((*sid, (s.video_id, s.user_id, s.started_ms, s.startup_ms, s.watching())))
+        .accumulate_beside::<SessionAccumulator, _, _, _, _>(
+            "Session",
+            durations,
+            |s| s.video_id,
+            move |s| Some(lingering.linger(s)),
+        );
+    // What of a session a heartbeat rarely changes: its video, viewer and
+    // startup time. Projected once, a change's two sides together, so a
+    // heartbeat's retraction and insertion cancel here, and so does a
+    // session's closing, which changes no sum.
+    let states = project_changes(sessions.clone(), "SessionStates", |_, (_, s, _)| {
+        Some((s.video_id, s.user_id, s.startup_ms))
     });
+    // Distinct signed-in viewers (one entry per video and viewer), plus
+    // one per anonymous session (a sum).
     let unique_viewers = states
         .clone()
-        .map(|(sid, (v, u, ..))| (v, u.unwrap_or(sid)))
+        .flat_map(|(v, u, _)| u.map(|u| (v, u)))
         .distinct_total()
         .map(|(v, _)| v)
+        .concat(states.clone().filter(|(_, u, _)| u.is_none()).map(|(v, ..)| v))
         .count_total();
 
-    let totals = sum_changes(sessions.clone(), "SessionTotals", |_, (s, d)| {
+    let totals = sum_changes(sessions.clone(), "SessionTotals", |_, (_, s, d)| {
         Some((s.video_id, VideoSums::of(s, *d)))
     });
-    let last_view = states
-        .clone()
-        .map(|(sid, (v, _, started_ms, ..))| ((v, spread(sid)), started_ms))
-        .reduce_total("LastView1", |_k, input, output| {
-            output.push((*input.last_key_value().expect("called with values").0, 1))
-        })
-        .map(|((v, _), ms)| (v, ms))
-        .reduce_total("LastView2", |_k, input, output| {
-            output.push((*input.last_key_value().expect("called with values").0, 1))
-        });
+    // The latest start: open sessions' starts (a late record can move one
+    // earlier) beside the latest of those closed.
+    let last_view = project_changes(sessions.clone(), "SessionStarts", |sid, (phase, s, _)| {
+        Some(((s.video_id, spread(*sid)), (*phase, s.started_ms)))
+    });
+    let last_view = fold_closed::<_, _, Latest<i64>, _, _>(last_view, "LastView1", |_k, open, closed, output| {
+        let open = open.last_key_value().map(|(ms, _)| *ms);
+        output.push((open.max(closed.copied()).expect("called with values"), 1))
+    })
+    .map(|((v, _), ms)| (v, ms))
+    .reduce_total("LastView2", |_k, input, output| {
+        output.push((*input.last_key_value().expect("called with values").0, 1))
+    });
     // Every video with sessions has a p95 (`None` without any first
-    // frame), unique viewers and a last view.
+    // frame), over a histogram of startup times (`startup_bucket`).
     let startup_p95 = states
-        .clone()
-        .map(|(_, (v, _, _, startup_ms, _))| (v, startup_ms))
+        .map(|(v, _, startup_ms)| (v, startup_ms.map(startup_bucket)))
         .reduce_total("StartupP95", |_v, input, output| {
             let values: Vec<(u64, i64)> = input.iter().filter_map(|(v, c)| v.map(|ms| (ms, *c as i64))).collect();
             output.push((percentile(&values, 95), 1));
@@ -188,7 +222,7 @@ pub fn build<'s>(sourced: Sourced<'s>, windows: &Windows) -> Built<'s> {
     .arrange_by_key_named("VideoFigures");
 
     // Stored as a histogram of where sessions stopped ([`crate::stored`]).
-    let retention = project_changes(sessions.clone(), "RetentionBuckets", |_, (s, d)| match d {
+    let retention = project_changes(sessions.clone(), "RetentionBuckets", |_, (_, s, d)| match d {
         Some(d) if s.startup_ms.is_some() => Some((s.video_id, s.retention_bucket(*d))),
         _ => None,
     })
@@ -197,18 +231,20 @@ pub fn build<'s>(sourced: Sourced<'s>, windows: &Windows) -> Built<'s> {
     })
     .map(|(v, (bucket, sessions))| ((v, bucket), sessions));
 
-    let watch_history = sessions
-        .clone()
-        .flat_map(|(sid, (s, d))| {
-            let done = s.completed(d);
-            s.user_id
-                .map(|u| ((u, s.video_id), (s.last_ms, sid, s.last_position_ms, s.played_ms, done)))
-        })
-        .reduce_total("WatchHistory", |_k, input, output| {
-            let (last_ms, _, last_position_ms, _, _) = *input.last_key_value().expect("called with values").0;
-            let played: u64 = input.keys().map(|v| v.3).sum();
-            let completed = input.keys().any(|v| v.4);
-            output.push(((last_position_ms, played, completed, last_ms), 1));
+    // A viewer's history of a video: its open sessions beside what its
+    // closed ones amount to.
+    let watch_history = project_changes(sessions.clone(), "SessionHistory", |sid, (phase, s, d)| {
+        s.user_id.map(|u| ((u, s.video_id), (*phase, s.watched(*sid, *d))))
+    });
+    let watch_history =
+        fold_closed::<_, _, HistoryFold, _, _>(watch_history, "WatchHistory", |_k, open, closed, output| {
+            let mut h = closed.copied().unwrap_or_default();
+            for (watched, n) in open {
+                for _ in 0..*n {
+                    h.add(watched);
+                }
+            }
+            output.push(((h.last_position_ms, h.played_ms, h.completed, h.last_ms()), 1));
         });
 
     let concurrent_viewers = {
@@ -217,7 +253,11 @@ pub fn build<'s>(sourced: Sourced<'s>, windows: &Windows) -> Built<'s> {
             windows.concurrent,
             "Recent",
         );
-        let idle = states.filter(|(_, (.., watching))| !watching).map(|(sid, _)| sid);
+        // Only open sessions: one closes after the window has passed its
+        // last record (its linger is at least the window).
+        let idle = project_changes(sessions, "Idle", |sid, (phase, s, _)| {
+            (*phase == Phase::Open && !s.watching()).then_some(*sid)
+        });
         recent
             .antijoin(idle)
             .map(|(_, v)| v)

@@ -19,15 +19,18 @@ use reelflow_dataflows::{
 use reelflow_ingest::log::AnyLog;
 use uuid::Uuid;
 
-/// Short windows, so the test sees them retract.
+/// Short windows, so the test sees them retract, and sessions that close
+/// between the workload's phases (120 ms apart): a session's later records
+/// then start another session of the same id.
 fn windows() -> Windows {
     Windows {
-        concurrent: Duration::from_millis(300),
+        concurrent: Duration::from_millis(100),
         trending: vec![
             ("1h".into(), Duration::from_millis(250)),
             ("24h".into(), Duration::from_millis(900)),
         ],
         trending_top: 5,
+        session_idle: Duration::from_millis(100),
     }
 }
 
@@ -205,10 +208,12 @@ async fn check_progress(client: &PeekClient, malformed: usize, label: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn views_match_the_reference_with_1_2_and_4_workers() {
+    let mut lives = Vec::new();
     for seed in 1..=5 {
         let (_dir, log, workload) = written_log(seed, 5, Duration::from_millis(120)).await;
         let (facts, malformed, times) = common::stamped(&log, TICK_MS).await;
         assert_eq!(malformed, workload.malformed);
+        lives.push(reference::session_counts(&facts, *times.last().unwrap(), &windows()));
         for workers in [1, 2, 4] {
             let dataflows = Dataflows::start(log.clone(), options(ClusterConfig::single(workers)))
                 .await
@@ -218,6 +223,13 @@ async fn views_match_the_reference_with_1_2_and_4_workers() {
             dataflows.shutdown();
         }
     }
+    // The workloads closed sessions, and started some again: a session's
+    // records more than `session_idle` apart.
+    assert!(lives.iter().any(|l| l.closed > 0), "sessions closed: {lives:?}");
+    assert!(
+        lives.iter().any(|l| l.reopened > 0),
+        "sessions started again: {lives:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -334,6 +346,7 @@ async fn catching_up_past_the_history_keeps_every_readable_time_exact() {
             ("24h".into(), Duration::from_secs(12)),
         ],
         trending_top: 5,
+        session_idle: Duration::from_secs(8),
     };
     for catch_up_ms in [1000, 61] {
         let label = format!("catching up in {catch_up_ms} ms ticks");

@@ -129,9 +129,17 @@ impl SessionSummary {
     }
 
     /// Whether it counts toward concurrent viewers when it had recent
-    /// activity.
+    /// activity: not paused, not ended, not stopped by a fatal error (the
+    /// player sends no `end` after one).
     pub fn watching(&self) -> bool {
-        !self.paused && !self.ended
+        !self.paused && !self.ended && !self.fatal
+    }
+
+    /// How long after its latest record it closes, in log time: `grace`
+    /// once it has ended or failed (time for the records sent just before
+    /// that to arrive), `idle` otherwise.
+    pub fn linger(&self, idle: Time, grace: Time) -> Time {
+        if self.ended || self.fatal { grace } else { idle }
     }
 
     /// The last retention bucket it reached for a video of `duration_ms`.

@@ -109,6 +109,23 @@ impl VideoSums {
 }
 difference!(VideoSums);
 
+/// Significant bits a startup time keeps in the p95's histogram.
+const STARTUP_BITS: u32 = 8;
+
+/// The bucket of the startup-time histogram `startup_ms` falls in, as its
+/// smallest value: exact below 256 ms, then the top 8 significant bits, so
+/// a bucket's values are within 1/128 (0.8 %) above its smallest. A
+/// video's histogram has at most about 130 buckets per doubling of its
+/// startup times, whatever its number of sessions.
+pub fn startup_bucket(startup_ms: u64) -> u64 {
+    let bits = u64::BITS - startup_ms.leading_zeros();
+    if bits <= STARTUP_BITS {
+        return startup_ms;
+    }
+    let shift = bits - STARTUP_BITS;
+    (startup_ms >> shift) << shift
+}
+
 /// Everything `video_stats` and `qoe` show of a video: its sums, and what
 /// changes only when one of its sessions starts or first shows a frame.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -191,5 +208,27 @@ mod tests {
         assert_eq!(percentile(&[(7, 3)], 95), Some(7));
         assert_eq!(percentile(&[], 95), None);
         assert_eq!(percentile(&[(1, 1), (100, 1)], 50), Some(1));
+    }
+
+    #[test]
+    fn a_startup_bucket_is_at_most_one_percent_below_its_values() {
+        let mut buckets = std::collections::BTreeSet::new();
+        for ms in (0..70_000u64).chain([1 << 40, u64::MAX]) {
+            let b = startup_bucket(ms);
+            assert!(b <= ms, "{ms} falls in {b}");
+            assert!(
+                (ms - b) as f64 <= ms as f64 / 128.0,
+                "{ms} is more than 0.8 % above {b}"
+            );
+            if ms < 256 {
+                assert_eq!(b, ms, "exact below 256 ms");
+            }
+            if ms < 70_000 {
+                buckets.insert(b);
+            }
+        }
+        // Startup times up to 70 s make 256 exact buckets and 128 per
+        // doubling above: about 1,300, not 70,000.
+        assert!(buckets.len() <= 256 + 128 * 9, "{} buckets", buckets.len());
     }
 }

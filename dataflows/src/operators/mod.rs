@@ -10,6 +10,9 @@
 //! - [`ReduceTotal`]: `reduce` for a totally ordered time, and
 //!   [`accumulate_beside`](ReduceTotal::accumulate_beside), a fold of
 //!   values that only come, left-joined with a small side collection.
+//!   Its keys close after a while without values ([`Phase`]).
+//! - [`fold_closed`]: `reduce` over what is open, beside a fold of what
+//!   has closed, so a reader of closing totals keeps no closed ones.
 //! - [`join_sums`]: `count_total` joined with each key's values, in one
 //!   operator.
 //! - [`project_changes`] and [`sum_changes`]: what a reader takes of a
@@ -18,6 +21,7 @@
 //!   once the window has passed its last sighting.
 
 mod changes;
+mod fold_closed;
 mod in_time_order;
 mod join_sums;
 mod reduce_total;
@@ -25,7 +29,8 @@ pub(crate) mod support;
 mod window;
 
 pub use changes::{project_changes, sum_changes};
+pub use fold_closed::{Latest, fold_closed};
 pub use in_time_order::Values;
 pub use join_sums::join_sums;
-pub use reduce_total::{Accumulator, Besides, ReduceTotal};
+pub use reduce_total::{Accumulator, Besides, Phase, ReduceTotal};
 pub use window::distinct_in_window;

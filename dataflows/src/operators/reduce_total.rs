@@ -16,12 +16,15 @@
 //! collection broadcast to every worker (a session beside its video's
 //! duration): a total's change looks its side up, and a change of the side
 //! re-sends the totals indexed under it. Arranging every session's change
-//! by video to join it cost as much as the fold itself.
+//! by video to join it cost as much as the fold itself. A key that has had
+//! no values for a while closes ([`Phase`]): its state is dropped, so the
+//! operator keeps what is live, not all of history.
 //!
 //! The logic of `reduce_total` sees a key's values in order, with their
 //! multiplicities and without zeros, as `reduce` gives them, and is called
 //! only when the key has values.
 
+use std::collections::BTreeMap;
 use std::hash::Hash;
 
 use differential_dataflow::consolidation::consolidate;
@@ -29,6 +32,7 @@ use differential_dataflow::consolidation::consolidate;
 use differential_dataflow::hashable::Hashable;
 use differential_dataflow::{AsCollection, ExchangeData};
 
+use serde::{Deserialize, Serialize};
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::CapabilitySet;
 use timely::dataflow::operators::generic::operator::Operator;
@@ -81,12 +85,20 @@ pub trait ReduceTotal<'s, K, V> {
     /// leave the worker, so they may be shared (an `Arc`). The input only
     /// grows (facts from the log): a retraction is a bug, and panics.
     ///
+    /// A key closes `linger(total)` after the last time it had values
+    /// (never, for `None`): its total is re-sent as [`Phase::Closed`],
+    /// beside the side as it stood before that time, and its state is
+    /// dropped. So state follows the keys still open, not every key ever
+    /// seen; readers that keep something per key keep only what is open,
+    /// and fold what closed into smaller keys. A value for the key at or
+    /// after that time starts a new total.
+    ///
     /// ```
     /// use differential_dataflow::AsCollection;
     /// use differential_dataflow::consolidation::consolidate_updates;
     /// use timely::dataflow::operators::capture::Extract;
     /// use timely::dataflow::operators::{Capture, ToStream};
-    /// use reelflow_dataflows::operators::{Accumulator, ReduceTotal};
+    /// use reelflow_dataflows::operators::{Accumulator, Phase, ReduceTotal};
     ///
     /// /// A session's video and the furthest position seen; a position
     /// /// short of it changes nothing.
@@ -107,13 +119,15 @@ pub trait ReduceTotal<'s, K, V> {
     ///     }
     /// }
     ///
-    /// // Session 1 of video 7, beside the video's duration.
+    /// // Session 1 of video 7, beside the video's duration, closing 10
+    /// // after its last position.
     /// let captured = timely::example(|scope| {
     ///     let positions = vec![((1u32, (7u8, 10u32)), 0u64, 1isize), ((1, (7, 4)), 1, 1), ((1, (7, 30)), 2, 1)];
     ///     let durations = vec![((7u8, 60u32), 0u64, 1isize)];
     ///     let positions = positions.to_stream(scope).as_collection();
     ///     let durations = durations.to_stream(scope).as_collection();
-    ///     let besides = positions.accumulate_beside::<Furthest, _, _, _>("Furthest", durations, |t| t.0);
+    ///     let besides =
+    ///         positions.accumulate_beside::<Furthest, _, _, _, _>("Furthest", durations, |t| t.0, |_| Some(10));
     ///     besides.inner.capture()
     /// });
     /// let mut changes: Vec<_> = captured.extract().into_iter().flat_map(|(_, d)| d).collect();
@@ -121,30 +135,45 @@ pub trait ReduceTotal<'s, K, V> {
     /// assert_eq!(
     ///     changes,
     ///     vec![
-    ///         ((1, ((7, 10), Some(60))), 0, 1),
-    ///         ((1, ((7, 10), Some(60))), 2, -1),
-    ///         ((1, ((7, 30), Some(60))), 2, 1),
+    ///         ((1, (Phase::Open, (7, 10), Some(60))), 0, 1),
+    ///         ((1, (Phase::Open, (7, 10), Some(60))), 2, -1),
+    ///         ((1, (Phase::Open, (7, 30), Some(60))), 2, 1),
+    ///         ((1, (Phase::Open, (7, 30), Some(60))), 12, -1),
+    ///         ((1, (Phase::Closed, (7, 30), Some(60))), 12, 1),
     ///     ]
     /// );
     /// ```
-    fn accumulate_beside<A, J, L, G>(
+    fn accumulate_beside<A, J, L, G, F>(
         self,
         name: &str,
         side: Coll<'s, (J, L)>,
         side_key: G,
+        linger: F,
     ) -> Besides<'s, K, A::Total, L>
     where
         A: Accumulator<V>,
         J: ExchangeData + Hash,
         L: ExchangeData,
-        G: Fn(&A::Total) -> J + 'static;
+        G: Fn(&A::Total) -> J + 'static,
+        F: Fn(&A::Total) -> Option<Time> + 'static;
 }
 
-/// Each key's total beside its side's values (`None` without any).
-pub type Besides<'s, K, T, L> = Coll<'s, (K, (T, Option<L>))>;
+/// Whether a key's total may still change ([`ReduceTotal::accumulate_beside`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Phase {
+    /// Values may still come.
+    Open,
+    /// Final: the key lingered without values and its state is gone. A
+    /// value for it after this starts a new total.
+    Closed,
+}
+
+/// Each key's total, open or closed, beside its side's values (`None`
+/// without any).
+pub type Besides<'s, K, T, L> = Coll<'s, (K, (Phase, T, Option<L>))>;
 
 /// Output rows of one key's total beside its side, with multiplicities.
-type Rows<T, L> = Vec<((T, Option<L>), isize)>;
+type Rows<T, L> = Vec<((Phase, T, Option<L>), isize)>;
 
 /// A key's state in [`ReduceTotal::accumulate_beside`]: what the values
 /// added so far amount to, the same whatever order they were added in.
@@ -203,23 +232,28 @@ where
         })
     }
 
-    fn accumulate_beside<A, J, L, G>(
+    fn accumulate_beside<A, J, L, G, F>(
         self,
         name: &str,
         side: Coll<'s, (J, L)>,
         side_key: G,
+        linger: F,
     ) -> Besides<'s, K, A::Total, L>
     where
         A: Accumulator<V>,
         J: ExchangeData + Hash,
         L: ExchangeData,
         G: Fn(&A::Total) -> J + 'static,
+        F: Fn(&A::Total) -> Option<Time> + 'static,
     {
         let label = name.to_string();
         let by_key = Exchange::new(|((k, _), _, _): &((K, V), Time, isize)| k.hashed());
         self.inner
             .binary_frontier(side.inner.broadcast(), by_key, Pipeline, name, move |_, _| {
                 let mut totals: HashMap<K, Beside<A, J>> = HashMap::default();
+                // The keys due to close, by when. A key's entry is stale
+                // when its deadline has moved on since.
+                let mut deadlines: BTreeMap<Time, Vec<K>> = BTreeMap::new();
                 // The side as of the last time applied, on every worker.
                 let mut sides: HashMap<J, Values<L>> = HashMap::default();
                 // Which keys' totals have each side key.
@@ -243,7 +277,13 @@ where
                     let passed = |t: &Time| !frontier.less_equal(t) && !side_frontier.less_equal(t);
                     ready.extend(pending.extract_if(.., |(_, t, _)| passed(t)));
                     ready_side.extend(pending_side.extract_if(.., |(_, t, _)| passed(t)));
-                    let first = ready.iter().map(|u| u.1).chain(ready_side.iter().map(|u| u.1)).min();
+                    let due = |deadlines: &BTreeMap<Time, Vec<K>>| deadlines.keys().next().copied().filter(passed);
+                    let first = ready
+                        .iter()
+                        .map(|u| u.1)
+                        .chain(ready_side.iter().map(|u| u.1))
+                        .chain(due(&deadlines))
+                        .min();
                     if let Some(first) = first {
                         // Time by time: the side at a time is what every
                         // key applied at that time sees.
@@ -258,8 +298,31 @@ where
                             .map(|u| u.1)
                             .into_iter()
                             .chain(side.peek().map(|u| u.1))
+                            .chain(due(&deadlines))
                             .min()
                         {
+                            // Keys whose time is up close first, beside the
+                            // side as it stood before this time; a value at
+                            // this time starts a new total.
+                            if due(&deadlines) == Some(time) {
+                                let (_, keys) = deadlines.pop_first().expect("a deadline is due");
+                                for key in keys {
+                                    if totals.get(&key).is_none_or(|st| st.deadline != Some(time)) {
+                                        continue;
+                                    }
+                                    let st = totals.remove(&key).expect("looked up");
+                                    let side_values = st.side_key.as_ref().and_then(|j| sides.get(j));
+                                    push_rows(&mut rows, Phase::Open, st.acc.total(), side_values, -1);
+                                    push_rows(&mut rows, Phase::Closed, st.acc.total(), side_values, 1);
+                                    if let Some(j) = &st.side_key {
+                                        unindex(&mut keys_of, j, &key);
+                                    }
+                                    consolidate(&mut rows);
+                                    for (row, diff) in rows.drain(..) {
+                                        session.give(((key.clone(), row), time, diff));
+                                    }
+                                }
+                            }
                             side_before.clear();
                             applied.clear();
                             while let Some(((j, _), _, _)) = side.peek().filter(|u| u.1 == time) {
@@ -294,12 +357,21 @@ where
                                     assert!(diff > 0, "{label}: a retraction of what only grows");
                                     changed |= st.acc.add(&value);
                                 }
+                                // Even a duplicate keeps the key from closing.
+                                let deadline = st.acc.total().and_then(&linger).map(|l| time.saturating_add(l));
+                                if deadline != st.deadline {
+                                    st.deadline = deadline;
+                                    if let Some(d) = deadline {
+                                        deadlines.entry(d).or_default().push(key.clone());
+                                    }
+                                }
                                 // Unchanged, it is re-sent below if its side changed.
                                 if changed {
-                                    push_rows(&mut rows, before.as_ref(), was, -1);
+                                    push_rows(&mut rows, Phase::Open, before.as_ref(), was, -1);
                                     let side_key = st.acc.total().map(&side_key);
                                     push_rows(
                                         &mut rows,
+                                        Phase::Open,
                                         st.acc.total(),
                                         side_key.as_ref().and_then(|j| sides.get(j)),
                                         1,
@@ -326,8 +398,8 @@ where
                             for (j, before) in &side_before {
                                 for key in keys_of.get(j).into_iter().flatten().filter(|k| !applied.contains(*k)) {
                                     let total = totals.get(key).and_then(|st| st.acc.total());
-                                    push_rows(&mut rows, total, Some(before), -1);
-                                    push_rows(&mut rows, total, sides.get(j), 1);
+                                    push_rows(&mut rows, Phase::Open, total, Some(before), -1);
+                                    push_rows(&mut rows, Phase::Open, total, sides.get(j), 1);
                                     consolidate(&mut rows);
                                     for (row, diff) in rows.drain(..) {
                                         session.give(((key.clone(), row), time, diff));
@@ -336,10 +408,13 @@ where
                             }
                         }
                     }
+                    // A deadline is held too, so a key closes at its time
+                    // even when nothing arrives.
                     let earliest = pending
                         .iter()
                         .map(|u| u.1)
                         .chain(pending_side.iter().map(|u| u.1))
+                        .chain(deadlines.keys().next().copied())
                         .min();
                     release(&mut caps, earliest);
                 }
@@ -348,11 +423,12 @@ where
     }
 }
 
-/// `accumulate_beside`'s state of a key: its accumulator, and the side
-/// key it was indexed under.
+/// `accumulate_beside`'s state of a key: its accumulator, the side key it
+/// was indexed under, and when it closes.
 struct Beside<A, J> {
     acc: A,
     side_key: Option<J>,
+    deadline: Option<Time>,
 }
 
 impl<A: Default, J> Default for Beside<A, J> {
@@ -360,17 +436,28 @@ impl<A: Default, J> Default for Beside<A, J> {
         Self {
             acc: A::default(),
             side_key: None,
+            deadline: None,
         }
     }
 }
 
-/// Adds `diff` times the output rows of `total` beside `side`: one per
-/// side value, with its multiplicity, or one with `None`.
-fn push_rows<S: Clone, L: Clone>(rows: &mut Rows<S, L>, total: Option<&S>, side: Option<&Values<L>>, diff: isize) {
+/// Adds `diff` times the output rows of `total` in `phase` beside `side`:
+/// one per side value, with its multiplicity, or one with `None`.
+fn push_rows<S: Clone, L: Clone>(
+    rows: &mut Rows<S, L>,
+    phase: Phase,
+    total: Option<&S>,
+    side: Option<&Values<L>>,
+    diff: isize,
+) {
     let Some(s) = total else { return };
     match side.filter(|values| !values.is_empty()) {
-        None => rows.push(((s.clone(), None), diff)),
-        Some(values) => rows.extend(values.iter().map(|(l, c)| ((s.clone(), Some(l.clone())), c * diff))),
+        None => rows.push(((phase, s.clone(), None), diff)),
+        Some(values) => rows.extend(
+            values
+                .iter()
+                .map(|(l, c)| ((phase, s.clone(), Some(l.clone())), c * diff)),
+        ),
     }
 }
 
@@ -441,12 +528,47 @@ mod tests {
         }
     }
 
+    /// A key's totals up to `time`, as `accumulate_beside` should make
+    /// them: its values split where it closed, `linger` after the last
+    /// time it had values, each closed total with the time it closed.
+    fn incarnations(
+        input: &[Update<(u8, u32)>],
+        key: u8,
+        time: Time,
+        linger: impl Fn(&Vec<u32>) -> Option<Time>,
+    ) -> Vec<(Vec<u32>, Option<Time>)> {
+        let mut out: Vec<(Vec<u32>, Option<Time>)> = Vec::new();
+        let mut open: Option<(Vec<u32>, Time)> = None;
+        for ((_, v), t, _) in input.iter().filter(|((k, _), t, _)| *k == key && *t <= time) {
+            if let Some((values, last)) = &open {
+                let closes = linger(values).map(|l| last + l);
+                if closes.is_some_and(|c| c <= *t) {
+                    out.push((values.clone(), closes));
+                    open = None;
+                }
+            }
+            let (values, last) = open.get_or_insert_with(|| (Vec::new(), *t));
+            if let Err(at) = values.binary_search(v) {
+                values.insert(at, *v);
+            }
+            *last = *t;
+        }
+        if let Some((values, last)) = open {
+            let closes = linger(&values).map(|l| last + l).filter(|c| *c <= time);
+            out.push((values, closes));
+        }
+        out
+    }
+
     #[test]
     fn accumulate_beside_is_the_total_left_joined_with_the_side_at_every_time() {
-        type Beside = (u8, (Vec<u32>, Option<u8>));
+        type Beside = (u8, (Phase, Vec<u32>, Option<u8>));
         // The side key of a total: its first value, so a late smaller value
         // can move a key to another side key.
         let side_key = |s: &Vec<u32>| (s[0] % 3) as u8;
+        // Some totals never close; the others after a while that depends
+        // on them, so a key closes, and a later value opens it again.
+        let linger = |s: &Vec<u32>| (!s.len().is_multiple_of(4)).then_some(3 + (s[0] % 5) as Time);
         for seed in 0..20 {
             let input = updates(seed);
             let side = side_updates(seed);
@@ -461,38 +583,38 @@ mod tests {
                 let side = fed_side.to_stream(scope).as_collection();
                 fed.to_stream(scope)
                     .as_collection()
-                    .accumulate_beside::<Distinct, _, _, _>("AccumulateBeside", side, side_key)
+                    .accumulate_beside::<Distinct, _, _, _, _>("AccumulateBeside", side, side_key, linger)
             });
-            for time in 0..=last {
-                let side_now = at(&side, time);
+            let mut closings = 0;
+            for time in 0..=last + 10 {
                 let mut expected: Vec<(Beside, isize)> = Vec::new();
                 for key in 0..4 {
-                    // Distinct, in order, as `at` consolidates them.
-                    let values: Vec<u32> = at(&input, time)
-                        .into_iter()
-                        .filter(|((k, _), _)| *k == key)
-                        .map(|((_, v), _)| v)
-                        .collect();
-                    if values.is_empty() {
-                        continue;
-                    }
-                    let j = side_key(&values);
-                    let matches: Vec<(u8, isize)> = side_now
-                        .iter()
-                        .filter(|((sj, _), _)| *sj == j)
-                        .map(|((_, l), c)| (*l, *c))
-                        .collect();
-                    if matches.is_empty() {
-                        expected.push(((key, (values, None)), 1));
-                    } else {
-                        for (l, c) in matches {
-                            expected.push(((key, (values.clone(), Some(l))), c));
+                    for (values, closed) in incarnations(&input, key, time, linger) {
+                        // A closed total is beside the side before it closed.
+                        let (phase, side_then) = match closed {
+                            Some(c) => (Phase::Closed, if c == 0 { Vec::new() } else { at(&side, c - 1) }),
+                            None => (Phase::Open, at(&side, time)),
+                        };
+                        let j = side_key(&values);
+                        let matches: Vec<(u8, isize)> = side_then
+                            .iter()
+                            .filter(|((sj, _), _)| *sj == j)
+                            .map(|((_, l), c)| (*l, *c))
+                            .collect();
+                        if matches.is_empty() {
+                            expected.push(((key, (phase, values, None)), 1));
+                        } else {
+                            for (l, c) in matches {
+                                expected.push(((key, (phase, values.clone(), Some(l))), c));
+                            }
                         }
                     }
                 }
                 consolidate(&mut expected);
+                closings = closings.max(expected.iter().filter(|((_, (p, ..)), _)| *p == Phase::Closed).count());
                 assert_eq!(at(&output, time), expected, "seed {seed}, time {time}");
             }
+            assert!(closings > 0, "seed {seed}: some key closed");
         }
     }
 
@@ -504,7 +626,7 @@ mod tests {
             vec![((0u8, 1u32), 0, 1), ((0, 1), 1, -1)]
                 .to_stream(scope)
                 .as_collection()
-                .accumulate_beside::<Distinct, _, _, _>("Refuses", side, |_| 0u8)
+                .accumulate_beside::<Distinct, _, _, _, _>("Refuses", side, |_| 0u8, |_| None)
         });
     }
 }
