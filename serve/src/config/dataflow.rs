@@ -50,6 +50,9 @@ pub struct DataflowConfig {
     pub tick_ms: u64,
     /// The same for records older than the retained history, ms.
     pub catch_up_tick_ms: u64,
+    /// Seconds of log time a playback session stays open without records
+    /// before it closes and is folded into the figures.
+    pub session_idle_s: u64,
 }
 
 impl Default for DataflowConfig {
@@ -68,6 +71,7 @@ impl Default for DataflowConfig {
             idle_check_ms: millis(options.source.idle_check),
             tick_ms: millis(options.source.tick),
             catch_up_tick_ms: millis(options.source.catch_up_tick),
+            session_idle_s: options.windows.session_idle.as_secs(),
         }
     }
 }
@@ -118,6 +122,7 @@ impl Config {
         options.source.idle_check = ms(self.dataflow.idle_check_ms);
         options.source.tick = ms(self.dataflow.tick_ms);
         options.source.catch_up_tick = ms(self.dataflow.catch_up_tick_ms);
+        options.windows.session_idle = Duration::from_secs(self.dataflow.session_idle_s);
         Ok(options)
     }
 }
@@ -133,18 +138,19 @@ mod tests {
         let file = dir.path().join("reelflow.toml");
         std::fs::write(
             &file,
-            "[dataflow]\nidle_check_ms = 20\ntick_ms = 50\ncatch_up_tick_ms = 5000\n",
+            "[dataflow]\nidle_check_ms = 20\ntick_ms = 50\ncatch_up_tick_ms = 5000\nsession_idle_s = 600\n",
         )
         .expect("write");
         let args = ConfigArgs {
             file: Some(file.clone()),
             ..Default::default()
         };
-        let source = Config::load(&args)
+        let options = Config::load(&args)
             .expect("valid")
             .dataflow_options()
-            .expect("options")
-            .source;
+            .expect("options");
+        assert_eq!(options.windows.session_idle, Duration::from_secs(600));
+        let source = options.source;
         assert_eq!(source.idle_check, Duration::from_millis(20));
         assert_eq!(source.tick, Duration::from_millis(50));
         assert_eq!(source.catch_up_tick, Duration::from_secs(5));
@@ -153,6 +159,7 @@ mod tests {
             ("tick_ms = 0", "dataflow.tick_ms"),
             ("idle_check_ms = 0", "dataflow.idle_check_ms"),
             ("tick_ms = 100\ncatch_up_tick_ms = 50", "dataflow.catch_up_tick_ms"),
+            ("session_idle_s = 30", "dataflow.session_idle_s"),
         ] {
             std::fs::write(&file, format!("[dataflow]\n{text}\n")).expect("write");
             let err = format!("{:#}", Config::load(&args).expect_err(text));
@@ -169,6 +176,7 @@ mod tests {
         let got = config.dataflow_options().expect("options");
         let want = DataflowOptions::default();
         assert_eq!(got.history, want.history);
+        assert_eq!(got.windows.session_idle, want.windows.session_idle);
         assert_eq!(got.partitions, want.partitions);
         assert_eq!(got.peek_timeout, want.peek_timeout);
         assert_eq!(

@@ -77,6 +77,14 @@ impl Config {
         if self.dataflow.history_s == 0 {
             bail!("dataflow.history_s must be at least 1");
         }
+        // A session must outlast the concurrent-viewers window (60 s), and
+        // a day of silence is another visit.
+        if !(60..=86_400).contains(&self.dataflow.session_idle_s) {
+            bail!(
+                "dataflow.session_idle_s must be between 60 and 86400, not {}",
+                self.dataflow.session_idle_s
+            );
+        }
         let d = &self.dataflow;
         if !(1..=1000).contains(&d.idle_check_ms) {
             bail!(
