@@ -81,6 +81,21 @@ pub enum StartError {
     /// Timely could not form the cluster.
     #[error("forming the timely cluster: {0}")]
     Cluster(String),
+    /// The log no longer has records the views are built from.
+    #[error(
+        "{topic} partition {partition} starts at offset {earliest}: its records before that have expired from \
+         the log, and the views are built from every record, so they cannot be rebuilt (they would be silently \
+         wrong). Reelflow creates its topics with retention.ms=-1; a topic made another way or whose retention \
+         was shortened loses records. Restore the topic's records (or start on a log that has them all)"
+    )]
+    Expired {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+        /// Its first offset still in the log.
+        earliest: u64,
+    },
 }
 
 /// The dataflows of this process, running until dropped or shut down.
@@ -98,6 +113,15 @@ impl Dataflows {
         for topic in crate::TOPICS {
             log.create_topic(topic, options.partitions).await?;
             for p in 0..log.partition_count(topic).await? {
+                // Views from part of the log would be wrong without a word.
+                let earliest = log.low_watermark(topic, p).await?;
+                if earliest > 0 {
+                    return Err(StartError::Expired {
+                        topic: topic.to_string(),
+                        partition: p,
+                        earliest,
+                    });
+                }
                 partitions.push((topic.to_string(), p));
             }
         }

@@ -299,14 +299,15 @@ pub fn workload(seed: u64, phases: usize) -> Workload {
 }
 
 /// A fresh embedded log in `dir` (no fsync: the tests are not about
-/// durability).
+/// durability), in small segments, so reads cross them and records can
+/// expire.
 pub fn embedded(dir: &std::path::Path) -> AnyLog {
     AnyLog::Embedded(
         EmbeddedLog::open(
             dir,
             EmbeddedOptions {
                 fsync: FsyncPolicy::Never,
-                ..EmbeddedOptions::default()
+                segment_bytes: 16 * 1024,
             },
         )
         .expect("open embedded log"),

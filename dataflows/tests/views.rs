@@ -16,7 +16,8 @@ use reelflow_dataflows::{
     ClusterConfig, DataflowOptions, Dataflows, Datum, PeekClient, PeekError, Row, Selector, SubscribeEvent,
     Subscription, Time, Update, View,
 };
-use reelflow_ingest::log::AnyLog;
+use reelflow_ingest::events::{PlaybackEvent, TopicEvent};
+use reelflow_ingest::log::{AnyLog, EventLog};
 use uuid::Uuid;
 
 /// Short windows, so the test sees them retract, and sessions that close
@@ -651,4 +652,33 @@ async fn a_subscriber_that_falls_behind_is_dropped_and_the_rest_go_on() {
     assert_eq!(client.metrics().subscriptions_dropped.load(Ordering::Relaxed), 1);
     assert_eq!(client.metrics().subscriptions.load(Ordering::Relaxed), 1);
     dataflows.shutdown();
+}
+
+/// Issue 29: a Kafka topic's default retention dropped records after a
+/// week, and a restart then rebuilt different views without a word. A
+/// start on a log whose records have expired refuses, naming the topic,
+/// the partition and the first offset left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_a_start_refuses_a_log_whose_records_expired() {
+    let (_dir, log, _) = written_log(21, 3, Duration::from_millis(10)).await;
+    let topic = PlaybackEvent::TOPIC;
+    let (partition, high) = {
+        let mut highest = (0, 0);
+        for p in 0..3 {
+            let high = log.high_watermark(topic, p).await.expect("high watermark");
+            highest = highest.max((high, p));
+        }
+        (highest.1, highest.0)
+    };
+    let earliest = log.expire_before(topic, partition, high).await.expect("expire");
+    assert!(earliest > 0, "a whole segment expired");
+    let refused = Dataflows::start(log.clone(), options(ClusterConfig::single(1))).await;
+    let err = refused.err().expect("a start on an expired log is refused").to_string();
+    for named in [
+        topic.to_string(),
+        format!("partition {partition}"),
+        format!("offset {earliest}"),
+    ] {
+        assert!(err.contains(&named), "the error names {named}: {err}");
+    }
 }

@@ -76,6 +76,20 @@ impl EventLog for AnyLog {
         }
     }
 
+    async fn low_watermark(&self, topic: &str, partition: u32) -> LogResult<u64> {
+        match self {
+            Self::Embedded(l) => l.low_watermark(topic, partition).await,
+            Self::Kafka(l) => l.low_watermark(topic, partition).await,
+        }
+    }
+
+    async fn expire_before(&self, topic: &str, partition: u32, offset: u64) -> LogResult<u64> {
+        match self {
+            Self::Embedded(l) => l.expire_before(topic, partition, offset).await,
+            Self::Kafka(l) => l.expire_before(topic, partition, offset).await,
+        }
+    }
+
     async fn reader(&self, topic: &str, assignment: &[(u32, u64)]) -> LogResult<AnyReader> {
         Ok(match self {
             Self::Embedded(l) => AnyReader::Embedded(l.reader(topic, assignment).await?),

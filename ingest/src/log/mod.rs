@@ -181,6 +181,16 @@ pub trait EventLog: Send + Sync + 'static {
     /// The offset the next record appended to the partition will get.
     fn high_watermark(&self, topic: &str, partition: u32) -> impl Future<Output = LogResult<u64>> + Send;
 
+    /// The first offset the partition still holds: records before it have
+    /// expired (0 while none has).
+    fn low_watermark(&self, topic: &str, partition: u32) -> impl Future<Output = LogResult<u64>> + Send;
+
+    /// Lets the records of the partition before `offset` expire now, as
+    /// its retention would, and returns the new low watermark. Kafka
+    /// deletes exactly up to `offset`; the embedded log deletes the whole
+    /// sealed segments before it, so its low watermark may stay lower.
+    fn expire_before(&self, topic: &str, partition: u32, offset: u64) -> impl Future<Output = LogResult<u64>> + Send;
+
     /// A reader of the given (partition, start offset) pairs of `topic`.
     fn reader(&self, topic: &str, assignment: &[(u32, u64)]) -> impl Future<Output = LogResult<Self::Reader>> + Send;
 

@@ -145,10 +145,7 @@ mod tests {
             file: Some(file.clone()),
             ..Default::default()
         };
-        let options = Config::load(&args)
-            .expect("valid")
-            .dataflow_options()
-            .expect("options");
+        let options = Config::load(&args).expect("valid").dataflow_options().expect("options");
         assert_eq!(options.windows.session_idle, Duration::from_secs(600));
         let source = options.source;
         assert_eq!(source.idle_check, Duration::from_millis(20));

@@ -301,6 +301,15 @@ impl EventLog for EmbeddedLog {
         Ok(self.topic(topic)?.partition(partition)?.high_watermark())
     }
 
+    async fn low_watermark(&self, topic: &str, partition: u32) -> LogResult<u64> {
+        Ok(self.topic(topic)?.partition(partition)?.low_watermark())
+    }
+
+    async fn expire_before(&self, topic: &str, partition: u32, offset: u64) -> LogResult<u64> {
+        let partition = Arc::clone(self.topic(topic)?.partition(partition)?);
+        blocking(move || partition.expire_before(offset)).await
+    }
+
     async fn reader(&self, topic: &str, assignment: &[(u32, u64)]) -> LogResult<EmbeddedReader> {
         EmbeddedReader::new(self.topic(topic)?, assignment)
     }

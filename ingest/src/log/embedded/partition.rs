@@ -101,6 +101,33 @@ impl Partition {
         })
     }
 
+    /// The first offset still held: records before it have expired.
+    pub(crate) fn low_watermark(&self) -> u64 {
+        let segments = self.segments.read().expect("segments lock");
+        segments
+            .first()
+            .map_or_else(|| self.high_watermark(), |s| s.base_offset)
+    }
+
+    /// Deletes the sealed segments that hold only offsets before `offset`
+    /// (never the one being appended to) and returns the new low
+    /// watermark. A reader already past them is not disturbed.
+    pub(crate) fn expire_before(&self, offset: u64) -> LogResult<u64> {
+        let expired: Vec<SegmentMeta> = {
+            let mut segments = self.segments.write().expect("segments lock");
+            let sealed = segments.len().saturating_sub(1);
+            let n = segments[..sealed].iter().take_while(|s| s.end_offset <= offset).count();
+            segments.drain(..n).collect()
+        };
+        for s in &expired {
+            fs::remove_file(&s.path).map_err(|e| LogError::io(format!("deleting {}", s.path.display()), e))?;
+        }
+        if !expired.is_empty() {
+            segment::sync_dir(&self.dir)?;
+        }
+        Ok(self.low_watermark())
+    }
+
     /// One past the last readable offset.
     pub(crate) fn high_watermark(&self) -> u64 {
         self.durable.load(Ordering::Acquire)

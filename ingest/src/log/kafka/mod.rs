@@ -197,7 +197,11 @@ impl EventLog for KafkaLog {
             TopicReplication::Fixed(i32::from(self.config.replication_factor)),
         )
         // The broker stamps each record with its own clock: see the module doc.
-        .set("message.timestamp.type", "LogAppendTime");
+        .set("message.timestamp.type", "LogAppendTime")
+        // Nothing expires: the views are rebuilt from every record (the
+        // broker's default would drop them after 7 days).
+        .set("retention.ms", "-1")
+        .set("retention.bytes", "-1");
         let opts = AdminOptions::new().operation_timeout(Some(METADATA_TIMEOUT));
         let results = self
             .admin
@@ -295,6 +299,41 @@ impl EventLog for KafkaLog {
         })
         .await
         .map_err(|e| LogError::Invalid(format!("watermark task panicked: {e}")))?
+    }
+
+    async fn low_watermark(&self, topic: &str, partition: u32) -> LogResult<u64> {
+        let meta = Arc::clone(&self.meta);
+        let name = topic.to_string();
+        tokio::task::spawn_blocking(move || {
+            let (low, _high) = meta
+                .fetch_watermarks(&name, partition as i32, METADATA_TIMEOUT)
+                .map_err(kafka(format!("watermarks of {name}/{partition}")))?;
+            Ok(low.max(0) as u64)
+        })
+        .await
+        .map_err(|e| LogError::Invalid(format!("watermark task panicked: {e}")))?
+    }
+
+    async fn expire_before(&self, topic: &str, partition: u32, offset: u64) -> LogResult<u64> {
+        let mut tpl = TopicPartitionList::new();
+        let at = i64::try_from(offset).map_err(|_| LogError::Invalid(format!("offset {offset} is too large")))?;
+        tpl.add_partition_offset(topic, partition as i32, Offset::Offset(at))
+            .map_err(kafka(format!("expiring {topic}/{partition}")))?;
+        let opts = AdminOptions::new().operation_timeout(Some(METADATA_TIMEOUT));
+        let deleted = self
+            .admin
+            .delete_records(&tpl, &opts)
+            .await
+            .map_err(kafka(format!("expiring {topic}/{partition} before {offset}")))?;
+        for e in deleted.elements() {
+            if let Err(source) = e.error() {
+                return Err(LogError::Kafka {
+                    context: format!("expiring {topic}/{partition} before {offset}"),
+                    source,
+                });
+            }
+        }
+        self.low_watermark(topic, partition).await
     }
 
     async fn reader(&self, topic: &str, assignment: &[(u32, u64)]) -> LogResult<KafkaReader> {
