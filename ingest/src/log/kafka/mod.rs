@@ -181,6 +181,34 @@ fn to_record(m: &BorrowedMessage<'_>) -> Record {
     }
 }
 
+impl KafkaLog {
+    /// A partition's low and high watermarks. A partition whose leader is
+    /// still being elected (a topic just created, a broker restarting) is
+    /// asked again until the metadata timeout.
+    async fn watermarks(&self, topic: &str, partition: u32) -> LogResult<(u64, u64)> {
+        let meta = Arc::clone(&self.meta);
+        let name = topic.to_string();
+        tokio::task::spawn_blocking(move || {
+            let deadline = std::time::Instant::now() + METADATA_TIMEOUT;
+            loop {
+                match meta.fetch_watermarks(&name, partition as i32, METADATA_TIMEOUT) {
+                    Ok((low, high)) => return Ok((low.max(0) as u64, high.max(0) as u64)),
+                    Err(KafkaError::MetadataFetch(
+                        RDKafkaErrorCode::NotLeaderForPartition
+                        | RDKafkaErrorCode::LeaderNotAvailable
+                        | RDKafkaErrorCode::UnknownTopicOrPartition,
+                    )) if std::time::Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                    Err(e) => return Err(kafka(format!("watermarks of {name}/{partition}"))(e)),
+                }
+            }
+        })
+        .await
+        .map_err(|e| LogError::Invalid(format!("watermark task panicked: {e}")))?
+    }
+}
+
 impl EventLog for KafkaLog {
     type Reader = KafkaReader;
     type Consumer = KafkaConsumer;
@@ -289,29 +317,11 @@ impl EventLog for KafkaLog {
     }
 
     async fn high_watermark(&self, topic: &str, partition: u32) -> LogResult<u64> {
-        let meta = Arc::clone(&self.meta);
-        let name = topic.to_string();
-        tokio::task::spawn_blocking(move || {
-            let (_low, high) = meta
-                .fetch_watermarks(&name, partition as i32, METADATA_TIMEOUT)
-                .map_err(kafka(format!("watermarks of {name}/{partition}")))?;
-            Ok(high.max(0) as u64)
-        })
-        .await
-        .map_err(|e| LogError::Invalid(format!("watermark task panicked: {e}")))?
+        Ok(self.watermarks(topic, partition).await?.1)
     }
 
     async fn low_watermark(&self, topic: &str, partition: u32) -> LogResult<u64> {
-        let meta = Arc::clone(&self.meta);
-        let name = topic.to_string();
-        tokio::task::spawn_blocking(move || {
-            let (low, _high) = meta
-                .fetch_watermarks(&name, partition as i32, METADATA_TIMEOUT)
-                .map_err(kafka(format!("watermarks of {name}/{partition}")))?;
-            Ok(low.max(0) as u64)
-        })
-        .await
-        .map_err(|e| LogError::Invalid(format!("watermark task panicked: {e}")))?
+        Ok(self.watermarks(topic, partition).await?.0)
     }
 
     async fn expire_before(&self, topic: &str, partition: u32, offset: u64) -> LogResult<u64> {
