@@ -34,6 +34,10 @@ pub struct Retained {
     pub horizon: Time,
     /// How far behind the latest complete time a read may ask for.
     pub history: Time,
+    /// The earliest and latest frontier of the snapshots the processes
+    /// started from (0 without one): equal, or the views are not one
+    /// state ([`Retained::snapshot_agreed`]).
+    pub snapshots: (Time, Time),
 }
 
 impl Retained {
@@ -43,7 +47,23 @@ impl Retained {
         Self {
             horizon: now_ms().saturating_sub(history),
             history,
+            snapshots: (0, 0),
         }
+    }
+
+    /// The proposal of a process starting from a snapshot with this
+    /// frontier: nothing before the frontier is readable either.
+    pub fn from_snapshot(self, frontier: Time) -> Self {
+        Self {
+            horizon: self.horizon.max(frontier),
+            snapshots: (frontier, frontier),
+            ..self
+        }
+    }
+
+    /// Whether every process started from the same snapshot (or none).
+    pub fn snapshot_agreed(&self) -> bool {
+        self.snapshots.0 == self.snapshots.1
     }
 
     /// What holds for both this and `other`: the later horizon, the shorter
@@ -52,6 +72,10 @@ impl Retained {
         Self {
             horizon: self.horizon.max(other.horizon),
             history: self.history.min(other.history),
+            snapshots: (
+                self.snapshots.0.min(other.snapshots.0),
+                self.snapshots.1.max(other.snapshots.1),
+            ),
         }
     }
 
@@ -104,7 +128,9 @@ mod tests {
             let proposal = Retained {
                 horizon: 1_000 + 10 * i,
                 history: 500 - i,
-            };
+                snapshots: (0, 0),
+            }
+            .from_snapshot(if i == 1 { 900 } else { 0 });
             agree(worker, proposal, &stop)
         })
         .unwrap();
@@ -112,8 +138,10 @@ mod tests {
         let expected = Retained {
             horizon: 1_020,
             history: 498,
+            snapshots: (0, 900),
         };
         assert_eq!(agreed, vec![Some(expected); 3]);
+        assert!(!expected.snapshot_agreed(), "one worker started from another snapshot");
     }
 
     #[test]
@@ -121,6 +149,7 @@ mod tests {
         let r = Retained {
             horizon: 1_000,
             history: 300,
+            snapshots: (0, 0),
         };
         assert_eq!(r.since(5_000), 4_700);
         assert_eq!(r.since(1_200), 1_000, "never before the horizon");

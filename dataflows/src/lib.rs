@@ -43,7 +43,7 @@
 //! Each module imports only those listed before it:
 //! `time`, `datum`, `cluster` → `schema`, `metrics`, [`facts`] →
 //! `history`, `source` → [`operators`] → [`definitions`] → `read` →
-//! `views` → `runtime`; the test support (`reference`, `workload`,
+//! `views` → [`snapshot`] → `runtime`; the test support (`reference`, `workload`,
 //! `traffic`, behind the `test-support` feature) sits on top.
 
 mod cluster;
@@ -56,6 +56,7 @@ pub mod operators;
 mod read;
 mod runtime;
 mod schema;
+pub mod snapshot;
 mod source;
 mod time;
 mod views;
@@ -70,7 +71,7 @@ pub mod workload;
 pub use cluster::{ClusterConfig, ClusterError};
 pub use datum::{ColumnType, Datum, F64, Row, format_timestamp};
 pub use history::Retained;
-pub use metrics::{Metrics, PartitionStatus};
+pub use metrics::{Metrics, PartitionStatus, SnapshotStatus};
 pub use read::{PeekClient, PeekError, Peeked, Selector, SubscribeEvent, Subscription, Update};
 pub use runtime::{DataflowOptions, Dataflows, StartError};
 pub use schema::{Column, VIEWS, View, ViewDef};

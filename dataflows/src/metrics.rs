@@ -1,6 +1,6 @@
 //! What a dataflow process reports on `/metrics`: records read, malformed
-//! and reclocked records, each partition's offset and lag, and the size of
-//! every view's arrangement. `serve` writes them out for Prometheus.
+//! and reclocked records, each partition's offset and lag, the size of
+//! every view's arrangement, and its snapshots. `serve` writes them out for Prometheus.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -19,6 +19,22 @@ pub struct PartitionStatus {
     pub ts: u64,
     /// Records skipped as malformed.
     pub malformed: u64,
+}
+
+/// The latest snapshot this process started from or wrote.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SnapshotStatus {
+    /// Its sequence number.
+    pub sequence: u64,
+    /// Every record stamped before it is covered (ms).
+    pub frontier: u64,
+    /// Bytes of its parts.
+    pub bytes: u64,
+    /// When it was written (ms since the epoch).
+    pub written_at_ms: u64,
+    /// How long writing it took, folding the log included (ms; 0 when this
+    /// process only loaded it).
+    pub duration_ms: u64,
 }
 
 /// Counters of one dataflow process, shared by its workers.
@@ -44,6 +60,12 @@ pub struct Metrics {
     pub subscriptions_dropped: AtomicU64,
     /// Records read per second over the last measured second.
     pub records_per_second: Mutex<(Option<(std::time::Instant, u64)>, f64)>,
+    /// Snapshots this process wrote.
+    pub snapshots_written: AtomicU64,
+    /// Snapshots this process failed to write.
+    pub snapshot_failures: AtomicU64,
+    /// The latest snapshot it started from or wrote.
+    pub last_snapshot: Mutex<Option<SnapshotStatus>>,
 }
 
 impl Metrics {

@@ -16,7 +16,7 @@
 //! build the views ([`crate::history`]).
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, mpsc};
@@ -37,7 +37,8 @@ use crate::read::{
     peek_dataflow, tap,
 };
 use crate::schema::View;
-use crate::source::{SourceOptions, log_source};
+use crate::snapshot::{self, Snapshot};
+use crate::source::{Resume, SourceOptions, log_source};
 use crate::time::{Coll, Time};
 use crate::views::{self, Windows};
 
@@ -56,6 +57,9 @@ pub struct DataflowOptions {
     pub partitions: u32,
     /// How long a peek may wait for the dataflows.
     pub peek_timeout: Duration,
+    /// The state to start from, with the log read only after it
+    /// ([`crate::snapshot`]); the whole log without one.
+    pub snapshot: Option<Arc<Snapshot>>,
 }
 
 impl Default for DataflowOptions {
@@ -68,6 +72,7 @@ impl Default for DataflowOptions {
             history: Duration::from_secs(300),
             partitions: 8,
             peek_timeout: Duration::from_secs(10),
+            snapshot: None,
         }
     }
 }
@@ -83,10 +88,12 @@ pub enum StartError {
     Cluster(String),
     /// The log no longer has records the views are built from.
     #[error(
-        "{topic} partition {partition} starts at offset {earliest}: its records before that have expired from \
-         the log, and the views are built from every record, so they cannot be rebuilt (they would be silently \
-         wrong). Reelflow creates its topics with retention.ms=-1; a topic made another way or whose retention \
-         was shortened loses records. Restore the topic's records (or start on a log that has them all)"
+        "{topic} partition {partition} starts at offset {earliest}, but the views need its records from offset \
+         {needed} on ({}): records in between have expired from the log, so the views cannot be rebuilt (they \
+         would be silently wrong). Reelflow creates its topics with retention.ms=-1; a topic made another way or \
+         whose retention was shortened loses records. Restore the topic's records, or start from a snapshot that \
+         covers them",
+        if *needed == 0 { "no snapshot covers any of them" } else { "where the snapshot started from leaves off" }
     )]
     Expired {
         /// The topic.
@@ -95,6 +102,9 @@ pub enum StartError {
         partition: u32,
         /// Its first offset still in the log.
         earliest: u64,
+        /// The first offset the views need: where the snapshot leaves
+        /// off, 0 without one.
+        needed: u64,
     },
 }
 
@@ -115,11 +125,17 @@ impl Dataflows {
             for p in 0..log.partition_count(topic).await? {
                 // Views from part of the log would be wrong without a word.
                 let earliest = log.low_watermark(topic, p).await?;
-                if earliest > 0 {
+                let needed = options
+                    .snapshot
+                    .as_ref()
+                    .and_then(|s| s.mark(topic, p))
+                    .map_or(0, |m| m.offset);
+                if earliest > needed {
                     return Err(StartError::Expired {
                         topic: topic.to_string(),
                         partition: p,
                         earliest,
+                        needed,
                     });
                 }
                 partitions.push((topic.to_string(), p));
@@ -235,9 +251,36 @@ fn run_worker(
     shutdown: &AtomicBool,
     agreed: &OnceLock<Retained>,
 ) {
-    let Some(retained) = history::agree(worker, Retained::proposed(options.history), shutdown) else {
+    // Nothing before a snapshot's frontier is readable: the snapshot holds
+    // what closed before it as of the frontier.
+    let mut proposal = Retained::proposed(options.history);
+    if let Some(s) = &options.snapshot {
+        proposal = proposal.from_snapshot(s.frontier);
+    }
+    let Some(retained) = history::agree(worker, proposal, shutdown) else {
         return;
     };
+    // Processes that loaded different snapshots (one was written between
+    // their starts) would keep views of two states: restart instead, and
+    // find the same latest one.
+    assert!(
+        retained.snapshot_agreed(),
+        "the processes of the cluster started from different snapshots (frontiers {:?}); restarting to load the same",
+        retained.snapshots
+    );
+    let resume: BTreeMap<(String, u32), Resume> = options
+        .snapshot
+        .iter()
+        .flat_map(|s| &s.partitions)
+        .map(|m| {
+            let r = Resume {
+                offset: m.offset,
+                last: m.last,
+                malformed: m.malformed,
+            };
+            ((m.topic.clone(), m.partition), r)
+        })
+        .collect();
     // Every worker agreed on the same.
     let _ = agreed.set(retained);
     let source = SourceOptions {
@@ -254,15 +297,20 @@ fn run_worker(
     // every trace's upper walks their batches, on every wake-up.
     let complete = ProbeHandle::new();
     let traces = worker.dataflow::<Time, _, _>(|scope| {
-        let sourced = log_source(
+        let mut sourced = log_source(
             scope,
             log.clone(),
             runtime.clone(),
             partitions,
+            &resume,
             source,
             Arc::clone(metrics),
         );
-        let built = views::build(sourced, &options.windows);
+        let (seeds, facts) = snapshot::feed(scope, options.snapshot.as_deref());
+        sourced.catalog = sourced.catalog.concat(facts.catalog);
+        sourced.media = sourced.media.concat(facts.media);
+        sourced.playback = sourced.playback.concat(facts.playback);
+        let built = views::build(sourced, seeds, &options.windows);
         let mut arranging = Arranging {
             complete: complete.clone(),
             taps: Rc::clone(&taps),

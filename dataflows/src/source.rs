@@ -142,6 +142,18 @@ impl Default for SourceOptions {
     }
 }
 
+/// Where a partition's reading resumes, as a snapshot left it
+/// (`crate::snapshot`); from offset 0 without one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Resume {
+    /// The first offset to read.
+    pub offset: u64,
+    /// The least stamp a record read from there can get.
+    pub last: Time,
+    /// Malformed records before it.
+    pub malformed: u64,
+}
+
 /// What reader tasks tell the operator.
 enum Feed {
     Records(Vec<Record>),
@@ -200,16 +212,22 @@ pub struct Sourced<'s> {
 }
 
 /// Reads this worker's share of `partitions` (every `(topic, partition)` of
-/// the log) from offset 0, split by kind.
+/// the log), each from where `resume` says (offset 0 if it says nothing),
+/// split by kind.
 pub fn log_source<'s>(
     scope: Scope<'s, Time>,
     log: AnyLog,
     runtime: tokio::runtime::Handle,
     partitions: &[(String, u32)],
+    resume: &BTreeMap<(String, u32), Resume>,
     options: SourceOptions,
     metrics: Arc<Metrics>,
 ) -> Sourced<'s> {
     let mine = assignment(partitions, scope.index(), scope.peers());
+    let resume: BTreeMap<(String, u32), Resume> = mine
+        .iter()
+        .map(|p| (p.clone(), resume.get(p).copied().unwrap_or_default()))
+        .collect();
     let worker = scope.worker();
     // One output per kind, so no record is copied to be split.
     let mut builder = OperatorBuilder::new("LogSource".to_owned(), scope);
@@ -230,9 +248,9 @@ pub fn log_source<'s>(
             let activator = worker.sync_activator_for(info.address.to_vec());
             let wake = Arc::new(activator);
             let (tx, mut rx) = mpsc::channel::<Feed>(64);
-            let mut by_topic: BTreeMap<String, Vec<u32>> = BTreeMap::new();
-            for (t, p) in &mine {
-                by_topic.entry(t.clone()).or_default().push(*p);
+            let mut by_topic: BTreeMap<String, Vec<(u32, u64)>> = BTreeMap::new();
+            for ((t, p), r) in &resume {
+                by_topic.entry(t.clone()).or_default().push((*p, r.offset));
             }
             for (topic, parts) in by_topic {
                 runtime.spawn(read_topic(
@@ -247,9 +265,18 @@ pub fn log_source<'s>(
             drop(tx);
             let topics: Vec<Arc<str>> = crate::TOPICS.iter().map(|t| Arc::from(*t)).collect();
             let topic_index = move |t: &str| crate::TOPICS.iter().position(|x| *x == t);
-            let mut clocks: BTreeMap<(usize, u32), PartitionClock> = mine
+            let mut clocks: BTreeMap<(usize, u32), PartitionClock> = resume
                 .iter()
-                .filter_map(|(t, p)| Some(((topic_index(t)?, *p), PartitionClock::default())))
+                .filter_map(|((t, p), r)| {
+                    let clock = PartitionClock {
+                        last: r.last,
+                        next_offset: r.offset,
+                        high_watermark: r.offset,
+                        malformed: r.malformed,
+                        ..PartitionClock::default()
+                    };
+                    Some(((topic_index(t)?, *p), clock))
+                })
                 .collect();
             let self_activator = worker.activator_for(info.address.clone());
             // `None` until the first activation, which publishes every
@@ -413,20 +440,19 @@ fn progress_row(topic: &str, partition: u32, s: &PartitionStatus) -> (Row, Row) 
     )
 }
 
-/// Polls `partitions` of `topic` from offset 0 into `tx`, and reports
-/// caught-up partitions, until the operator goes away.
+/// Polls `partitions` of `topic`, each from its offset, into `tx`, and
+/// reports caught-up partitions, until the operator goes away.
 async fn read_topic(
     log: AnyLog,
     topic: String,
-    partitions: Vec<u32>,
+    partitions: Vec<(u32, u64)>,
     options: SourceOptions,
     tx: mpsc::Sender<Feed>,
     wake: Arc<timely::scheduling::SyncActivator>,
 ) {
     let name: Arc<str> = Arc::from(topic.as_str());
-    let assignment: Vec<(u32, u64)> = partitions.iter().map(|p| (*p, 0)).collect();
     let mut reader = loop {
-        match log.reader(&topic, &assignment).await {
+        match log.reader(&topic, &partitions).await {
             Ok(r) => break r,
             Err(e) => {
                 tracing::warn!(%topic, error = %e, "cannot read the log yet; retrying");
@@ -437,7 +463,7 @@ async fn read_topic(
             }
         }
     };
-    let mut next: BTreeMap<u32, u64> = partitions.iter().map(|p| (*p, 0)).collect();
+    let mut next: BTreeMap<u32, u64> = partitions.iter().copied().collect();
     let mut last_check = Instant::now() - options.idle_check;
     let mut last_full_check = Instant::now();
     loop {

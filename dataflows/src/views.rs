@@ -38,8 +38,8 @@ use uuid::Uuid;
 
 use crate::datum::Row;
 use crate::definitions::{
-    GroupSums, HistoryFold, MediaState, SessionAccumulator, SessionSummary, VideoFigures, VideoSums, percentile, rows,
-    startup_bucket,
+    GroupSums, HistoryFold, MediaState, SessionAccumulator, SessionSummary, VideoFigures, VideoSums, WatchedSession,
+    percentile, rows, startup_bucket,
 };
 use crate::facts::Beacon;
 use crate::operators::{
@@ -92,8 +92,30 @@ impl Default for Windows {
 /// Buckets of the first level of a two-level reduce.
 const SPREAD: u128 = 16;
 
-fn spread(id: Uuid) -> u8 {
+pub(crate) fn spread(id: Uuid) -> u8 {
     (id.as_u128() % SPREAD) as u8
+}
+
+/// What a start from a snapshot feeds the readers of closed sessions
+/// beside the log (`crate::snapshot::Closed`), each at the point where the
+/// dataflow folds closed sessions in; empty without a snapshot.
+pub struct Seeds<'s> {
+    /// Added to the videos' sums.
+    pub totals: Coll<'s, Uuid, VideoSums>,
+    /// Signed-in viewers of a video, before they are made distinct.
+    pub viewers: Coll<'s, (Uuid, Uuid)>,
+    /// Anonymous sessions of a video.
+    pub anonymous: Coll<'s, Uuid>,
+    /// Startup buckets of a video.
+    pub startups: Coll<'s, (Uuid, Option<u64>)>,
+    /// Retention buckets of a video.
+    pub retention: Coll<'s, (Uuid, u64)>,
+    /// Closed latest starts, per video and spread.
+    pub last_view: Coll<'s, ((Uuid, u8), (Phase, i64))>,
+    /// Closed histories, per viewer and video, each as one session.
+    pub history: Coll<'s, ((Uuid, Uuid), (Phase, WatchedSession))>,
+    /// Session starts, per video and session, at their exact stamp.
+    pub starts: Coll<'s, ((Uuid, Uuid), Time)>,
 }
 
 /// Every view, as [`build`] makes it.
@@ -111,7 +133,7 @@ pub struct Built<'s> {
 
 /// Builds every view from what the sources read (updates at their log
 /// time).
-pub fn build<'s>(sourced: Sourced<'s>, windows: &Windows) -> Built<'s> {
+pub fn build<'s>(sourced: Sourced<'s>, seeds: Seeds<'s>, windows: &Windows) -> Built<'s> {
     let Sourced {
         catalog,
         media,
@@ -175,19 +197,23 @@ pub fn build<'s>(sourced: Sourced<'s>, windows: &Windows) -> Built<'s> {
     let unique_viewers = states
         .clone()
         .flat_map(|(v, u, _)| u.map(|u| (v, u)))
+        .concat(seeds.viewers)
         .distinct_total()
         .map(|(v, _)| v)
         .concat(states.clone().filter(|(_, u, _)| u.is_none()).map(|(v, ..)| v))
+        .concat(seeds.anonymous)
         .count_total();
 
     let totals = sum_changes(sessions.clone(), "SessionTotals", |_, (_, s, d)| {
         Some((s.video_id, VideoSums::of(s, *d)))
-    });
+    })
+    .concat(seeds.totals);
     // The latest start: open sessions' starts (a late record can move one
     // earlier) beside the latest of those closed.
     let last_view = project_changes(sessions.clone(), "SessionStarts", |sid, (phase, s, _)| {
         Some(((s.video_id, spread(*sid)), (*phase, s.started_ms)))
-    });
+    })
+    .concat(seeds.last_view);
     let last_view = fold_closed::<_, _, Latest<i64>, _, _>(last_view, "LastView1", |_k, open, closed, output| {
         let open = open.last_key_value().map(|(ms, _)| *ms);
         output.push((open.max(closed.copied()).expect("called with values"), 1))
@@ -200,6 +226,7 @@ pub fn build<'s>(sourced: Sourced<'s>, windows: &Windows) -> Built<'s> {
     // frame), over a histogram of startup times (`startup_bucket`).
     let startup_p95 = states
         .map(|(v, _, startup_ms)| (v, startup_ms.map(startup_bucket)))
+        .concat(seeds.startups)
         .reduce_total("StartupP95", |_v, input, output| {
             let values: Vec<(u64, i64)> = input.iter().filter_map(|(v, c)| v.map(|ms| (ms, *c as i64))).collect();
             output.push((percentile(&values, 95), 1));
@@ -226,6 +253,7 @@ pub fn build<'s>(sourced: Sourced<'s>, windows: &Windows) -> Built<'s> {
         Some(d) if s.startup_ms.is_some() => Some((s.video_id, s.retention_bucket(*d))),
         _ => None,
     })
+    .concat(seeds.retention)
     .reduce_total("Retention", |_v, input, output| {
         output.extend(input.iter().map(|(bucket, sessions)| ((*bucket, *sessions as i64), 1)));
     })
@@ -235,7 +263,8 @@ pub fn build<'s>(sourced: Sourced<'s>, windows: &Windows) -> Built<'s> {
     // closed ones amount to.
     let watch_history = project_changes(sessions.clone(), "SessionHistory", |sid, (phase, s, d)| {
         s.user_id.map(|u| ((u, s.video_id), (*phase, s.watched(*sid, *d))))
-    });
+    })
+    .concat(seeds.history);
     let watch_history =
         fold_closed::<_, _, HistoryFold, _, _>(watch_history, "WatchHistory", |_k, open, closed, output| {
             let mut h = closed.copied().unwrap_or_default();
@@ -268,7 +297,8 @@ pub fn build<'s>(sourced: Sourced<'s>, windows: &Windows) -> Built<'s> {
     let trending = {
         let starts = playback
             .filter(|p| matches!(p.beacon, Beacon::Start))
-            .map(|p| ((p.video_id, p.session_id), p.logged_at));
+            .map(|p| ((p.video_id, p.session_id), p.logged_at))
+            .concat(seeds.starts);
         let names: Vec<String> = windows.trending.iter().map(|(n, _)| n.clone()).collect();
         let top = windows.trending_top;
         let mut counts = None;

@@ -4,6 +4,7 @@
 //! timely processes, across a restart, and while events keep arriving.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -11,13 +12,14 @@ use reelflow_dataflows::Windows;
 use reelflow_dataflows::facts::Fact;
 use reelflow_dataflows::now_ms;
 use reelflow_dataflows::reference;
+use reelflow_dataflows::snapshot::{Compactor, Snapshot};
 use reelflow_dataflows::workload as common;
 use reelflow_dataflows::{
     ClusterConfig, DataflowOptions, Dataflows, Datum, PeekClient, PeekError, Row, Selector, SubscribeEvent,
     Subscription, Time, Update, View,
 };
 use reelflow_ingest::events::{PlaybackEvent, TopicEvent};
-use reelflow_ingest::log::{AnyLog, EventLog};
+use reelflow_ingest::log::{AnyLog, EmbeddedLog, EmbeddedOptions, EventLog, FsyncPolicy};
 use uuid::Uuid;
 
 /// Short windows, so the test sees them retract, and sessions that close
@@ -236,13 +238,37 @@ async fn views_match_the_reference_with_1_2_and_4_workers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_timely_processes_match_the_reference() {
     for seed in [7, 8] {
-        two_processes(seed).await;
+        two_processes(seed, false).await;
     }
 }
 
-async fn two_processes(seed: u64) {
+/// Two processes start from a snapshot made by none of them (a one-worker
+/// fold): each loads it, feeds its share, and the exchanges put every key
+/// where the cluster keeps it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_timely_processes_from_a_snapshot_match_the_reference() {
+    two_processes(9, true).await;
+}
+
+async fn two_processes(seed: u64, from_snapshot: bool) {
     let (_dir, log, _) = written_log(seed, 4, Duration::from_millis(100)).await;
-    let (facts, malformed, times) = common::stamped(&log, TICK_MS).await;
+    let (facts, malformed, mut times) = common::stamped(&log, TICK_MS).await;
+    let snapshot = from_snapshot.then(|| {
+        let mut stamps: Vec<Time> = facts.iter().map(|(t, _)| *t).collect();
+        stamps.sort();
+        let frontier = stamps[stamps.len() / 2] + 1;
+        times.retain(|t| *t > frontier);
+        times.insert(0, frontier);
+        frontier
+    });
+    let snapshot = match snapshot {
+        Some(frontier) => {
+            let mut compactor = Compactor::new(&windows(), TICK_MS);
+            compactor.advance(&common::read_back(&log).await, frontier);
+            Some(Arc::new(compactor.snapshot()))
+        }
+        None => None,
+    };
     let ports: Vec<u16> = (0..2)
         .map(|_| {
             std::net::TcpListener::bind("127.0.0.1:0")
@@ -259,6 +285,7 @@ async fn two_processes(seed: u64) {
         let cluster = ClusterConfig::explicit(2, process, addresses.clone()).unwrap();
         let mut options = options(cluster);
         options.history -= Duration::from_secs(process as u64);
+        options.snapshot = snapshot.clone();
         let log = log.clone();
         async move {
             tokio::time::sleep(Duration::from_millis(300 * process as u64)).await;
@@ -680,5 +707,161 @@ async fn regression_a_start_refuses_a_log_whose_records_expired() {
         format!("offset {earliest}"),
     ] {
         assert!(err.contains(&named), "the error names {named}: {err}");
+    }
+}
+
+/// A snapshot of the log up to a time in the middle of workload `seed`:
+/// the log, the facts, the malformed count, the snapshot and the times to
+/// check (its frontier and the workload's times after it). The snapshot is
+/// made in two passes, and must be the one made in one.
+async fn snapshotted(
+    seed: u64,
+    phases: usize,
+) -> (
+    tempfile::TempDir,
+    AnyLog,
+    Vec<(Time, Fact)>,
+    usize,
+    Arc<Snapshot>,
+    Vec<Time>,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    // Segments of 2 KiB, so what a snapshot covers spans whole segments.
+    let log = AnyLog::Embedded(
+        EmbeddedLog::open(
+            dir.path(),
+            EmbeddedOptions {
+                fsync: FsyncPolicy::Never,
+                segment_bytes: 2 * 1024,
+            },
+        )
+        .unwrap(),
+    );
+    common::create_topics(&log, 3).await;
+    common::append_all(&log, &common::workload(seed, phases), Duration::from_millis(120)).await;
+    let records = common::read_back(&log).await;
+    let (facts, malformed, times) = common::stamped(&log, TICK_MS).await;
+    let mut stamps: Vec<Time> = facts.iter().map(|(t, _)| *t).collect();
+    stamps.sort();
+    stamps.dedup();
+    let (early, frontier) = (stamps[stamps.len() / 4] + 1, stamps[stamps.len() / 2] + 1);
+    let mut once = Compactor::new(&windows(), TICK_MS);
+    once.advance(&records, frontier);
+    let mut first = Compactor::new(&windows(), TICK_MS);
+    first.advance(&records, early);
+    let mut second = Compactor::resume(&first.snapshot(), &windows());
+    second.advance(&records, frontier);
+    let snapshot = once.snapshot();
+    assert_eq!(second.snapshot(), snapshot, "seed {seed}: two passes fold as one");
+    assert_eq!(snapshot.frontier, frontier);
+    let mut check: Vec<Time> = times.into_iter().filter(|t| *t > frontier).collect();
+    check.insert(0, frontier);
+    (dir, log, facts, malformed, Arc::new(snapshot), check)
+}
+
+/// Starting from a snapshot reads the log only after it, on any number of
+/// workers, and every view equals the reference from the snapshot's
+/// frontier on; nothing before the frontier is readable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_from_a_snapshot_matches_the_reference_with_1_2_and_4_workers() {
+    for seed in [3, 4, 5] {
+        let (_dir, log, facts, malformed, snapshot, times) = snapshotted(seed, 5).await;
+        // Sessions closed before the frontier and others still open at it,
+        // and a trending start of a closed session still in its window.
+        let closed = &snapshot.closed;
+        assert!(
+            !closed.totals.is_empty(),
+            "seed {seed}: sessions closed before the snapshot"
+        );
+        assert!(
+            !snapshot.playback.is_empty(),
+            "seed {seed}: sessions open at the snapshot"
+        );
+        assert!(
+            snapshot.partitions.iter().any(|m| m.offset > 0),
+            "seed {seed}: the snapshot covers records"
+        );
+        let covered: u64 = snapshot.partitions.iter().map(|m| m.offset).sum();
+        let total: u64 = common::read_back(&log).await.len() as u64;
+        assert!(covered < total, "seed {seed}: records are left after the snapshot");
+        for workers in [1, 2, 4] {
+            let label = format!("seed {seed}, from a snapshot, {workers} workers");
+            let mut options = options(ClusterConfig::single(workers));
+            options.snapshot = Some(Arc::clone(&snapshot));
+            let dataflows = Dataflows::start(log.clone(), options).await.expect("start");
+            let client = dataflows.client();
+            check(&client, &facts, malformed, &times, &windows(), &label).await;
+            match client
+                .peek(View::VideoStats, Selector::All, Some(snapshot.frontier - 1))
+                .await
+            {
+                Err(PeekError::Compacted { .. }) => {}
+                other => panic!("{label}: a time before the snapshot was read: {other:?}"),
+            }
+            dataflows.shutdown();
+        }
+    }
+}
+
+/// A snapshot whose records the log no longer has is fine; a log that
+/// lost records the snapshot does not cover refuses to start, naming
+/// where the snapshot leaves off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_from_a_snapshot_needs_only_the_records_after_it() {
+    let (_dir, log, facts, malformed, snapshot, times) = snapshotted(6, 5).await;
+    let topic = PlaybackEvent::TOPIC;
+    // Expire what the snapshot covers, as far as whole segments allow.
+    for m in snapshot.partitions.iter().filter(|m| m.topic == topic) {
+        log.expire_before(topic, m.partition, m.offset).await.expect("expire");
+    }
+    let mut options = options(ClusterConfig::single(2));
+    options.snapshot = Some(Arc::clone(&snapshot));
+    let dataflows = Dataflows::start(log.clone(), options.clone()).await.expect("start");
+    check(
+        &dataflows.client(),
+        &facts,
+        malformed,
+        &times,
+        &windows(),
+        "expired before the snapshot",
+    )
+    .await;
+    dataflows.shutdown();
+    // Without the snapshot, or with one that covers less, it refuses.
+    let (partition, earliest) = {
+        let mut found = None;
+        for m in snapshot.partitions.iter().filter(|m| m.topic == topic) {
+            let earliest = log.low_watermark(topic, m.partition).await.expect("low watermark");
+            // The start checks partitions in order and names the first.
+            if earliest > 0 && found.is_none() {
+                found = Some((m.partition, earliest));
+            }
+        }
+        found.expect("a segment covered by the snapshot expired")
+    };
+    let mut short = (*snapshot).clone();
+    for m in short
+        .partitions
+        .iter_mut()
+        .filter(|m| m.topic == topic && m.partition == partition)
+    {
+        m.offset = earliest - 1;
+    }
+    for (snapshot, needed) in [(None, 0), (Some(Arc::new(short)), earliest - 1)] {
+        let mut options = options.clone();
+        options.snapshot = snapshot;
+        let err = Dataflows::start(log.clone(), options)
+            .await
+            .err()
+            .expect("refused")
+            .to_string();
+        for named in [
+            topic.to_string(),
+            format!("partition {partition}"),
+            format!("offset {earliest}"),
+            format!("offset {needed} on"),
+        ] {
+            assert!(err.contains(&named), "the error names {named}: {err}");
+        }
     }
 }

@@ -10,7 +10,13 @@
 //! the public API's own extractor, keys and rules (see
 //! [`crate::auth::Gate`]); the API forwards `/v1/sql` here. The process
 //! also serves the PostgreSQL wire protocol on `sql.pgwire_listen`.
+//!
+//! It starts from the latest snapshot in object storage, and process 0
+//! writes a new one every `dataflow.snapshot_interval_s` and when it stops
+//! ([`Snapshots`]).
 
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -19,7 +25,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use reelflow_dataflows::{Dataflows, PeekClient};
+use reelflow_dataflows::snapshot::{FoldedWith, Manifest, SnapshotStore, Writer, Written};
+use reelflow_dataflows::{Dataflows, Metrics, PeekClient, SnapshotStatus};
 use serde_json::json;
 
 use crate::config::Config;
@@ -29,23 +36,162 @@ use crate::views::{self, ViewQuery};
 /// How far behind the clock the views may be and still count as caught up.
 pub const CAUGHT_UP: Duration = Duration::from_secs(5);
 
-/// Starts this process's share of the dataflows over the configured log.
-pub async fn start(config: &Config, log: reelflow_ingest::log::AnyLog) -> anyhow::Result<Dataflows> {
-    let options = config.dataflow_options()?;
+/// Starts this process's share of the dataflows over the configured log,
+/// from the latest snapshot unless `dataflow.snapshots` is off; process 0
+/// keeps writing snapshots ([`Snapshots`]).
+pub async fn start(
+    config: &Config,
+    log: reelflow_ingest::log::AnyLog,
+) -> anyhow::Result<(Dataflows, Option<Snapshots>)> {
+    let mut options = config.dataflow_options()?;
     let cluster = options.cluster.clone();
+    let store = if config.dataflow.snapshots {
+        let store = crate::platform::open_store(config).await?;
+        Some(SnapshotStore::new(Arc::new(store)))
+    } else {
+        None
+    };
+    let with = FoldedWith::of(&options.windows, options.source.tick.as_millis() as u64);
+    let mut loaded = None;
+    if let Some(store) = &store {
+        let latest = store.latest(&with).await.context("loading the latest snapshot")?;
+        if let Some((manifest, snapshot)) = latest {
+            tracing::info!(
+                sequence = manifest.sequence,
+                frontier = manifest.frontier,
+                bytes = manifest.bytes(),
+                "starting from a snapshot: the log is read after it"
+            );
+            loaded = Some((manifest, Arc::new(snapshot)));
+        }
+    }
+    options.snapshot = loaded.as_ref().map(|(_, s)| Arc::clone(s));
     tracing::info!(
         workers = cluster.workers,
         process = cluster.process,
         processes = cluster.processes(),
         "starting the dataflows"
     );
-    Dataflows::start(log, options).await.with_context(|| {
+    let dataflows = Dataflows::start(log.clone(), options.clone()).await.with_context(|| {
         format!(
             "starting dataflow process {} of {}",
             cluster.process,
             cluster.processes()
         )
-    })
+    })?;
+    let metrics = Arc::clone(dataflows.client().metrics());
+    if let Some((manifest, _)) = &loaded {
+        *metrics.last_snapshot.lock().expect("metrics lock") = Some(status(manifest, 0));
+    }
+    let snapshots = match store {
+        Some(store) if cluster.process == 0 => {
+            let writer = Writer::new(
+                log,
+                store,
+                &options.windows,
+                with.tick_ms,
+                loaded.as_ref().map(|(_, s)| s.as_ref()),
+                options.source.idle_grace,
+                config.dataflow.snapshots_kept,
+            );
+            Some(Snapshots::start(
+                writer,
+                Duration::from_secs(config.dataflow.snapshot_interval_s),
+                metrics,
+            ))
+        }
+        _ => None,
+    };
+    Ok((dataflows, snapshots))
+}
+
+/// Folds the log since the latest snapshot into a new one, as process 0
+/// does periodically (`reelflow dataflow snapshot`).
+pub async fn snapshot_now(config: &Config) -> anyhow::Result<Written> {
+    let options = config.dataflow_options()?;
+    let log = crate::platform::open_log(config).await?;
+    let store = SnapshotStore::new(Arc::new(crate::platform::open_store(config).await?));
+    let tick_ms = options.source.tick.as_millis() as u64;
+    let with = FoldedWith::of(&options.windows, tick_ms);
+    let latest = store.latest(&with).await.context("loading the latest snapshot")?;
+    let mut writer = Writer::new(
+        log,
+        store,
+        &options.windows,
+        tick_ms,
+        latest.as_ref().map(|(_, s)| s),
+        options.source.idle_grace,
+        config.dataflow.snapshots_kept,
+    );
+    writer.snapshot().await.context("writing a snapshot")
+}
+
+/// What `/metrics` shows of a snapshot.
+fn status(manifest: &Manifest, duration_ms: u64) -> SnapshotStatus {
+    SnapshotStatus {
+        sequence: manifest.sequence,
+        frontier: manifest.frontier,
+        bytes: manifest.bytes(),
+        written_at_ms: manifest.written_at_ms,
+        duration_ms,
+    }
+}
+
+/// Process 0's snapshots: one every `dataflow.snapshot_interval_s`, and a
+/// last one when the process stops ([`Snapshots::stop`]). Each folds only
+/// the log since the one before (`reelflow_dataflows::snapshot`), beside
+/// the dataflows rather than inside them, so the views never pause for it.
+pub struct Snapshots {
+    writer: Arc<tokio::sync::Mutex<Writer>>,
+    metrics: Arc<Metrics>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Snapshots {
+    fn start(writer: Writer, every: Duration, metrics: Arc<Metrics>) -> Self {
+        let writer = Arc::new(tokio::sync::Mutex::new(writer));
+        let task = {
+            let (writer, metrics) = (Arc::clone(&writer), Arc::clone(&metrics));
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    write(&writer, &metrics).await;
+                }
+            })
+        };
+        Self { writer, metrics, task }
+    }
+
+    /// Stops the periodic snapshots and writes a last one, so the next
+    /// start reads as little of the log as possible.
+    pub async fn stop(self) {
+        self.task.abort();
+        write(&self.writer, &self.metrics).await;
+    }
+}
+
+async fn write(writer: &tokio::sync::Mutex<Writer>, metrics: &Metrics) {
+    let started = std::time::Instant::now();
+    match writer.lock().await.snapshot().await {
+        Ok(w) => {
+            let ms = started.elapsed().as_millis() as u64;
+            tracing::info!(
+                sequence = w.manifest.sequence,
+                frontier = w.manifest.frontier,
+                bytes = w.manifest.bytes(),
+                records = w.records,
+                fold_ms = w.fold.as_millis() as u64,
+                write_ms = w.write.as_millis() as u64,
+                "wrote a snapshot"
+            );
+            metrics.snapshots_written.fetch_add(1, Ordering::Relaxed);
+            *metrics.last_snapshot.lock().expect("metrics lock") = Some(status(&w.manifest, ms));
+        }
+        Err(e) => {
+            metrics.snapshot_failures.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(error = %e, "writing a snapshot failed; the next one will try again");
+        }
+    }
 }
 
 /// Whether the views have caught up with the log.

@@ -180,6 +180,39 @@ impl Scrape {
                 saturating(*f),
             );
         }
+        self.counter(
+            "reelflow_dataflow_snapshots_written",
+            "Snapshots this process wrote.",
+            get(&m.snapshots_written),
+        );
+        self.counter(
+            "reelflow_dataflow_snapshot_failures",
+            "Snapshots this process failed to write.",
+            get(&m.snapshot_failures),
+        );
+        if let Some(s) = *m.last_snapshot.lock().expect("metrics lock") {
+            let now = reelflow_dataflows::now_ms();
+            self.gauge(
+                "reelflow_dataflow_snapshot_bytes",
+                "Bytes of the latest snapshot this process started from or wrote.",
+                saturating(s.bytes),
+            );
+            self.gauge(
+                "reelflow_dataflow_snapshot_frontier_ms",
+                "Log time the latest snapshot covers up to.",
+                saturating(s.frontier),
+            );
+            self.gauge(
+                "reelflow_dataflow_snapshot_age_seconds",
+                "Seconds since the latest snapshot was written.",
+                saturating(now.saturating_sub(s.written_at_ms) / 1000),
+            );
+            self.gauge(
+                "reelflow_dataflow_snapshot_duration_ms",
+                "How long writing the latest snapshot took, folding the log included (0 if only loaded).",
+                saturating(s.duration_ms),
+            );
+        }
     }
 }
 

@@ -42,7 +42,10 @@ enum Command {
     Transcode,
     /// Run one process of the dataflow cluster that keeps the live views,
     /// serving them, /metrics and /readyz on dataflow.listen.
-    Dataflow,
+    Dataflow {
+        #[command(subcommand)]
+        action: Option<DataflowCommand>,
+    },
     /// Run one SQL statement over the live views and print the answer; a
     /// SUBSCRIBE prints its changes as they happen.
     Sql(reelflow_serve::client::SqlArgs),
@@ -77,6 +80,14 @@ enum UserCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum DataflowCommand {
+    /// Fold the log since the latest snapshot into a new snapshot in
+    /// object storage, and exit (what process 0 of the cluster does every
+    /// dataflow.snapshot_interval_s, and when it stops).
+    Snapshot,
+}
+
+#[derive(Debug, Subcommand)]
 enum AuthCommand {
     /// Put a new signing key in use (restart the servers afterwards); tokens
     /// signed with the previous key stay valid until they expire.
@@ -102,7 +113,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Up => up(Config::load(&cli.config)?).await,
         Command::Serve => serve(Config::load(&cli.config)?).await,
-        Command::Dataflow => dataflow(Config::load(&cli.config)?).await,
+        Command::Dataflow { action: None } => dataflow(Config::load(&cli.config)?).await,
+        Command::Dataflow {
+            action: Some(DataflowCommand::Snapshot),
+        } => {
+            let config = Config::load(&cli.config)?;
+            let written = reelflow_serve::dataflow::snapshot_now(&config).await?;
+            let m = &written.manifest;
+            println!(
+                "snapshot {} written: {} bytes, covering the log before {} ({} records folded in {} ms, stored in {} ms)",
+                m.sequence,
+                m.bytes(),
+                reelflow_dataflows::format_timestamp(m.frontier as i64),
+                written.records,
+                written.fold.as_millis(),
+                written.write.as_millis()
+            );
+            Ok(())
+        }
         Command::Transcode => transcode(Config::load(&cli.config)?).await,
         Command::Sql(args) => reelflow_serve::client::sql(args).await,
         Command::Upload(args) => reelflow_serve::client::upload(args).await,
@@ -212,7 +240,7 @@ async fn dataflow(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("listening on {}", config.dataflow.listen))?;
     let addr = listener.local_addr()?;
     let cluster = config.dataflow_cluster()?;
-    let dataflows = reelflow_serve::dataflow::start(&config, log).await?;
+    let (dataflows, snapshots) = reelflow_serve::dataflow::start(&config, log).await?;
     let client = dataflows.client();
     // SQL for Reelflow's accounts: the accounts database and the token keys
     // are the ones `reelflow serve` uses, checked by the same gate.
@@ -246,6 +274,9 @@ async fn dataflow(config: Config) -> anyhow::Result<()> {
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("serving HTTP")?;
+    if let Some(snapshots) = snapshots {
+        snapshots.stop().await;
+    }
     // The other processes of the cluster may be gone already; do not wait
     // for their workers.
     drop(dataflows);
@@ -255,7 +286,7 @@ async fn dataflow(config: Config) -> anyhow::Result<()> {
 
 async fn up(config: Config) -> anyhow::Result<()> {
     let mut state = reelflow_serve::state::open(config.clone()).await?;
-    let dataflows = reelflow_serve::dataflow::start(&config, state.platform.log.clone()).await?;
+    let (dataflows, snapshots) = reelflow_serve::dataflow::start(&config, state.platform.log.clone()).await?;
     state.views = Some(dataflows.client());
     let engine = reelflow_sql::SqlEngine::new(dataflows.client(), config.sql.limits())?;
     state.sql = Some(engine.clone());
@@ -273,6 +304,9 @@ async fn up(config: Config) -> anyhow::Result<()> {
     let sql = format!("SQL: psql -h {} -p {} -U <email>", pg_addr.ip(), pg_addr.port());
     serve_http(state, "Reelflow is up", &sql).await?;
     drop(transcoders);
+    if let Some(snapshots) = snapshots {
+        snapshots.stop().await;
+    }
     dataflows.shutdown();
     tracing::info!("reelflow stopped");
     Ok(())

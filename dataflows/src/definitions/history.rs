@@ -1,6 +1,7 @@
 //! A viewer's history of a video (`watch_history`), folded from the
 //! viewer's sessions of it in any order.
 
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::session::SessionSummary;
@@ -27,7 +28,7 @@ impl SessionSummary {
 /// A viewer's sessions of a video, added up: the last position of the
 /// latest session (by latest producer time, then id), the watch time of
 /// all, and whether any completed.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct History {
     /// The latest session's latest producer time and id.
     pub latest: Option<(i64, Uuid)>,

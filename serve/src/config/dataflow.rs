@@ -53,6 +53,13 @@ pub struct DataflowConfig {
     /// Seconds of log time a playback session stays open without records
     /// before it closes and is folded into the figures.
     pub session_idle_s: u64,
+    /// Whether to start from the latest snapshot in object storage and
+    /// write new ones (process 0 of the cluster writes them).
+    pub snapshots: bool,
+    /// Seconds between snapshots.
+    pub snapshot_interval_s: u64,
+    /// Snapshots kept in object storage; older ones are deleted.
+    pub snapshots_kept: usize,
 }
 
 impl Default for DataflowConfig {
@@ -72,6 +79,9 @@ impl Default for DataflowConfig {
             tick_ms: millis(options.source.tick),
             catch_up_tick_ms: millis(options.source.catch_up_tick),
             session_idle_s: options.windows.session_idle.as_secs(),
+            snapshots: true,
+            snapshot_interval_s: 300,
+            snapshots_kept: 3,
         }
     }
 }
@@ -157,6 +167,8 @@ mod tests {
             ("idle_check_ms = 0", "dataflow.idle_check_ms"),
             ("tick_ms = 100\ncatch_up_tick_ms = 50", "dataflow.catch_up_tick_ms"),
             ("session_idle_s = 30", "dataflow.session_idle_s"),
+            ("snapshot_interval_s = 1", "dataflow.snapshot_interval_s"),
+            ("snapshots_kept = 1", "dataflow.snapshots_kept"),
         ] {
             std::fs::write(&file, format!("[dataflow]\n{text}\n")).expect("write");
             let err = format!("{:#}", Config::load(&args).expect_err(text));

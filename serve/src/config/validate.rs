@@ -86,6 +86,22 @@ impl Config {
             );
         }
         let d = &self.dataflow;
+        // Every snapshot reads the log since the one before and writes the
+        // whole state: more often than every 10 s is mostly writing.
+        if !(10..=86_400).contains(&d.snapshot_interval_s) {
+            bail!(
+                "dataflow.snapshot_interval_s must be between 10 and 86400, not {}",
+                d.snapshot_interval_s
+            );
+        }
+        // The previous one is what a start falls back to when the latest is
+        // damaged, and what a process starting a moment later still finds.
+        if !(2..=100).contains(&d.snapshots_kept) {
+            bail!(
+                "dataflow.snapshots_kept must be between 2 and 100, not {}",
+                d.snapshots_kept
+            );
+        }
         if !(1..=1000).contains(&d.idle_check_ms) {
             bail!(
                 "dataflow.idle_check_ms must be between 1 and 1000, not {}",

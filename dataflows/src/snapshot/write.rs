@@ -1,0 +1,143 @@
+//! Writing snapshots: the log read since the last one, folded, and stored.
+//!
+//! A [`Writer`] keeps its [`Compactor`] between snapshots, so each one
+//! reads only the log since the one before. Where it may fold up to is the
+//! sources' rule for an idle partition: once a partition is read to the
+//! high watermark it had at a moment, no record it gets later is stamped
+//! before that moment, less the grace for records accepted but not yet
+//! visible. So the frontier is the earliest, over all partitions, of that
+//! bound and the last record read.
+
+use std::time::{Duration, Instant};
+
+use reelflow_ingest::log::{AnyLog, EventLog, LogError, PartitionReader, Record};
+
+use super::{Compactor, FoldedWith, Manifest, Snapshot, SnapshotError, SnapshotStore};
+use crate::source::stamp;
+use crate::time::{Time, now_ms};
+use crate::views::Windows;
+
+/// Records asked for per poll of the log.
+const POLL: usize = 8192;
+
+/// How long a partition may give nothing below its high watermark.
+const STALLED: Duration = Duration::from_secs(30);
+
+/// Folds the log into snapshots and writes them.
+pub struct Writer {
+    log: AnyLog,
+    store: SnapshotStore,
+    compactor: Compactor,
+    with: FoldedWith,
+    grace: Duration,
+    keep: usize,
+}
+
+/// What writing one snapshot took.
+#[derive(Clone, Debug)]
+pub struct Written {
+    /// Its manifest.
+    pub manifest: Manifest,
+    /// Records of the log read and folded for it.
+    pub records: usize,
+    /// Reading and folding the log.
+    pub fold: Duration,
+    /// Encoding and storing it.
+    pub write: Duration,
+}
+
+impl Writer {
+    /// A writer of `log`'s snapshots into `store`, carrying on from
+    /// `from` (the log's start without one), keeping the newest `keep`.
+    pub fn new(
+        log: AnyLog,
+        store: SnapshotStore,
+        windows: &Windows,
+        tick_ms: Time,
+        from: Option<&Snapshot>,
+        grace: Duration,
+        keep: usize,
+    ) -> Self {
+        let compactor = match from {
+            Some(s) => Compactor::resume(s, windows),
+            None => Compactor::new(windows, tick_ms),
+        };
+        Self {
+            log,
+            store,
+            compactor,
+            with: FoldedWith::of(windows, tick_ms),
+            grace,
+            keep,
+        }
+    }
+
+    /// Reads every partition of the log up to its high watermark, from
+    /// where the last pass left it, and folds what no partition can still
+    /// come before. Returns the records read.
+    pub async fn catch_up(&mut self) -> Result<usize, LogError> {
+        let tick = self.with.tick_ms;
+        let grace = self.grace.as_millis() as Time;
+        let mut records: Vec<Record> = Vec::new();
+        let mut frontier = Time::MAX;
+        for topic in crate::TOPICS {
+            for partition in 0..self.log.partition_count(topic).await? {
+                let mark = self.compactor.mark(topic, partition);
+                let (from, mut last) = mark.map_or((0, 0), |m| (m.offset, m.last));
+                // The clock before the watermark: anything it misses was
+                // accepted after this moment.
+                let observed = now_ms();
+                let high = self.log.high_watermark(topic, partition).await?;
+                if high > from {
+                    let mut reader = self.log.reader(topic, &[(partition, from)]).await?;
+                    let mut next = from;
+                    let mut moved = Instant::now();
+                    while next < high {
+                        if moved.elapsed() > STALLED {
+                            return Err(LogError::Invalid(format!(
+                                "{topic} partition {partition} gave no records for {STALLED:?} at offset {next}, short \
+                                 of its high watermark {high}"
+                            )));
+                        }
+                        let batch = reader.poll(POLL, Duration::from_millis(500)).await?;
+                        if !batch.is_empty() {
+                            moved = Instant::now();
+                        }
+                        for r in batch {
+                            next = r.offset + 1;
+                            if r.offset < high {
+                                last = stamp(r.timestamp_ms, last, tick);
+                                records.push(r);
+                            }
+                        }
+                    }
+                }
+                frontier = frontier.min(last.max(observed.saturating_sub(grace)));
+            }
+        }
+        if frontier != Time::MAX {
+            self.compactor.advance(&records, frontier);
+        }
+        Ok(records.len())
+    }
+
+    /// Catches up with the log, writes a snapshot, and deletes the ones
+    /// no longer kept.
+    pub async fn snapshot(&mut self) -> Result<Written, SnapshotError> {
+        let started = Instant::now();
+        let records = self.catch_up().await?;
+        let fold = started.elapsed();
+        let snapshot = self.compactor.snapshot();
+        let manifest = self.store.write(&snapshot, self.with.clone()).await?;
+        let write = started.elapsed() - fold;
+        if let Err(e) = self.store.prune(self.keep).await {
+            tracing::warn!(error = %e, "deleting old snapshots failed; they are deleted with the next one");
+        }
+        Ok(Written {
+            manifest,
+            records,
+            fold,
+            write,
+        })
+    }
+}

@@ -1,0 +1,160 @@
+//! Snapshots in object storage: written while the log grows, read back
+//! as written, and never loaded torn, damaged or from a newer format.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reelflow_dataflows::Windows;
+use reelflow_dataflows::snapshot::{Compactor, FORMAT_VERSION, FoldedWith, SnapshotError, SnapshotStore, Writer};
+use reelflow_dataflows::workload as common;
+use reelflow_ingest::storage::{AnyStore, LocalStore, ObjectKey, ObjectStore};
+
+const TICK_MS: u64 = 7;
+
+fn windows() -> Windows {
+    Windows {
+        concurrent: Duration::from_millis(100),
+        trending: vec![
+            ("1h".into(), Duration::from_millis(250)),
+            ("24h".into(), Duration::from_millis(900)),
+        ],
+        trending_top: 5,
+        session_idle: Duration::from_millis(100),
+    }
+}
+
+fn local_store(dir: &std::path::Path) -> SnapshotStore {
+    SnapshotStore::new(Arc::new(AnyStore::Local(LocalStore::open(dir).expect("open store"))))
+}
+
+/// Snapshots written between phases of a growing log load back as the
+/// writer folded them, each carrying on from the one before, and equal to
+/// one fold of the same records from scratch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_written_as_the_log_grows_load_back_as_written() {
+    let log_dir = tempfile::tempdir().unwrap();
+    let store_dir = tempfile::tempdir().unwrap();
+    let log = common::embedded(log_dir.path());
+    common::create_topics(&log, 3).await;
+    let store = local_store(store_dir.path());
+    let with = FoldedWith::of(&windows(), TICK_MS);
+    let workload = common::workload(31, 4);
+    let mut writer = Writer::new(log.clone(), store.clone(), &windows(), TICK_MS, None, Duration::ZERO, 2);
+    let mut sequences = Vec::new();
+    for phase in &workload.phases {
+        common::append(&log, phase).await;
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let written = writer.snapshot().await.expect("snapshot");
+        store
+            .load(&written.manifest)
+            .await
+            .expect("the snapshot just written loads");
+        let (manifest, loaded) = store.latest(&with).await.expect("latest").expect("a snapshot");
+        assert_eq!(manifest, written.manifest);
+        assert_eq!(manifest.format_version, FORMAT_VERSION);
+        // What was stored is what a fold from scratch of the same records gives.
+        let mut fresh = Compactor::new(&windows(), TICK_MS);
+        fresh.advance(&common::read_back(&log).await, manifest.frontier);
+        assert_eq!(loaded, fresh.snapshot(), "snapshot {} as stored", manifest.sequence);
+        sequences.push(manifest.sequence);
+    }
+    // The whole log is covered once it is idle long enough.
+    let records = common::read_back(&log).await.len() as u64;
+    let manifest = writer.snapshot().await.expect("snapshot").manifest;
+    let covered: u64 = manifest.partitions.iter().map(|m| m.offset).sum();
+    assert_eq!(covered, records, "an idle log is covered to its end");
+    assert!(
+        sequences.windows(2).all(|w| w[0] < w[1]),
+        "sequences increase: {sequences:?}"
+    );
+    // Two kept: the older ones' objects are gone.
+    let kept: Vec<u64> = store.manifests().await.unwrap().iter().map(|m| m.sequence).collect();
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    let objects = AnyStore::Local(LocalStore::open(store_dir.path()).unwrap())
+        .list("snapshots/")
+        .await
+        .unwrap();
+    assert!(
+        objects
+            .iter()
+            .all(|o| kept.iter().any(|s| o.key.contains(&format!("{s:020}")))),
+        "only the kept snapshots' objects are left: {:?}",
+        objects.iter().map(|o| &o.key).collect::<Vec<_>>()
+    );
+}
+
+/// A snapshot without its manifest (its writer killed before the end) is
+/// never loaded; one with a damaged part neither: the one before is. A
+/// snapshot of a newer format is refused with an error that says so, and
+/// one folded with other windows is passed over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn torn_damaged_and_newer_snapshots_are_never_loaded() {
+    let log_dir = tempfile::tempdir().unwrap();
+    let store_dir = tempfile::tempdir().unwrap();
+    let log = common::embedded(log_dir.path());
+    common::create_topics(&log, 3).await;
+    let objects = AnyStore::Local(LocalStore::open(store_dir.path()).unwrap());
+    let store = local_store(store_dir.path());
+    let with = FoldedWith::of(&windows(), TICK_MS);
+    let workload = common::workload(32, 2);
+    let mut writer = Writer::new(log.clone(), store.clone(), &windows(), TICK_MS, None, Duration::ZERO, 5);
+    common::append(&log, &workload.phases[0]).await;
+    let first = writer.snapshot().await.expect("snapshot").manifest;
+    common::append(&log, &workload.phases[1]).await;
+    let second = writer.snapshot().await.expect("snapshot").manifest;
+
+    // Torn: the newest's manifest never written.
+    let manifest_key = |s: u64| ObjectKey::parse(&format!("snapshots/{s:020}/manifest.json")).unwrap();
+    let saved = objects
+        .get(&manifest_key(second.sequence), None)
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    objects.delete(&manifest_key(second.sequence)).await.unwrap();
+    let (loaded, _) = store.latest(&with).await.unwrap().expect("the one before");
+    assert_eq!(loaded, first, "a snapshot without its manifest is not loaded");
+
+    // Damaged: a part rewritten after the manifest.
+    objects.put_bytes(&manifest_key(second.sequence), &saved).await.unwrap();
+    let part = ObjectKey::parse(&format!("snapshots/{:020}/viewers.arrow", second.sequence)).unwrap();
+    let mut bytes = objects.get(&part, None).await.unwrap().collect().await.unwrap();
+    let last = bytes.len() - 20;
+    bytes[last] ^= 0xff;
+    objects.put_bytes(&part, &bytes).await.unwrap();
+    let (loaded, _) = store.latest(&with).await.unwrap().expect("the one before");
+    assert_eq!(loaded, first, "a snapshot with a damaged part is not loaded");
+    match store.load(&second).await {
+        Err(SnapshotError::Part { part, reason, .. }) => {
+            assert_eq!(part, "viewers");
+            assert!(reason.contains("damaged"), "{reason}");
+        }
+        other => panic!("a damaged part is an error: {other:?}"),
+    }
+
+    // Folded with other windows: passed over.
+    let mut other = windows();
+    other.session_idle = Duration::from_secs(60);
+    assert!(store.latest(&FoldedWith::of(&other, TICK_MS)).await.unwrap().is_none());
+
+    // Newer: refused, with what to do.
+    let mut newer: serde_json::Value = serde_json::from_slice(&saved).unwrap();
+    newer["format_version"] = (FORMAT_VERSION + 1).into();
+    objects
+        .put_bytes(&manifest_key(second.sequence), &serde_json::to_vec(&newer).unwrap())
+        .await
+        .unwrap();
+    let err = store.manifests().await.err().map(|e| e.to_string());
+    let err = match err {
+        Some(e) => e,
+        None => match store.latest(&with).await {
+            Err(e) => e.to_string(),
+            Ok(s) => panic!("a newer snapshot was not refused: {:?}", s.map(|(m, _)| m)),
+        },
+    };
+    assert!(
+        err.contains(&format!("format version {}", FORMAT_VERSION + 1)) && err.contains("newer Reelflow"),
+        "{err}"
+    );
+}
