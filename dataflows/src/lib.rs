@@ -19,6 +19,10 @@
 //!    every process keeps readable.
 //! 5. **Rows**: keys and values come out as [`Row`]s of [`Datum`]s, typed
 //!    by the view's [`ViewDef`], which the SQL layer turns into Arrow.
+//! 6. **Snapshots** ([`snapshot`]): the log up to exact offsets, folded by
+//!    the same definitions into what the views need of it, in object
+//!    storage; a start feeds the latest into the views and reads the log
+//!    only after it.
 //!
 //! # Adding a view
 //!

@@ -4,9 +4,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use reelflow_dataflows::Windows;
+use reelflow_dataflows::reference;
 use reelflow_dataflows::snapshot::{Compactor, FORMAT_VERSION, FoldedWith, SnapshotError, SnapshotStore, Writer};
 use reelflow_dataflows::workload as common;
+use reelflow_dataflows::{DataflowOptions, Dataflows, Selector, View, Windows};
+use reelflow_ingest::events::{CatalogEvent, PlaybackEvent, ProcessingEvent, TopicEvent, UploadEvent};
+use reelflow_ingest::log::{AnyLog, EmbeddedLog, EmbeddedOptions, EventLog, FsyncPolicy};
 use reelflow_ingest::storage::{AnyStore, LocalStore, ObjectKey, ObjectStore};
 
 const TICK_MS: u64 = 7;
@@ -157,4 +160,95 @@ async fn torn_damaged_and_newer_snapshots_are_never_loaded() {
         err.contains(&format!("format version {}", FORMAT_VERSION + 1)) && err.contains("newer Reelflow"),
         "{err}"
     );
+}
+
+/// A log in segments of 2 KiB, so a snapshot covers whole ones.
+fn small_segments(dir: &std::path::Path) -> AnyLog {
+    AnyLog::Embedded(
+        EmbeddedLog::open(
+            dir,
+            EmbeddedOptions {
+                fsync: FsyncPolicy::Never,
+                segment_bytes: 2 * 1024,
+            },
+        )
+        .expect("open embedded log"),
+    )
+}
+
+/// The lowest offset left of each playback partition.
+async fn playback_low_watermarks(log: &AnyLog) -> Vec<u64> {
+    let mut out = Vec::new();
+    for p in 0..3 {
+        out.push(log.low_watermark(PlaybackEvent::TOPIC, p).await.expect("low watermark"));
+    }
+    out
+}
+
+/// Playback records older than the retention are deleted once the oldest
+/// snapshot kept covers them, and only then; the views started from the
+/// snapshot still equal the reference over every record ever logged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn playback_expires_once_older_than_the_retention_and_covered() {
+    for (retention, expires) in [(Duration::from_secs(3600), false), (Duration::ZERO, true)] {
+        let log_dir = tempfile::tempdir().unwrap();
+        let store_dir = tempfile::tempdir().unwrap();
+        let log = small_segments(log_dir.path());
+        common::create_topics(&log, 3).await;
+        common::append_all(&log, &common::workload(33, 4), Duration::from_millis(100)).await;
+        let records = common::read_back(&log).await;
+        let (facts, _) = reference::stamp(&records, TICK_MS);
+        let store = local_store(store_dir.path());
+        let mut writer = Writer::new(log.clone(), store.clone(), &windows(), TICK_MS, None, Duration::ZERO, 2)
+            .expire_playback_after(retention);
+        let manifest = writer.snapshot().await.expect("snapshot").manifest;
+        let low = playback_low_watermarks(&log).await;
+        if !expires {
+            assert_eq!(low, vec![0, 0, 0], "records younger than the retention are kept");
+            continue;
+        }
+        assert!(low.iter().any(|l| *l > 0), "covered playback expired: {low:?}");
+        for (p, l) in low.iter().enumerate() {
+            let mark = manifest
+                .partitions
+                .iter()
+                .find(|m| m.topic == PlaybackEvent::TOPIC && m.partition == p as u32)
+                .expect("a mark");
+            assert!(*l <= mark.offset, "only what the snapshot covers expired");
+        }
+        for topic in [CatalogEvent::TOPIC, ProcessingEvent::TOPIC, UploadEvent::TOPIC] {
+            for p in 0..3 {
+                assert_eq!(
+                    log.low_watermark(topic, p).await.unwrap(),
+                    0,
+                    "{topic} keeps everything"
+                );
+            }
+        }
+        // A start from the snapshot has what it needs; the views are the
+        // reference's over everything, expired records included.
+        let (_, snapshot) = store
+            .latest(&FoldedWith::of(&windows(), TICK_MS))
+            .await
+            .unwrap()
+            .expect("snapshot");
+        let mut options = DataflowOptions {
+            windows: windows(),
+            history: Duration::from_secs(3600),
+            partitions: 3,
+            snapshot: Some(Arc::new(snapshot)),
+            ..DataflowOptions::default()
+        };
+        options.source.tick = Duration::from_millis(TICK_MS);
+        let dataflows = Dataflows::start(log.clone(), options).await.expect("start");
+        let at = manifest.frontier;
+        let client = dataflows.client();
+        client.wait_until_readable(at, Duration::from_secs(30)).await.unwrap();
+        let expected = reference::views_at(&facts, at, &windows());
+        for view in View::ALL.into_iter().filter(|v| *v != View::SourceProgress) {
+            let got = client.peek(view, Selector::All, Some(at)).await.expect("peek");
+            assert_eq!(got.rows, expected[&view], "{} at {at}", view.def().name);
+        }
+        dataflows.shutdown();
+    }
 }

@@ -95,7 +95,7 @@ pub async fn start(
                 config.dataflow.snapshots_kept,
             );
             Some(Snapshots::start(
-                writer,
+                retention(writer, config),
                 Duration::from_secs(config.dataflow.snapshot_interval_s),
                 metrics,
             ))
@@ -114,7 +114,7 @@ pub async fn snapshot_now(config: &Config) -> anyhow::Result<Written> {
     let tick_ms = options.source.tick.as_millis() as u64;
     let with = FoldedWith::of(&options.windows, tick_ms);
     let latest = store.latest(&with).await.context("loading the latest snapshot")?;
-    let mut writer = Writer::new(
+    let writer = Writer::new(
         log,
         store,
         &options.windows,
@@ -123,7 +123,15 @@ pub async fn snapshot_now(config: &Config) -> anyhow::Result<Written> {
         options.source.idle_grace,
         config.dataflow.snapshots_kept,
     );
-    writer.snapshot().await.context("writing a snapshot")
+    retention(writer, config).snapshot().await.context("writing a snapshot")
+}
+
+/// `writer`, deleting playback records after `log.playback_retention_s`.
+fn retention(writer: Writer, config: &Config) -> Writer {
+    match config.log.playback_retention_s {
+        0 => writer,
+        s => writer.expire_playback_after(Duration::from_secs(s)),
+    }
 }
 
 /// What `/metrics` shows of a snapshot.

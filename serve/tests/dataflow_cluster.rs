@@ -57,6 +57,9 @@ fn start(ordinal: usize, port: u16, data: &std::path::Path) -> (Child, std::sync
         .env("REELFLOW_LOG_PARTITIONS", "3")
         .env("REELFLOW_DATA_DIR", data.join(ordinal.to_string()))
         .env("REELFLOW_SQL_PGWIRE_LISTEN", "127.0.0.1:0")
+        // Each pod has a data dir of its own, so no shared object store for
+        // snapshots: every start replays the whole log.
+        .env("REELFLOW_DATAFLOW_SNAPSHOTS", "false")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()

@@ -163,6 +163,7 @@ impl Compactor {
                     offset: 0,
                     last: 0,
                     malformed: 0,
+                    hours: Vec::new(),
                 });
             if r.offset < mark.offset {
                 continue;
@@ -174,6 +175,7 @@ impl Compactor {
             }
             mark.last = ts;
             mark.offset = r.offset + 1;
+            mark.index(r.offset, ts);
             match decode(&r.topic, &r.value) {
                 Ok(Fact::Playback(mut p)) => {
                     p.logged_at = ts;

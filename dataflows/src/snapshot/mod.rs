@@ -64,6 +64,44 @@ pub struct PartitionMark {
     pub last: Time,
     /// Records covered that did not decode.
     pub malformed: u64,
+    /// The first offset stamped in each hour of log time (the hour's
+    /// start, ms), for the last [`HOURS_KEPT`] hours: what the log's
+    /// retention needs to find records older than it.
+    pub hours: Vec<(Time, u64)>,
+}
+
+/// Hours of log time a [`PartitionMark`] indexes: over a year.
+pub const HOURS_KEPT: usize = 24 * 400;
+
+/// An hour of log time, in ms.
+const HOUR_MS: Time = 3_600_000;
+
+impl PartitionMark {
+    /// An offset below which every record is stamped before `time`: the
+    /// mark itself if `time` is past everything covered, else the first
+    /// offset of the latest hour that starts at or before it (0 if none
+    /// does).
+    pub fn offset_before(&self, time: Time) -> u64 {
+        if self.last <= time {
+            return self.offset;
+        }
+        self.hours
+            .iter()
+            .take_while(|(hour, _)| *hour <= time)
+            .last()
+            .map_or(0, |(_, offset)| *offset)
+    }
+
+    /// Notes a record at `offset` stamped `ts`.
+    fn index(&mut self, offset: u64, ts: Time) {
+        let hour = ts - ts % HOUR_MS;
+        if self.hours.last().is_none_or(|(h, _)| *h < hour) {
+            self.hours.push((hour, offset));
+            if self.hours.len() > HOURS_KEPT {
+                self.hours.remove(0);
+            }
+        }
+    }
 }
 
 /// What the sessions closed before a snapshot's frontier amount to, per
@@ -115,5 +153,51 @@ impl Snapshot {
         self.partitions
             .iter()
             .find(|m| m.topic == topic && m.partition == partition)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mark(hours: Vec<(Time, u64)>) -> PartitionMark {
+        PartitionMark {
+            topic: "t".into(),
+            partition: 0,
+            offset: 500,
+            last: 10 * HOUR_MS,
+            malformed: 0,
+            hours,
+        }
+    }
+
+    #[test]
+    fn offset_before_names_only_records_stamped_before_the_time() {
+        let mut m = mark(Vec::new());
+        for (offset, ts) in [
+            (0, HOUR_MS + 5),
+            (3, HOUR_MS + 9),
+            (100, 2 * HOUR_MS + 1),
+            (400, 5 * HOUR_MS),
+        ] {
+            m.index(offset, ts);
+        }
+        assert_eq!(m.hours, vec![(HOUR_MS, 0), (2 * HOUR_MS, 100), (5 * HOUR_MS, 400)]);
+        assert_eq!(m.offset_before(HOUR_MS - 1), 0, "nothing known before the first hour");
+        assert_eq!(m.offset_before(2 * HOUR_MS - 1), 0, "the first hour is not over");
+        assert_eq!(m.offset_before(2 * HOUR_MS), 100);
+        assert_eq!(m.offset_before(4 * HOUR_MS), 100);
+        assert_eq!(m.offset_before(5 * HOUR_MS + 7), 400);
+        assert_eq!(m.offset_before(10 * HOUR_MS), 500, "past everything covered: all of it");
+    }
+
+    #[test]
+    fn the_hours_kept_are_bounded() {
+        let mut m = mark(Vec::new());
+        for h in 0..(HOURS_KEPT as u64 + 10) {
+            m.index(h, h * HOUR_MS);
+        }
+        assert_eq!(m.hours.len(), HOURS_KEPT);
+        assert_eq!(m.hours[0], (10 * HOUR_MS, 10));
     }
 }

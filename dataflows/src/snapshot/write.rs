@@ -7,9 +7,14 @@
 //! before that moment, less the grace for records accepted but not yet
 //! visible. So the frontier is the earliest, over all partitions, of that
 //! bound and the last record read.
+//!
+//! It also keeps the log's retention: playback records older than the
+//! retention are deleted once the oldest snapshot kept covers them, so a
+//! start from any snapshot kept still finds every record after it.
 
 use std::time::{Duration, Instant};
 
+use reelflow_ingest::events::{PlaybackEvent, TopicEvent};
 use reelflow_ingest::log::{AnyLog, EventLog, LogError, PartitionReader, Record};
 
 use super::{Compactor, FoldedWith, Manifest, Snapshot, SnapshotError, SnapshotStore};
@@ -31,6 +36,38 @@ pub struct Writer {
     with: FoldedWith,
     grace: Duration,
     keep: usize,
+    expire_playback: Option<Duration>,
+}
+
+impl Writer {
+    /// Deletes the playback records older than `after` that the oldest
+    /// snapshot kept covers (whole segments of the embedded log; Kafka
+    /// deletes up to the offset). The catalog and media topics keep
+    /// everything: their facts are few, and a video's are needed for as
+    /// long as it exists.
+    async fn expire(&self, after: Duration) -> Result<(), SnapshotError> {
+        let Some(oldest) = self.store.manifests().await?.pop() else {
+            return Ok(());
+        };
+        let cutoff = now_ms().saturating_sub(after.as_millis() as Time);
+        let topic = PlaybackEvent::TOPIC;
+        for partition in 0..self.log.partition_count(topic).await? {
+            let (Some(now), Some(kept)) = (
+                self.compactor.mark(topic, partition),
+                oldest
+                    .partitions
+                    .iter()
+                    .find(|m| m.topic == topic && m.partition == partition),
+            ) else {
+                continue;
+            };
+            let upto = now.offset_before(cutoff).min(kept.offset);
+            if upto > 0 {
+                self.log.expire_before(topic, partition, upto).await?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// What writing one snapshot took.
@@ -69,7 +106,15 @@ impl Writer {
             with: FoldedWith::of(windows, tick_ms),
             grace,
             keep,
+            expire_playback: None,
         }
+    }
+
+    /// Deletes playback records from the log once they are older than
+    /// `after` (in log time) and every snapshot kept covers them.
+    pub fn expire_playback_after(mut self, after: Duration) -> Self {
+        self.expire_playback = Some(after);
+        self
     }
 
     /// Reads every partition of the log up to its high watermark, from
@@ -132,6 +177,9 @@ impl Writer {
         let write = started.elapsed() - fold;
         if let Err(e) = self.store.prune(self.keep).await {
             tracing::warn!(error = %e, "deleting old snapshots failed; they are deleted with the next one");
+        }
+        if let Some(after) = self.expire_playback {
+            self.expire(after).await?;
         }
         Ok(Written {
             manifest,

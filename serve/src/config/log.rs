@@ -20,6 +20,10 @@ pub struct LogConfig {
     pub partitions: u32,
     /// Fsync policy of the embedded log.
     pub fsync: FsyncPolicy,
+    /// Seconds of log time playback records are kept once a snapshot
+    /// covers them (0: kept forever). Catalog and media records are kept
+    /// forever.
+    pub playback_retention_s: u64,
 }
 
 impl Default for LogConfig {
@@ -30,6 +34,7 @@ impl Default for LogConfig {
             // one number for both.
             partitions: reelflow_dataflows::DataflowOptions::default().partitions,
             fsync: FsyncPolicy::Always,
+            playback_retention_s: 7 * 86_400,
         }
     }
 }

@@ -1,0 +1,186 @@
+//! Snapshots through the `reelflow` command, over the real Kafka broker:
+//! `reelflow dataflow snapshot` writes one, `reelflow dataflow` starts from
+//! it (and says so on `/metrics`) with views equal to the from-scratch
+//! reference, writes another when it is stopped with SIGTERM, and the next
+//! start takes that one.
+
+mod common;
+
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use reelflow_dataflows::Windows;
+use reelflow_dataflows::{Row, Time, View, reference, workload};
+use serde_json::Value;
+
+struct Process {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn kafka() -> String {
+    std::env::var("REELFLOW_TEST_KAFKA")
+        .expect("REELFLOW_TEST_KAFKA is not set: these tests need the real services; run scripts/test.sh")
+}
+
+/// `reelflow` with the settings every run here shares.
+fn reelflow(data: &std::path::Path) -> std::process::Command {
+    let mut cmd = common::reelflow();
+    cmd.env("REELFLOW_LOG_BACKEND", "kafka")
+        .env("REELFLOW_KAFKA_BROKERS", kafka())
+        .env("REELFLOW_LOG_PARTITIONS", "3")
+        .env("REELFLOW_DATA_DIR", data)
+        .env("REELFLOW_DATAFLOW_WORKERS", "2")
+        .env("REELFLOW_DATAFLOW_LISTEN", "127.0.0.1:0")
+        .env("REELFLOW_SQL_PGWIRE_LISTEN", "127.0.0.1:0");
+    cmd
+}
+
+fn start(data: &std::path::Path) -> Process {
+    let mut child = reelflow(data)
+        .arg("dataflow")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start reelflow dataflow");
+    let rx = common::watch_banner(&mut child);
+    let (addr, _) = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the process prints where it serves");
+    Process { child, addr }
+}
+
+fn get(http: &reqwest::blocking::Client, addr: &str, path: &str) -> (u16, String) {
+    let r = http.get(format!("http://{addr}{path}")).send().expect("request");
+    (r.status().as_u16(), r.text().unwrap_or_default())
+}
+
+/// A reading of `/metrics`, if there.
+fn metric(http: &reqwest::blocking::Client, p: &Process, name: &str) -> Option<u64> {
+    let (_, text) = get(http, &p.addr, "/metrics");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+fn wait_ready(http: &reqwest::blocking::Client, p: &Process) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while get(http, &p.addr, "/readyz").0 != 200 {
+        assert!(Instant::now() < deadline, "never ready");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The reference's rows as `/v1/views` shows them.
+fn as_json(view: View, rows: &[(Row, Row)]) -> Vec<Value> {
+    let def = view.def();
+    let rows: Vec<Value> = rows
+        .iter()
+        .map(|(k, v)| {
+            Value::Object(
+                def.columns()
+                    .zip(k.iter().chain(v))
+                    .map(|(c, d)| (c.name.to_string(), d.to_json()))
+                    .collect(),
+            )
+        })
+        .collect();
+    serde_json::from_str(&serde_json::to_string(&rows).expect("json")).expect("json")
+}
+
+/// Every view at `at` equals the reference over `facts`.
+fn check(http: &reqwest::blocking::Client, p: &Process, facts: &[(Time, reelflow_dataflows::facts::Fact)], at: Time) {
+    let expected = reference::views_at(facts, at, &Windows::default());
+    for view in View::ALL.into_iter().filter(|v| *v != View::SourceProgress) {
+        let path = format!("/v1/views/{}?as_of={at}&limit=100000", view.def().name);
+        let (status, body) = get(http, &p.addr, &path);
+        assert_eq!(status, 200, "{path}: {body}");
+        let body: Value = serde_json::from_str(&body).expect("json");
+        assert_eq!(
+            body["rows"].as_array().expect("rows"),
+            &as_json(view, &expected[&view]),
+            "{} at {at} differs from the reference",
+            view.def().name
+        );
+    }
+}
+
+/// The sequences of the complete snapshots in `data`'s object store.
+fn snapshots(data: &std::path::Path) -> Vec<u64> {
+    let dir = data.join("objects").join("snapshots");
+    let mut out: Vec<u64> = std::fs::read_dir(&dir)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|e| e.path().join("manifest.json").exists())
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+#[test]
+fn a_dataflow_starts_from_the_latest_snapshot_and_writes_one_when_stopped() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let _context = runtime.enter();
+    let log = common::test_kafka();
+    runtime.block_on(common::append_workload(&log, 41, 3, Duration::from_millis(150)));
+    let data = tempfile::tempdir().expect("tempdir");
+    let http = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client");
+    let tick = reelflow_dataflows::SourceOptions::default().tick.as_millis() as Time;
+
+    // On demand, with no dataflow running.
+    let out = reelflow(data.path())
+        .args(["dataflow", "snapshot"])
+        .output()
+        .expect("reelflow dataflow snapshot");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.starts_with("snapshot 1 written"), "{stdout}");
+    assert_eq!(snapshots(data.path()), vec![1]);
+
+    // A start takes it: nothing before its frontier is read again.
+    let p = start(data.path());
+    wait_ready(&http, &p);
+    let frontier = metric(&http, &p, "reelflow_dataflow_snapshot_frontier_ms").expect("a snapshot on /metrics");
+    let (facts, _, _) = runtime.block_on(workload::stamped(&log, tick));
+    let last = facts.iter().map(|(t, _)| *t).max().expect("facts");
+    check(&http, &p, &facts, frontier.max(last));
+
+    // More traffic, then SIGTERM: a last snapshot covers it.
+    runtime.block_on(async {
+        let w = workload::workload(42, 2);
+        workload::append_all(&log, &w, Duration::from_millis(150)).await;
+    });
+    let (facts, _, _) = runtime.block_on(workload::stamped(&log, tick));
+    let last = facts.iter().map(|(t, _)| *t).max().expect("facts");
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &p.child.id().to_string()])
+        .status()
+        .expect("kill -TERM");
+    assert!(term.success());
+    let mut p = p;
+    let status = p.child.wait().expect("wait");
+    assert!(status.success(), "a stopped dataflow exits cleanly: {status}");
+    assert_eq!(snapshots(data.path()), vec![1, 2], "stopping wrote a snapshot");
+
+    let p = start(data.path());
+    wait_ready(&http, &p);
+    let second = metric(&http, &p, "reelflow_dataflow_snapshot_frontier_ms").expect("a snapshot on /metrics");
+    assert!(
+        second > last,
+        "the last snapshot covers the traffic before the stop: {second} <= {last}"
+    );
+    check(&http, &p, &facts, second);
+}
