@@ -268,19 +268,28 @@ fn run_worker(
         "the processes of the cluster started from different snapshots (frontiers {:?}); restarting to load the same",
         retained.snapshots
     );
-    let resume: BTreeMap<(String, u32), Resume> = options
-        .snapshot
-        .iter()
-        .flat_map(|s| &s.partitions)
-        .map(|m| {
-            let r = Resume {
-                offset: m.offset,
-                last: m.last,
-                malformed: m.malformed,
-            };
-            ((m.topic.clone(), m.partition), r)
-        })
-        .collect();
+    // Each partition from where the snapshot left it; one it covers none
+    // of from its start, but never stamped before the snapshot's frontier.
+    let resume: BTreeMap<(String, u32), Resume> = match &options.snapshot {
+        None => BTreeMap::new(),
+        Some(s) => partitions
+            .iter()
+            .map(|(topic, partition)| {
+                let r = match s.mark(topic, *partition) {
+                    Some(m) => Resume {
+                        offset: m.offset,
+                        last: m.last,
+                        malformed: m.malformed,
+                    },
+                    None => Resume {
+                        last: s.frontier,
+                        ..Resume::default()
+                    },
+                };
+                ((topic.clone(), *partition), r)
+            })
+            .collect(),
+    };
     // Every worker agreed on the same.
     let _ = agreed.set(retained);
     let source = SourceOptions {

@@ -229,6 +229,11 @@ async fn dataflow(config: Config) -> anyhow::Result<()> {
         if reelflow_sql::threads::is_sql_thread() {
             return;
         }
+        // Stopping: the peers stop too, and their workers going away is
+        // no reason to cut short the last snapshot.
+        if STOPPING.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
         eprintln!("error: a dataflow thread panicked; exiting so the cluster can re-form");
         std::process::exit(70);
     }));
@@ -271,7 +276,10 @@ async fn dataflow(config: Config) -> anyhow::Result<()> {
     );
     let router = reelflow_serve::dataflow::router(client).merge(reelflow_serve::sql::router(sql));
     axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(async {
+            shutdown_signal().await;
+            STOPPING.store(true, std::sync::atomic::Ordering::SeqCst);
+        })
         .await
         .context("serving HTTP")?;
     if let Some(snapshots) = snapshots {
@@ -283,6 +291,9 @@ async fn dataflow(config: Config) -> anyhow::Result<()> {
     tracing::info!("dataflow process stopped");
     Ok(())
 }
+
+/// Set once `reelflow dataflow` was told to stop.
+static STOPPING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 async fn up(config: Config) -> anyhow::Result<()> {
     let mut state = reelflow_serve::state::open(config.clone()).await?;

@@ -417,7 +417,13 @@ impl Drop for Pod {
 /// the pod's own address is 127.0.1<i>.1, so every pod listens on the
 /// manifests' ports as pods do, and the peer names of the headless Service
 /// resolve to those addresses. Scratch paths point into `dir`.
-fn start_pod(e: &Entrypoint, i: usize, n: usize, dir: &Path) -> (Child, std::sync::mpsc::Receiver<(String, u16)>) {
+fn start_pod(
+    e: &Entrypoint,
+    i: usize,
+    n: usize,
+    dir: &Path,
+    bucket: &str,
+) -> (Child, std::sync::mpsc::Receiver<(String, u16)>) {
     let ip = format!("127.0.1{i}.1");
     let edit = |config: &mut toml::Table| {
         let peers = config["dataflow"]["statefulset_peers"]
@@ -441,14 +447,15 @@ fn start_pod(e: &Entrypoint, i: usize, n: usize, dir: &Path) -> (Child, std::syn
     let env = [
         ("REELFLOW_KAFKA_BROKERS", env("REELFLOW_TEST_KAFKA")),
         ("REELFLOW_DATAFLOW_REPLICAS", n.to_string()),
+        ("REELFLOW_S3_BUCKET", bucket.to_string()),
     ];
     let mut child = spawn(e, &format!("reelflow-dataflow-{i}"), dir, edit, &env);
     let rx = common::watch_banner(&mut child);
     (child, rx)
 }
 
-fn start_cluster(e: &Entrypoint, n: usize, dir: &Path) -> Vec<Pod> {
-    let started: Vec<_> = (0..n).map(|i| start_pod(e, i, n, dir)).collect();
+fn start_cluster(e: &Entrypoint, n: usize, dir: &Path, bucket: &str) -> Vec<Pod> {
+    let started: Vec<_> = (0..n).map(|i| start_pod(e, i, n, dir, bucket)).collect();
     started
         .into_iter()
         .map(|(child, rx)| {
@@ -509,11 +516,22 @@ fn the_rendered_statefulset_answers_sql_identically_as_1_2_and_3_processes() {
     let database_url = runtime.block_on(common::fresh_postgres_url());
     let admin = format!("k8s-{}@example.org", uuid::Uuid::new_v4().simple());
     common::create_admin_at(&database_url, &admin, ADMIN_PASSWORD);
+    // The bucket its snapshots go to.
+    let (s3_endpoint, s3_key, s3_secret) = (
+        env("REELFLOW_TEST_S3_ENDPOINT"),
+        env("REELFLOW_TEST_S3_ACCESS_KEY_ID"),
+        env("REELFLOW_TEST_S3_SECRET_ACCESS_KEY"),
+    );
     let entrypoint = entrypoint(
         &resources(&render("dev")),
         "StatefulSet",
         "reelflow-dataflow",
-        &[("database-url", &database_url)],
+        &[
+            ("database-url", &database_url),
+            ("s3-endpoint", &s3_endpoint),
+            ("s3-access-key-id", &s3_key),
+            ("s3-secret-access-key", &s3_secret),
+        ],
     );
     assert_eq!(entrypoint.args, ["dataflow"]);
 
@@ -532,9 +550,10 @@ fn the_rendered_statefulset_answers_sql_identically_as_1_2_and_3_processes() {
     let dir = tempfile::tempdir().expect("tempdir");
     // The Secret with the signing keys, mounted into every pod.
     reelflow_serve::auth::Keyring::load_or_create(&dir.path().join("auth-keys.json")).expect("keys");
+    let bucket = format!("rf-k8s-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
     let mut answers = Vec::new();
     for n in 1..=3 {
-        let pods = start_cluster(&entrypoint, n, dir.path());
+        let pods = start_cluster(&entrypoint, n, dir.path(), &bucket);
         for pod in &pods {
             wait_ready(&http, pod);
         }

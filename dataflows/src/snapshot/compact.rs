@@ -154,25 +154,29 @@ impl Compactor {
             if stopped.contains(&(r.topic.as_str(), r.partition)) {
                 continue;
             }
-            let mark = self
+            let key = (r.topic.clone(), r.partition);
+            let (from, lower) = self
                 .marks
-                .entry((r.topic.clone(), r.partition))
-                .or_insert_with(|| PartitionMark {
-                    topic: r.topic.clone(),
-                    partition: r.partition,
-                    offset: 0,
-                    last: 0,
-                    malformed: 0,
-                    hours: Vec::new(),
-                });
-            if r.offset < mark.offset {
+                .get(&key)
+                .map_or((0, self.frontier), |m| (m.offset, m.last.max(self.frontier)));
+            if r.offset < from {
                 continue;
             }
-            let ts = stamp(r.timestamp_ms, mark.last, self.tick);
+            // Never before the last frontier: a record that reached the log
+            // late is moved up to it (so a partition not covered yet too).
+            let ts = stamp(r.timestamp_ms, lower, self.tick);
             if ts >= frontier {
                 stopped.insert((r.topic.as_str(), r.partition));
                 continue;
             }
+            let mark = self.marks.entry(key).or_insert_with(|| PartitionMark {
+                topic: r.topic.clone(),
+                partition: r.partition,
+                offset: 0,
+                last: 0,
+                malformed: 0,
+                hours: Vec::new(),
+            });
             mark.last = ts;
             mark.offset = r.offset + 1;
             mark.index(r.offset, ts);
@@ -187,7 +191,8 @@ impl Compactor {
         }
         facts.sort_by_key(|(t, _)| *t);
         for (t, group) in by_time(facts) {
-            self.close_until(t);
+            // Sessions due at `t` close before anything stamped at it.
+            self.close_until(t.saturating_add(1));
             let mut playback = Vec::new();
             for f in group {
                 match f {
@@ -358,4 +363,57 @@ fn by_time<T>(items: Vec<(Time, T)>) -> Vec<(Time, Vec<T>)> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use chrono::DateTime;
+    use reelflow_ingest::events::{Envelope, PlaybackEvent, PlaybackKind, TopicEvent};
+
+    use super::*;
+
+    fn start(session: Uuid, video: Uuid, offset: u64, logged_ms: i64) -> Record {
+        let e = Envelope {
+            schema_version: PlaybackEvent::SCHEMA_VERSION,
+            event_id: Uuid::from_u128(u128::from(offset) + 1),
+            occurred_at: DateTime::from_timestamp_millis(logged_ms).expect("time"),
+            event: PlaybackEvent {
+                session_id: session,
+                video_id: video,
+                user_id: None,
+                kind: PlaybackKind::SessionStart { player: None },
+            },
+        };
+        Record {
+            topic: PlaybackEvent::TOPIC.into(),
+            partition: 0,
+            offset,
+            timestamp_ms: logged_ms,
+            key: e.key().into_bytes(),
+            value: e.to_bytes(),
+        }
+    }
+
+    /// A record stamped exactly at its session's deadline starts the next
+    /// session, as `accumulate_beside` closes a key before the values at
+    /// its deadline. The fold closed only sessions due before the time
+    /// of the records it applied, and counted one view where the views
+    /// count two.
+    #[test]
+    fn regression_a_record_at_its_sessions_deadline_starts_the_next_session() {
+        let windows = Windows {
+            concurrent: Duration::from_millis(100),
+            session_idle: Duration::from_millis(100),
+            ..Windows::default()
+        };
+        let (session, video) = (Uuid::from_u128(7), Uuid::from_u128(9));
+        let records = [start(session, video, 0, 1_000), start(session, video, 1, 1_100)];
+        let mut c = Compactor::new(&windows, 1);
+        c.advance(&records, 5_000);
+        let s = c.snapshot();
+        assert_eq!(s.closed.anonymous, vec![(video, 2)], "two sessions closed");
+        assert_eq!(s.closed.totals[0].1.sessions, 2);
+    }
 }
