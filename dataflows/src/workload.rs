@@ -61,6 +61,22 @@ fn raw_as<T: TopicEvent>(event_id: Uuid, event: T, occurred_ms: i64) -> Raw {
 
 impl Gen {}
 
+/// Windows for these workloads: short, so a test sees them retract, and
+/// sessions that close between a workload's phases (100 ms or more
+/// apart), so a session's later records start another session of the
+/// same id.
+pub fn short_windows() -> crate::Windows {
+    crate::Windows {
+        concurrent: Duration::from_millis(100),
+        trending: vec![
+            ("1h".into(), Duration::from_millis(250)),
+            ("24h".into(), Duration::from_millis(900)),
+        ],
+        trending_top: 5,
+        session_idle: Duration::from_millis(100),
+    }
+}
+
 /// A workload of `phases` phases from `seed`.
 pub fn workload(seed: u64, phases: usize) -> Workload {
     let mut g = Gen {

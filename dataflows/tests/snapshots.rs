@@ -14,16 +14,9 @@ use reelflow_ingest::storage::{AnyStore, LocalStore, ObjectKey, ObjectStore};
 
 const TICK_MS: u64 = 7;
 
+/// The workloads' short windows (`workload::short_windows`).
 fn windows() -> Windows {
-    Windows {
-        concurrent: Duration::from_millis(100),
-        trending: vec![
-            ("1h".into(), Duration::from_millis(250)),
-            ("24h".into(), Duration::from_millis(900)),
-        ],
-        trending_top: 5,
-        session_idle: Duration::from_millis(100),
-    }
+    common::short_windows()
 }
 
 fn local_store(dir: &std::path::Path) -> SnapshotStore {

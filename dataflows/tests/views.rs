@@ -22,19 +22,9 @@ use reelflow_ingest::events::{PlaybackEvent, TopicEvent};
 use reelflow_ingest::log::{AnyLog, EmbeddedLog, EmbeddedOptions, EventLog, FsyncPolicy};
 use uuid::Uuid;
 
-/// Short windows, so the test sees them retract, and sessions that close
-/// between the workload's phases (120 ms apart): a session's later records
-/// then start another session of the same id.
+/// The workloads' short windows (`workload::short_windows`).
 fn windows() -> Windows {
-    Windows {
-        concurrent: Duration::from_millis(100),
-        trending: vec![
-            ("1h".into(), Duration::from_millis(250)),
-            ("24h".into(), Duration::from_millis(900)),
-        ],
-        trending_top: 5,
-        session_idle: Duration::from_millis(100),
-    }
+    common::short_windows()
 }
 
 /// An odd tick, so rounding is exercised.

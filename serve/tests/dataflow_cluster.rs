@@ -11,7 +11,7 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use reelflow_dataflows::Windows;
-use reelflow_dataflows::{Row, Time, VIEWS, View, reference};
+use reelflow_dataflows::{Time, VIEWS, View, reference};
 use serde_json::Value;
 
 fn env(name: &str) -> String {
@@ -103,25 +103,6 @@ fn wait_ready(http: &reqwest::blocking::Client, p: &Process) {
     }
 }
 
-/// The reference's rows as the HTTP interface shows them, and as this
-/// client reads them back (through JSON text, so floats parse the same way
-/// on both sides).
-fn as_json(view: View, rows: &[(Row, Row)]) -> Vec<Value> {
-    let def = view.def();
-    let rows: Vec<Value> = rows
-        .iter()
-        .map(|(k, v)| {
-            Value::Object(
-                def.columns()
-                    .zip(k.iter().chain(v))
-                    .map(|(c, d)| (c.name.to_string(), d.to_json()))
-                    .collect(),
-            )
-        })
-        .collect();
-    serde_json::from_str(&serde_json::to_string(&rows).expect("json")).expect("json")
-}
-
 fn read_all(http: &reqwest::blocking::Client, p: &Process, at: Time) -> Vec<(View, Vec<Value>)> {
     View::ALL
         .into_iter()
@@ -150,7 +131,7 @@ fn two_statefulset_pods_over_kafka_match_the_reference_and_replay_after_a_kill()
             let rows: Vec<(View, Vec<Value>)> = View::ALL
                 .into_iter()
                 .filter(|v| *v != View::SourceProgress)
-                .map(|v| (v, as_json(v, &views[&v])))
+                .map(|v| (v, common::view_as_json(v, &views[&v])))
                 .collect();
             (t, rows)
         })

@@ -10,7 +10,7 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use reelflow_dataflows::Windows;
-use reelflow_dataflows::{Row, Time, View, reference, workload};
+use reelflow_dataflows::{Time, View, reference, workload};
 use serde_json::Value;
 
 struct Process {
@@ -78,23 +78,6 @@ fn wait_ready(http: &reqwest::blocking::Client, p: &Process) {
     }
 }
 
-/// The reference's rows as `/v1/views` shows them.
-fn as_json(view: View, rows: &[(Row, Row)]) -> Vec<Value> {
-    let def = view.def();
-    let rows: Vec<Value> = rows
-        .iter()
-        .map(|(k, v)| {
-            Value::Object(
-                def.columns()
-                    .zip(k.iter().chain(v))
-                    .map(|(c, d)| (c.name.to_string(), d.to_json()))
-                    .collect(),
-            )
-        })
-        .collect();
-    serde_json::from_str(&serde_json::to_string(&rows).expect("json")).expect("json")
-}
-
 /// Every view at `at` equals the reference over `facts`.
 fn check(http: &reqwest::blocking::Client, p: &Process, facts: &[(Time, reelflow_dataflows::facts::Fact)], at: Time) {
     let expected = reference::views_at(facts, at, &Windows::default());
@@ -105,7 +88,7 @@ fn check(http: &reqwest::blocking::Client, p: &Process, facts: &[(Time, reelflow
         let body: Value = serde_json::from_str(&body).expect("json");
         assert_eq!(
             body["rows"].as_array().expect("rows"),
-            &as_json(view, &expected[&view]),
+            &common::view_as_json(view, &expected[&view]),
             "{} at {at} differs from the reference",
             view.def().name
         );

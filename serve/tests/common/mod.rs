@@ -559,3 +559,25 @@ impl UpWithAdmin {
         self.dir.path().join("data")
     }
 }
+
+/// The reference's rows of `view` as the HTTP interface shows them, and as
+/// a client reads them back (through JSON text, so floats parse the same
+/// way on both sides).
+pub fn view_as_json(
+    view: reelflow_dataflows::View,
+    rows: &[(reelflow_dataflows::Row, reelflow_dataflows::Row)],
+) -> Vec<Value> {
+    let def = view.def();
+    let rows: Vec<Value> = rows
+        .iter()
+        .map(|(k, v)| {
+            Value::Object(
+                def.columns()
+                    .zip(k.iter().chain(v))
+                    .map(|(c, d)| (c.name.to_string(), d.to_json()))
+                    .collect(),
+            )
+        })
+        .collect();
+    serde_json::from_str(&serde_json::to_string(&rows).expect("json")).expect("json")
+}
