@@ -151,9 +151,12 @@ impl Dataflows {
         log: AnyLog,
         runtime: tokio::runtime::Handle,
         partitions: Vec<(String, u32)>,
-        options: DataflowOptions,
+        mut options: DataflowOptions,
     ) -> Result<Self, StartError> {
         let workers = options.cluster.workers;
+        // Handed to each worker once, then let go: once fed, the views hold
+        // all of it, and the snapshot would only double the memory.
+        let snapshot = Mutex::new((options.snapshot.take(), workers));
         let retained = Arc::new(OnceLock::new());
         let metrics = Arc::new(Metrics::default());
         let shutdown = Arc::new(AtomicBool::new(false));
@@ -178,12 +181,22 @@ impl Dataflows {
                 .take()
                 .expect("each worker takes its own receiver");
             registered.lock().expect("threads lock")[local] = Some(std::thread::current());
+            let snapshot = {
+                let mut handout = snapshot.lock().expect("snapshot lock");
+                let mine = handout.0.clone();
+                handout.1 -= 1;
+                if handout.1 == 0 {
+                    handout.0 = None;
+                }
+                mine
+            };
             run_worker(
                 worker,
                 &log,
                 &runtime,
                 &partitions,
                 &options,
+                snapshot,
                 &metrics,
                 local,
                 commands,
@@ -245,6 +258,7 @@ fn run_worker(
     runtime: &tokio::runtime::Handle,
     partitions: &[(String, u32)],
     options: &DataflowOptions,
+    from: Option<Arc<Snapshot>>,
     metrics: &Arc<Metrics>,
     local: usize,
     commands: mpsc::Receiver<Command>,
@@ -254,7 +268,7 @@ fn run_worker(
     // Nothing before a snapshot's frontier is readable: the snapshot holds
     // what closed before it as of the frontier.
     let mut proposal = Retained::proposed(options.history);
-    if let Some(s) = &options.snapshot {
+    if let Some(s) = &from {
         proposal = proposal.from_snapshot(s.frontier);
     }
     let Some(retained) = history::agree(worker, proposal, shutdown) else {
@@ -270,7 +284,7 @@ fn run_worker(
     );
     // Each partition from where the snapshot left it; one it covers none
     // of from its start, but never stamped before the snapshot's frontier.
-    let resume: BTreeMap<(String, u32), Resume> = match &options.snapshot {
+    let resume: BTreeMap<(String, u32), Resume> = match &from {
         None => BTreeMap::new(),
         Some(s) => partitions
             .iter()
@@ -315,7 +329,7 @@ fn run_worker(
             source,
             Arc::clone(metrics),
         );
-        let (seeds, facts) = snapshot::feed(scope, options.snapshot.as_deref());
+        let (seeds, facts) = snapshot::feed(scope, from.as_deref());
         sourced.catalog = sourced.catalog.concat(facts.catalog);
         sourced.media = sourced.media.concat(facts.media);
         sourced.playback = sourced.playback.concat(facts.playback);
@@ -345,6 +359,8 @@ fn run_worker(
             .map(|s| s.expect("every view is arranged"))
             .collect::<Vec<_>>()
     });
+    // Fed: what the views need of it is in them now.
+    drop(from);
     let traces: Traces = Rc::new(RefCell::new(traces));
     let outstanding: Outstanding = Rc::new(RefCell::new(HashMap::new()));
     let mut requests = peek_dataflow(
