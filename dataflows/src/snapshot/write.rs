@@ -12,6 +12,7 @@
 //! retention are deleted once the oldest snapshot kept covers them, so a
 //! start from any snapshot kept still finds every record after it.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use reelflow_ingest::events::{PlaybackEvent, TopicEvent};
@@ -70,6 +71,17 @@ impl Writer {
     }
 }
 
+/// A partition as [`Writer::catch_up`] reads it.
+struct Part {
+    /// The next offset to read.
+    next: u64,
+    /// Its high watermark, asked at `observed`.
+    high: u64,
+    /// The stamp of the last record read (or where the snapshot left it).
+    last: Time,
+    observed: Time,
+}
+
 /// What writing one snapshot took.
 #[derive(Clone, Debug)]
 pub struct Written {
@@ -126,38 +138,63 @@ impl Writer {
         let mut records: Vec<Record> = Vec::new();
         let mut frontier = Time::MAX;
         for topic in crate::TOPICS {
+            // Per partition: where to read from, its watermark, the stamp
+            // of the last record read, and when the watermark was asked.
+            let mut parts: BTreeMap<u32, Part> = BTreeMap::new();
             for partition in 0..self.log.partition_count(topic).await? {
-                let mark = self.compactor.mark(topic, partition);
-                let (from, mut last) = mark.map_or((0, 0), |m| (m.offset, m.last));
+                let (next, last) = self
+                    .compactor
+                    .mark(topic, partition)
+                    .map_or((0, 0), |m| (m.offset, m.last));
                 // The clock before the watermark: anything it misses was
                 // accepted after this moment.
                 let observed = now_ms();
                 let high = self.log.high_watermark(topic, partition).await?;
-                if high > from {
-                    let mut reader = self.log.reader(topic, &[(partition, from)]).await?;
-                    let mut next = from;
-                    let mut moved = Instant::now();
-                    while next < high {
-                        if moved.elapsed() > STALLED {
-                            return Err(LogError::Invalid(format!(
-                                "{topic} partition {partition} gave no records for {STALLED:?} at offset {next}, short \
-                                 of its high watermark {high}"
-                            )));
-                        }
-                        let batch = reader.poll(POLL, Duration::from_millis(500)).await?;
-                        if !batch.is_empty() {
-                            moved = Instant::now();
-                        }
-                        for r in batch {
-                            next = r.offset + 1;
-                            if r.offset < high {
-                                last = stamp(r.timestamp_ms, last, tick);
-                                records.push(r);
-                            }
+                parts.insert(
+                    partition,
+                    Part {
+                        next,
+                        high,
+                        last,
+                        observed,
+                    },
+                );
+            }
+            // One reader for the topic's partitions with records to read.
+            let assignment: Vec<(u32, u64)> = parts
+                .iter()
+                .filter(|(_, p)| p.next < p.high)
+                .map(|(partition, p)| (*partition, p.next))
+                .collect();
+            if !assignment.is_empty() {
+                let mut reader = self.log.reader(topic, &assignment).await?;
+                let mut moved = Instant::now();
+                while let Some((partition, p)) = parts.iter().find(|(_, p)| p.next < p.high) {
+                    if moved.elapsed() > STALLED {
+                        return Err(LogError::Invalid(format!(
+                            "{topic} partition {partition} gave no records for {STALLED:?} at offset {}, short of its \
+                             high watermark {}",
+                            p.next, p.high
+                        )));
+                    }
+                    let batch = reader.poll(POLL, Duration::from_millis(500)).await?;
+                    if !batch.is_empty() {
+                        moved = Instant::now();
+                    }
+                    for r in batch {
+                        let Some(p) = parts.get_mut(&r.partition) else {
+                            continue;
+                        };
+                        p.next = p.next.max(r.offset + 1);
+                        if r.offset < p.high {
+                            p.last = stamp(r.timestamp_ms, p.last, tick);
+                            records.push(r);
                         }
                     }
                 }
-                frontier = frontier.min(last.max(observed.saturating_sub(grace)));
+            }
+            for p in parts.values() {
+                frontier = frontier.min(p.last.max(p.observed.saturating_sub(grace)));
             }
         }
         if frontier != Time::MAX {
