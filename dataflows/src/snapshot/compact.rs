@@ -129,11 +129,6 @@ impl Compactor {
         c
     }
 
-    /// The time before which everything is folded.
-    pub fn frontier(&self) -> Time {
-        self.frontier
-    }
-
     /// Where `topic`'s `partition` was left, if anything of it was read.
     pub fn mark(&self, topic: &str, partition: u32) -> Option<&PartitionMark> {
         self.marks.get(&(topic.to_string(), partition))
@@ -340,11 +335,6 @@ impl Compactor {
                 starts: f.starts.iter().copied().collect(),
             },
         }
-    }
-
-    /// Sessions open now.
-    pub fn open_sessions(&self) -> usize {
-        self.sessions.len()
     }
 }
 
