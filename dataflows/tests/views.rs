@@ -734,9 +734,24 @@ async fn snapshotted(
     let mut stamps: Vec<Time> = facts.iter().map(|(t, _)| *t).collect();
     stamps.sort();
     stamps.dedup();
-    let (early, frontier) = (stamps[stamps.len() / 4] + 1, stamps[stamps.len() / 2] + 1);
-    let mut once = Compactor::new(&windows(), TICK_MS);
-    once.advance(&records, frontier);
+    // From the middle of the log on, the first time at which some sessions
+    // have closed and others are still open (how the log's times fall
+    // depends on how fast it was written).
+    let fold = |frontier: Time| {
+        let mut c = Compactor::new(&windows(), TICK_MS);
+        c.advance(&records, frontier);
+        c
+    };
+    let frontier = stamps[stamps.len() / 2..]
+        .iter()
+        .map(|t| t + 1)
+        .find(|t| {
+            let s = fold(*t).snapshot();
+            !s.closed.totals.is_empty() && !s.playback.is_empty()
+        })
+        .unwrap_or(stamps[stamps.len() / 2] + 1);
+    let early = stamps[stamps.len() / 4] + 1;
+    let once = fold(frontier);
     let mut first = Compactor::new(&windows(), TICK_MS);
     first.advance(&records, early);
     let mut second = Compactor::resume(&first.snapshot(), &windows());
