@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs a `reelflow-bench …` with the real services it compares against,
 # e.g. `scripts/bench.sh log`, `scripts/bench.sh api`, `scripts/bench.sh transcode`,
-# `scripts/bench.sh upload`, `scripts/bench.sh hls`, `scripts/bench.sh scale`, `scripts/bench.sh sql`
+# `scripts/bench.sh upload`, `scripts/bench.sh hls`, `scripts/bench.sh scale`, `scripts/bench.sh sql`,
+# `scripts/bench.sh state`
 # or `scripts/bench.sh log --json`.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

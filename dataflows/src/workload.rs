@@ -324,6 +324,7 @@ pub fn embedded(dir: &std::path::Path) -> AnyLog {
             EmbeddedOptions {
                 fsync: FsyncPolicy::Never,
                 segment_bytes: 16 * 1024,
+                ..EmbeddedOptions::default()
             },
         )
         .expect("open embedded log"),

@@ -163,6 +163,7 @@ fn small_segments(dir: &std::path::Path) -> AnyLog {
             EmbeddedOptions {
                 fsync: FsyncPolicy::Never,
                 segment_bytes: 2 * 1024,
+                ..EmbeddedOptions::default()
             },
         )
         .expect("open embedded log"),

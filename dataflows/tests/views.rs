@@ -723,6 +723,7 @@ async fn snapshotted(
             EmbeddedOptions {
                 fsync: FsyncPolicy::Never,
                 segment_bytes: 2 * 1024,
+                ..EmbeddedOptions::default()
             },
         )
         .unwrap(),

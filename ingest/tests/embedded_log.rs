@@ -7,7 +7,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use reelflow_ingest::log::{EmbeddedLog, EmbeddedOptions, EventLog, FsyncPolicy, LogError, PartitionReader, Record};
+use reelflow_ingest::log::{
+    EmbeddedLog, EmbeddedOptions, EventLog, FsyncPolicy, LogClock, LogError, PartitionReader, Record,
+};
 
 fn segments(dir: &Path, topic: &str, partition: u32) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = fs::read_dir(dir.join(topic).join(partition.to_string()))
@@ -99,11 +101,10 @@ async fn a_bit_flip_in_the_last_record_is_a_torn_write() {
     );
 }
 
-#[tokio::test]
-async fn damage_in_a_sealed_segment_is_refused_not_hidden() {
-    let dir = tempfile::tempdir().expect("tempdir");
+/// A log of several sealed segments, with the first one's byte 100 flipped.
+async fn damaged_log(dir: &Path) -> Vec<PathBuf> {
     {
-        let log = EmbeddedLog::open(dir.path(), small_segments()).expect("open");
+        let log = EmbeddedLog::open(dir, small_segments()).expect("open");
         log.create_topic("t", 1).await.expect("create");
         for i in 0..200 {
             log.append("t", b"k", format!("value-{i}-{}", "p".repeat(50)).as_bytes())
@@ -111,17 +112,84 @@ async fn damage_in_a_sealed_segment_is_refused_not_hidden() {
                 .expect("append");
         }
     }
-    let segs = segments(dir.path(), "t", 0);
+    let segs = segments(dir, "t", 0);
     assert!(segs.len() > 2, "expected several segments, got {}", segs.len());
     let mut bytes = fs::read(&segs[0]).expect("read");
     bytes[100] ^= 0xff;
     fs::write(&segs[0], &bytes).expect("write");
+    segs
+}
+
+#[tokio::test]
+async fn damage_in_a_sealed_segment_fails_its_reader_not_hidden() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let segs = damaged_log(dir.path()).await;
+    // Opening trusts the sealed segments' index files, so it does not read
+    // them; reading the damaged record fails, naming the file.
+    let log = EmbeddedLog::open(dir.path(), small_segments()).expect("open");
+    let mut reader = log.reader("t", &[(0, 0)]).await.expect("reader");
+    let mut read = 0;
+    let err = loop {
+        match reader.poll(1000, Duration::from_secs(5)).await {
+            Ok(batch) => {
+                assert!(!batch.is_empty(), "the reader stalled instead of failing");
+                read += batch.len();
+            }
+            Err(e) => break e,
+        }
+    };
+    assert!(read < 200, "the damaged record was read");
+    match err {
+        LogError::Corrupt(msg) => assert!(msg.contains(&segs[0].display().to_string()), "{msg}"),
+        other => panic!("expected a corruption error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn damage_in_a_sealed_segment_without_its_index_is_refused_on_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let segs = damaged_log(dir.path()).await;
+    fs::remove_file(segs[0].with_extension("index")).expect("the sealed segment has an index");
     match EmbeddedLog::open(dir.path(), small_segments()) {
         Err(LogError::Corrupt(msg)) => {
             assert!(msg.contains(&segs[0].display().to_string()), "{msg}")
         }
         other => panic!("expected a corruption error, got {other:?}"),
     }
+}
+
+#[tokio::test]
+async fn a_missing_or_stale_segment_index_is_rebuilt_by_a_scan() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let values: Vec<Vec<u8>> = (0..300).map(|i| format!("value-{i}-{}", "s".repeat(40)).into_bytes()).collect();
+    {
+        let log = EmbeddedLog::open(dir.path(), small_segments()).expect("open");
+        log.create_topic("t", 1).await.expect("create");
+        for v in &values {
+            log.append("t", b"k", v).await.expect("append");
+        }
+    }
+    let segs = segments(dir.path(), "t", 0);
+    let sealed = &segs[..segs.len() - 1];
+    assert!(sealed.iter().all(|s| s.with_extension("index").is_file()), "every sealed segment has an index");
+    assert!(!segs[segs.len() - 1].with_extension("index").exists(), "the active segment has none");
+    // One index gone, one describing another length, one damaged.
+    fs::remove_file(sealed[0].with_extension("index")).expect("rm");
+    let mut stale = fs::read(sealed[1].with_extension("index")).expect("read");
+    stale[16] ^= 1;
+    let crc = crc32fast::hash(&stale[..stale.len() - 4]);
+    let n = stale.len();
+    stale[n - 4..].copy_from_slice(&crc.to_le_bytes());
+    fs::write(sealed[1].with_extension("index"), stale).expect("write");
+    let mut damaged = fs::read(sealed[2].with_extension("index")).expect("read");
+    damaged[20] ^= 0xff;
+    fs::write(sealed[2].with_extension("index"), damaged).expect("write");
+    let log = EmbeddedLog::open(dir.path(), small_segments()).expect("reopen");
+    assert_eq!(
+        read_all(&log, "t").await.iter().map(|r| r.value.clone()).collect::<Vec<_>>(),
+        values
+    );
+    assert!(sealed[0].with_extension("index").is_file(), "the scan wrote the index again");
 }
 
 #[tokio::test]
@@ -193,4 +261,24 @@ async fn fsync_never_still_survives_a_restart_of_the_process() {
     }
     let log = EmbeddedLog::open(dir.path(), options).expect("reopen");
     assert_eq!(read_all(&log, "t").await.len(), 100);
+}
+
+#[tokio::test]
+async fn a_set_clock_stamps_records_with_its_time_and_never_backwards() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let at = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(1_600_000_000_000));
+    let options = EmbeddedOptions {
+        clock: LogClock::Set(at.clone()),
+        ..EmbeddedOptions::default()
+    };
+    let log = EmbeddedLog::open(dir.path(), options).expect("open");
+    log.create_topic("t", 1).await.expect("create");
+    log.append("t", b"k", b"first").await.expect("append");
+    at.store(1_600_003_600_000, std::sync::atomic::Ordering::Release);
+    log.append("t", b"k", b"an hour later").await.expect("append");
+    // A clock set back does not move log time back.
+    at.store(1_600_000_000_000, std::sync::atomic::Ordering::Release);
+    log.append("t", b"k", b"set back").await.expect("append");
+    let times: Vec<i64> = read_all(&log, "t").await.iter().map(|r| r.timestamp_ms).collect();
+    assert_eq!(times, [1_600_000_000_000, 1_600_003_600_000, 1_600_003_600_000]);
 }

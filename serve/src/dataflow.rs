@@ -13,7 +13,10 @@
 //!
 //! It starts from the latest snapshot in object storage, and process 0
 //! writes a new one every `dataflow.snapshot_interval_s` and when it stops
-//! ([`Snapshots`]).
+//! ([`Snapshots`]). `GET /v1/snapshots` lists the complete snapshots in
+//! the store, newest first, with their size and age; `POST /v1/snapshots`
+//! has process 0 write one now (an operator before a deploy, or a
+//! benchmark), answering once it is stored.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -30,7 +33,7 @@ use reelflow_dataflows::{Dataflows, Metrics, PeekClient, SnapshotStatus};
 use serde_json::json;
 
 use crate::config::Config;
-use crate::problem::ApiResult;
+use crate::problem::{ApiError, ApiResult};
 use crate::views::{self, ViewQuery};
 
 /// How far behind the clock the views may be and still count as caught up.
@@ -155,6 +158,31 @@ pub struct Snapshots {
     task: tokio::task::JoinHandle<()>,
 }
 
+/// What the listener's `/v1/snapshots` needs: the store every process
+/// reads, and on process 0 the writer.
+#[derive(Clone, Default)]
+pub struct SnapshotRoutes {
+    store: Option<SnapshotStore>,
+    with: Option<FoldedWith>,
+    writer: Option<(Arc<tokio::sync::Mutex<Writer>>, Arc<Metrics>)>,
+}
+
+impl SnapshotRoutes {
+    /// The routes of a process whose snapshots (if any) are `snapshots`,
+    /// over `config`'s object store.
+    pub async fn new(config: &Config, snapshots: Option<&Snapshots>) -> anyhow::Result<Self> {
+        if !config.dataflow.snapshots {
+            return Ok(Self::default());
+        }
+        let options = config.dataflow_options()?;
+        Ok(Self {
+            store: Some(SnapshotStore::new(Arc::new(crate::platform::open_store(config).await?))),
+            with: Some(FoldedWith::of(&options.windows, options.source.tick.as_millis() as u64)),
+            writer: snapshots.map(|s| (Arc::clone(&s.writer), Arc::clone(&s.metrics))),
+        })
+    }
+}
+
 impl Snapshots {
     fn start(writer: Writer, every: Duration, metrics: Arc<Metrics>) -> Self {
         let writer = Arc::new(tokio::sync::Mutex::new(writer));
@@ -179,8 +207,13 @@ impl Snapshots {
 }
 
 async fn write(writer: &tokio::sync::Mutex<Writer>, metrics: &Metrics) {
+    let _ = write_locked(&mut *writer.lock().await, metrics).await;
+}
+
+/// Writes a snapshot with `writer`, counting it in `metrics`.
+async fn write_locked(writer: &mut Writer, metrics: &Metrics) -> Option<(Written, u64)> {
     let started = std::time::Instant::now();
-    match writer.lock().await.snapshot().await {
+    match writer.snapshot().await {
         Ok(w) => {
             let ms = started.elapsed().as_millis() as u64;
             tracing::info!(
@@ -194,10 +227,12 @@ async fn write(writer: &tokio::sync::Mutex<Writer>, metrics: &Metrics) {
             );
             metrics.snapshots_written.fetch_add(1, Ordering::Relaxed);
             *metrics.last_snapshot.lock().expect("metrics lock") = Some(status(&w.manifest, ms));
+            Some((w, ms))
         }
         Err(e) => {
             metrics.snapshot_failures.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(error = %e, "writing a snapshot failed; the next one will try again");
+            None
         }
     }
 }
@@ -218,7 +253,7 @@ pub fn caught_up(client: &PeekClient) -> Result<u64, String> {
 }
 
 /// The internal listener's routes.
-pub fn router(client: PeekClient) -> Router {
+pub fn router(client: PeekClient, snapshots: SnapshotRoutes) -> Router {
     Router::new()
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/readyz", get(readyz))
@@ -226,6 +261,78 @@ pub fn router(client: PeekClient) -> Router {
         .route("/v1/views", get(|| async { Json(views::list()) }))
         .route("/v1/views/{name}", get(view))
         .with_state(client)
+        .merge(
+            Router::new()
+                .route("/v1/snapshots", get(list_snapshots).post(snapshot_now_route))
+                .with_state(snapshots),
+        )
+}
+
+/// A manifest as `/v1/snapshots` shows it.
+fn described(m: &Manifest, now_ms: u64) -> serde_json::Value {
+    json!({
+        "sequence": m.sequence,
+        "frontier": m.frontier,
+        "written_at_ms": m.written_at_ms,
+        "age_s": now_ms.saturating_sub(m.written_at_ms) as f64 / 1000.0,
+        "bytes": m.bytes(),
+        "rows": m.parts.iter().map(|p| p.rows).sum::<u64>(),
+        "partitions": m.partitions.len(),
+        "format_version": m.format_version,
+    })
+}
+
+fn disabled() -> ApiError {
+    ApiError::Unavailable("snapshots are off on this cluster (dataflow.snapshots = false)".into())
+}
+
+async fn list_snapshots(State(routes): State<SnapshotRoutes>) -> ApiResult<Json<serde_json::Value>> {
+    let (Some(store), Some(with)) = (&routes.store, &routes.with) else {
+        return Err(disabled());
+    };
+    let manifests = store
+        .manifests()
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("listing the snapshots: {e}")))?;
+    let now = reelflow_dataflows::now_ms();
+    let listed: Vec<_> = manifests
+        .iter()
+        .map(|m| {
+            let mut v = described(m, now);
+            v["usable"] = json!(&m.folded_with == with);
+            v
+        })
+        .collect();
+    Ok(Json(json!({ "snapshots": listed })))
+}
+
+async fn snapshot_now_route(State(routes): State<SnapshotRoutes>) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
+    if routes.store.is_none() {
+        return Err(disabled());
+    }
+    let Some((writer, metrics)) = &routes.writer else {
+        return Err(ApiError::Conflict(
+            "snapshots are written by process 0 of the cluster (reelflow-dataflow-0); ask it".into(),
+        ));
+    };
+    let Ok(mut writer) = writer.try_lock() else {
+        return Err(ApiError::Conflict(
+            "a snapshot is being written now; list /v1/snapshots once it is done".into(),
+        ));
+    };
+    match write_locked(&mut writer, metrics).await {
+        Some((w, ms)) => {
+            let mut v = described(&w.manifest, reelflow_dataflows::now_ms());
+            v["records_folded"] = json!(w.records);
+            v["fold_ms"] = json!(w.fold.as_millis() as u64);
+            v["write_ms"] = json!(w.write.as_millis() as u64);
+            v["duration_ms"] = json!(ms);
+            Ok((StatusCode::CREATED, Json(v)))
+        }
+        None => Err(ApiError::Unavailable(
+            "writing the snapshot failed; the process log says why, and the next one will try again".into(),
+        )),
+    }
 }
 
 async fn readyz(State(client): State<PeekClient>) -> Response {

@@ -274,7 +274,8 @@ async fn dataflow(config: Config) -> anyhow::Result<()> {
         pg_addr.ip(),
         pg_addr.port()
     );
-    let router = reelflow_serve::dataflow::router(client).merge(reelflow_serve::sql::router(sql));
+    let routes = reelflow_serve::dataflow::SnapshotRoutes::new(&config, snapshots.as_ref()).await?;
+    let router = reelflow_serve::dataflow::router(client, routes).merge(reelflow_serve::sql::router(sql));
     axum::serve(listener, router)
         .with_graceful_shutdown(async {
             shutdown_signal().await;

@@ -31,7 +31,7 @@ pub mod kafka;
 mod partitioner;
 
 pub use any::{AnyConsumer, AnyLog, AnyReader};
-pub use embedded::{EmbeddedLog, EmbeddedOptions, FsyncPolicy};
+pub use embedded::{EmbeddedLog, EmbeddedOptions, FsyncPolicy, LogClock};
 pub use kafka::{KafkaConfig, KafkaLog};
 pub use partitioner::{murmur2, partition_for};
 

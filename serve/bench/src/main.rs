@@ -15,6 +15,7 @@ mod hls;
 mod log;
 mod scale;
 mod sql;
+mod state;
 mod transcode;
 mod upload;
 
@@ -62,6 +63,10 @@ enum Command {
     /// A point query on video_stats and a top 10 of trending over the
     /// PostgreSQL protocol, beside PostgreSQL answering them from tables.
     Sql(sql::SqlBenchArgs),
+    /// Whether the views' state lives for years: memory after 10 M and
+    /// 100 M records of log, restart from a snapshot beside a full replay,
+    /// what a snapshot costs and the freshness while one is written.
+    State(state::StateBenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -84,6 +89,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Hls(args) => bench!(hls, args),
         Command::Sql(args) => bench!(sql, args),
+        Command::State(args) => bench!(state, args),
         Command::Scale(args) => bench!(scale, args),
         Command::Dataflow(args) => bench!(dataflow, args),
         Command::Upload(args) => bench!(upload, args),

@@ -7,6 +7,7 @@
 //! <root>/LOCK                              held while a process has the log open
 //! <root>/<topic>/topic.json                {"partitions": N}
 //! <root>/<topic>/<partition>/<base>.log    segments, named by their first offset
+//! <root>/<topic>/<partition>/<base>.index  a sealed segment's length, offsets and sparse index
 //! <root>/<topic>/groups/<group>.json       committed offsets of a consumer group
 //! ```
 //!
@@ -28,12 +29,18 @@
 //!
 //! # Recovery
 //!
-//! Opening the log checks every record's length, CRC and offset. An invalid
-//! record in the *last* segment of a partition is a torn write from a crash:
-//! the segment is truncated to the last valid record, which can only drop
-//! records that were never acknowledged. An invalid record in a sealed
-//! segment is damage that recovery must not hide: opening fails with an
-//! error naming the file and position.
+//! Opening the log checks every record's length, CRC and offset in the
+//! *last* segment of each partition, the only one a crash can tear: an
+//! invalid record there is a torn write, and the segment is truncated to
+//! the last valid record, which can only drop records that were never
+//! acknowledged. A sealed segment is described by its index file
+//! (`<base>.index`, written when it was sealed; see [`segment`]), so an
+//! open reads kilobytes, not the log's whole history. A sealed segment
+//! without a valid index is scanned like the last one, and an invalid
+//! record in it is damage that recovery must not hide: opening fails with
+//! an error naming the file and position. Damage behind a valid index is
+//! found by the reader, which checks every record it returns and fails
+//! with the same error.
 
 mod group;
 mod partition;
@@ -84,6 +91,8 @@ pub struct EmbeddedOptions {
     pub fsync: FsyncPolicy,
     /// A segment is sealed once it grows past this many bytes.
     pub segment_bytes: u64,
+    /// Where records' log times come from.
+    pub clock: LogClock,
 }
 
 impl Default for EmbeddedOptions {
@@ -91,6 +100,35 @@ impl Default for EmbeddedOptions {
         Self {
             fsync: FsyncPolicy::Always,
             segment_bytes: 128 * 1024 * 1024,
+            clock: LogClock::Wall,
+        }
+    }
+}
+
+/// Where the embedded log's record times come from. Whatever the clock
+/// says, log time never goes backwards within a partition.
+#[derive(Debug, Clone, Default)]
+pub enum LogClock {
+    /// The wall clock: a record's time is when it was appended, like
+    /// Kafka's `LogAppendTime`. What the platform runs with.
+    #[default]
+    Wall,
+    /// Milliseconds since the epoch that the writer sets, like a Kafka
+    /// producer setting `CreateTime`: to write in minutes a log that spans
+    /// hours of history, as `reelflow-bench state` does.
+    Set(Arc<std::sync::atomic::AtomicI64>),
+}
+
+impl LogClock {
+    /// The time a record appended now gets (before the partition's own
+    /// never-backwards rule).
+    pub fn now_ms(&self) -> i64 {
+        match self {
+            Self::Wall => std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(0),
+            Self::Set(at) => at.load(std::sync::atomic::Ordering::Acquire),
         }
     }
 }

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use super::segment::{self, INDEX_INTERVAL, ScanEnd, SegmentMeta, SegmentReader};
 use super::{EmbeddedOptions, FsyncPolicy, Topic, record};
@@ -46,6 +46,12 @@ impl Partition {
         let mut segments = Vec::with_capacity(listed.len());
         let last = listed.len() - 1;
         for (i, (base, path)) in listed.iter().enumerate() {
+            if i != last
+                && let Some(meta) = segment::read_index(*base, path)
+            {
+                segments.push(meta);
+                continue;
+            }
             let (meta, end) = segment::scan(*base, path)?;
             if let Some(prev) = segments.last().map(|s: &SegmentMeta| s.end_offset)
                 && prev != *base
@@ -70,6 +76,10 @@ impl Partition {
                     "truncating a torn write at the end of the log"
                 );
                 segment::truncate(path, meta.len)?;
+            } else if i != last
+                && let Err(e) = segment::write_index(&meta)
+            {
+                tracing::warn!(segment = %path.display(), error = %e, "cannot write a sealed segment's index; the next open scans it again");
             }
             segments.push(meta);
         }
@@ -121,6 +131,7 @@ impl Partition {
         };
         for s in &expired {
             fs::remove_file(&s.path).map_err(|e| LogError::io(format!("deleting {}", s.path.display()), e))?;
+            let _ = fs::remove_file(segment::index_path(&s.path));
         }
         if !expired.is_empty() {
             segment::sync_dir(&self.dir)?;
@@ -138,12 +149,9 @@ impl Partition {
     pub(crate) fn append(&self, records: &[(&[u8], &[u8])]) -> LogResult<u64> {
         let (first, end) = {
             let mut w = self.writer.lock().expect("writer lock");
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_millis() as i64)
-                .unwrap_or(0);
+            let now = self.options.clock.now_ms();
             // Log time never goes backwards within a partition, even if the
-            // wall clock does.
+            // clock does.
             let ts = now.max(w.last_timestamp_ms);
             let first = w.next_offset;
             let mut buf = std::mem::take(&mut w.buf);
@@ -220,6 +228,12 @@ impl Partition {
             .map_err(|e| LogError::io(format!("creating {}", path.display()), e))?;
         segment::sync_dir(&self.dir)?;
         w.file = Arc::new(file);
+        let sealed = self.segments.read().expect("segments lock").last().cloned();
+        if let Some(sealed) = sealed
+            && let Err(e) = segment::write_index(&sealed)
+        {
+            tracing::warn!(segment = %sealed.path.display(), error = %e, "cannot write a sealed segment's index; the next open scans it");
+        }
         self.segments.write().expect("segments lock").push(SegmentMeta {
             base_offset: w.next_offset,
             path,

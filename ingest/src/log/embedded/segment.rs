@@ -1,5 +1,16 @@
-//! Segment files: scanning them on open (the recovery of the module doc) and
-//! the small file helpers the log needs.
+//! Segment files: scanning them on open (the recovery of the module doc),
+//! the index file a sealed segment gets, and the small file helpers the
+//! log needs.
+//!
+//! A sealed segment never changes, so what a scan learns of it (length,
+//! offsets, last log time, sparse index) is written beside it as
+//! `<base>.index`, with a CRC. Opening the log then reads those small files
+//! instead of every sealed byte, so a start does not grow with the log's
+//! history: only the active segment, the one a crash can tear, is scanned.
+//! An index that is missing, damaged or describes another length than the
+//! segment's is ignored and the segment scanned (and the index written
+//! again). Damage inside a sealed segment is still never hidden: a reader
+//! checks every record's CRC and fails with an error naming the file.
 
 use std::fs::{self, File};
 use std::io::{BufReader, Read, Seek, SeekFrom, Write};
@@ -41,6 +52,60 @@ impl SegmentMeta {
 /// File name of the segment starting at `base_offset`.
 pub fn file_name(base_offset: u64) -> String {
     format!("{base_offset:020}.log")
+}
+
+/// Path of the index file of the segment at `path`.
+pub fn index_path(path: &Path) -> PathBuf {
+    path.with_extension("index")
+}
+
+const INDEX_MAGIC: &[u8; 8] = b"RFSEGIX1";
+
+/// Writes `meta` as the index file of its (sealed) segment.
+pub fn write_index(meta: &SegmentMeta) -> LogResult<()> {
+    let mut out = Vec::with_capacity(48 + meta.index.len() * 16);
+    out.extend_from_slice(INDEX_MAGIC);
+    for v in [meta.base_offset, meta.len, meta.end_offset, meta.last_timestamp_ms as u64] {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out.extend_from_slice(&(meta.index.len() as u64).to_le_bytes());
+    for (offset, pos) in &meta.index {
+        out.extend_from_slice(&offset.to_le_bytes());
+        out.extend_from_slice(&pos.to_le_bytes());
+    }
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    write_atomically(&index_path(&meta.path), &out)
+}
+
+/// The index file of the sealed segment at `path` starting at
+/// `base_offset`, if there is one that is intact and describes the
+/// segment's present length.
+pub fn read_index(base_offset: u64, path: &Path) -> Option<SegmentMeta> {
+    let bytes = fs::read(index_path(path)).ok()?;
+    let (body, crc) = bytes.split_at_checked(bytes.len().checked_sub(4)?)?;
+    if crc32fast::hash(body) != u32::from_le_bytes(crc.try_into().ok()?) || !body.starts_with(INDEX_MAGIC) {
+        return None;
+    }
+    let words: Vec<u64> = body[INDEX_MAGIC.len()..]
+        .chunks_exact(8)
+        .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
+        .collect();
+    let [base, len, end_offset, last, n, rest @ ..] = words.as_slice() else {
+        return None;
+    };
+    let file_len = fs::metadata(path).ok()?.len();
+    if *base != base_offset || *len != file_len || rest.len() as u64 != n * 2 {
+        return None;
+    }
+    Some(SegmentMeta {
+        base_offset,
+        path: path.to_path_buf(),
+        len: *len,
+        end_offset: *end_offset,
+        last_timestamp_ms: *last as i64,
+        index: rest.chunks_exact(2).map(|p| (p[0], p[1])).collect(),
+    })
 }
 
 /// Segments in `dir`, sorted by base offset.
