@@ -13,6 +13,10 @@ use reelflow_dataflows::Windows;
 use reelflow_dataflows::{Time, View, reference, workload};
 use serde_json::Value;
 
+/// The tests here share the Kafka topics and compare the views with
+/// everything in them, so they take turns.
+static TOPICS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 struct Process {
     child: Child,
     addr: String,
@@ -112,6 +116,7 @@ fn snapshots(data: &std::path::Path) -> Vec<u64> {
 
 #[test]
 fn a_dataflow_starts_from_the_latest_snapshot_and_writes_one_when_stopped() {
+    let _turn = TOPICS.lock().unwrap_or_else(|e| e.into_inner());
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let _context = runtime.enter();
     let log = common::test_kafka();
@@ -175,6 +180,7 @@ fn kill_9(p: &mut Process) {
 
 #[test]
 fn a_dataflow_killed_during_a_snapshot_or_a_replay_restarts_with_identical_views() {
+    let _turn = TOPICS.lock().unwrap_or_else(|e| e.into_inner());
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let _context = runtime.enter();
     let log = common::test_kafka();

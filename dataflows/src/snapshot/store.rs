@@ -75,6 +75,10 @@ pub enum SnapshotError {
         /// Its format version.
         version: u32,
     },
+    /// The fold panicked on its blocking thread and took the writer's
+    /// state with it (a bug); the process must start again.
+    #[error("the snapshot writer lost its state to a failed fold; restart the process")]
+    Lost,
 }
 
 /// The windows a snapshot was folded with, as the manifest records them.
@@ -149,6 +153,30 @@ impl Manifest {
 #[derive(Clone)]
 pub struct SnapshotStore {
     store: Arc<AnyStore>,
+}
+
+/// Every part of `snapshot` as Arrow IPC: (name, rows, bytes).
+type Encoded = Vec<(&'static str, u64, Vec<u8>)>;
+
+fn encode_parts(snapshot: &Snapshot) -> Result<Encoded, (&'static str, String)> {
+    fn one<T: Serialize>(out: &mut Encoded, part: &'static str, rows: &[T]) -> Result<(), (&'static str, String)> {
+        out.push((part, rows.len() as u64, encode(rows).map_err(|reason| (part, reason))?));
+        Ok(())
+    }
+    let mut out = Vec::new();
+    let c = &snapshot.closed;
+    one(&mut out, "catalog", &snapshot.catalog)?;
+    one(&mut out, "media", &snapshot.media)?;
+    one(&mut out, "playback", &snapshot.playback)?;
+    one(&mut out, "totals", &c.totals)?;
+    one(&mut out, "viewers", &c.viewers)?;
+    one(&mut out, "anonymous", &c.anonymous)?;
+    one(&mut out, "startups", &c.startups)?;
+    one(&mut out, "retention", &c.retention)?;
+    one(&mut out, "last_view", &c.last_view)?;
+    one(&mut out, "history", &c.history)?;
+    one(&mut out, "starts", &c.starts)?;
+    Ok(out)
 }
 
 fn key(sequence: u64, file: &str) -> Result<ObjectKey, StorageError> {
@@ -271,21 +299,28 @@ impl SnapshotStore {
 
     /// Writes `snapshot`, folded `with` these windows, as the next
     /// sequence: every part, then the manifest.
-    pub async fn write(&self, snapshot: &Snapshot, with: FoldedWith) -> Result<Manifest, SnapshotError> {
+    pub async fn write(&self, snapshot: Arc<Snapshot>, with: FoldedWith) -> Result<Manifest, SnapshotError> {
         let sequence = self.next_sequence().await?;
+        // Encoding takes seconds for a large state: off the runtime.
+        let encoded = {
+            let snapshot = Arc::clone(&snapshot);
+            tokio::task::spawn_blocking(move || encode_parts(&snapshot))
+                .await
+                .map_err(|_| SnapshotError::Lost)?
+                .map_err(|(part, reason)| SnapshotError::Part { sequence, part, reason })?
+        };
         let mut parts = Vec::new();
-        let c = &snapshot.closed;
-        parts.push(self.put(sequence, "catalog", &snapshot.catalog).await?);
-        parts.push(self.put(sequence, "media", &snapshot.media).await?);
-        parts.push(self.put(sequence, "playback", &snapshot.playback).await?);
-        parts.push(self.put(sequence, "totals", &c.totals).await?);
-        parts.push(self.put(sequence, "viewers", &c.viewers).await?);
-        parts.push(self.put(sequence, "anonymous", &c.anonymous).await?);
-        parts.push(self.put(sequence, "startups", &c.startups).await?);
-        parts.push(self.put(sequence, "retention", &c.retention).await?);
-        parts.push(self.put(sequence, "last_view", &c.last_view).await?);
-        parts.push(self.put(sequence, "history", &c.history).await?);
-        parts.push(self.put(sequence, "starts", &c.starts).await?);
+        for (part, rows, bytes) in encoded {
+            self.store
+                .put_bytes(&key(sequence, &format!("{part}.arrow"))?, &bytes)
+                .await?;
+            parts.push(PartFile {
+                name: part.to_string(),
+                rows,
+                bytes: bytes.len() as u64,
+                crc32: crc32fast::hash(&bytes),
+            });
+        }
         let manifest = Manifest {
             format_version: FORMAT_VERSION,
             sequence,
@@ -308,24 +343,6 @@ impl SnapshotStore {
             .map(|(s, _)| s + 1)
             .max()
             .unwrap_or(1))
-    }
-
-    async fn put<T: Serialize>(
-        &self,
-        sequence: u64,
-        part: &'static str,
-        rows: &[T],
-    ) -> Result<PartFile, SnapshotError> {
-        let bytes = encode(rows).map_err(|reason| SnapshotError::Part { sequence, part, reason })?;
-        self.store
-            .put_bytes(&key(sequence, &format!("{part}.arrow"))?, &bytes)
-            .await?;
-        Ok(PartFile {
-            name: part.to_string(),
-            rows: rows.len() as u64,
-            bytes: bytes.len() as u64,
-            crc32: crc32fast::hash(&bytes),
-        })
     }
 
     /// Deletes every snapshot but the newest `keep` complete ones, and

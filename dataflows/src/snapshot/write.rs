@@ -13,6 +13,7 @@
 //! start from any snapshot kept still finds every record after it.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reelflow_ingest::events::{PlaybackEvent, TopicEvent};
@@ -26,6 +27,9 @@ use crate::views::Windows;
 /// Records asked for per poll of the log.
 const POLL: usize = 8192;
 
+/// Records read before a fold, while catching up.
+const CHUNK: usize = 1 << 20;
+
 /// How long a partition may give nothing below its high watermark.
 const STALLED: Duration = Duration::from_secs(30);
 
@@ -33,7 +37,8 @@ const STALLED: Duration = Duration::from_secs(30);
 pub struct Writer {
     log: AnyLog,
     store: SnapshotStore,
-    compactor: Compactor,
+    /// Taken while a blocking thread folds with it.
+    compactor: Option<Compactor>,
     with: FoldedWith,
     grace: Duration,
     keep: usize,
@@ -54,7 +59,7 @@ impl Writer {
         let topic = PlaybackEvent::TOPIC;
         for partition in 0..self.log.partition_count(topic).await? {
             let (Some(now), Some(kept)) = (
-                self.compactor.mark(topic, partition),
+                self.compactor.as_ref().and_then(|c| c.mark(topic, partition)),
                 oldest
                     .partitions
                     .iter()
@@ -114,7 +119,7 @@ impl Writer {
         Self {
             log,
             store,
-            compactor,
+            compactor: Some(compactor),
             with: FoldedWith::of(windows, tick_ms),
             grace,
             keep,
@@ -132,26 +137,29 @@ impl Writer {
     /// Reads every partition of the log up to its high watermark, from
     /// where the last pass left it, and folds what no partition can still
     /// come before. Returns the records read.
-    pub async fn catch_up(&mut self) -> Result<usize, LogError> {
+    ///
+    /// It folds as it reads, [`CHUNK`] records at a time, up to the
+    /// earliest stamp any partition still being read has reached, so a
+    /// first snapshot of a long log holds a chunk of it in memory, not
+    /// all of it. The fold runs on a blocking thread, off the runtime
+    /// that serves the process's requests.
+    pub async fn catch_up(&mut self) -> Result<usize, SnapshotError> {
         let tick = self.with.tick_ms;
         let grace = self.grace.as_millis() as Time;
-        let mut records: Vec<Record> = Vec::new();
-        let mut frontier = Time::MAX;
+        // Per partition: where to read from, its watermark, the stamp of
+        // the last record read, and when the watermark was asked.
+        let mut parts: BTreeMap<(&'static str, u32), Part> = BTreeMap::new();
+        let mut readers = Vec::new();
+        let compactor = self.compactor.as_ref().ok_or(SnapshotError::Lost)?;
         for topic in crate::TOPICS {
-            // Per partition: where to read from, its watermark, the stamp
-            // of the last record read, and when the watermark was asked.
-            let mut parts: BTreeMap<u32, Part> = BTreeMap::new();
             for partition in 0..self.log.partition_count(topic).await? {
-                let (next, last) = self
-                    .compactor
-                    .mark(topic, partition)
-                    .map_or((0, 0), |m| (m.offset, m.last));
+                let (next, last) = compactor.mark(topic, partition).map_or((0, 0), |m| (m.offset, m.last));
                 // The clock before the watermark: anything it misses was
                 // accepted after this moment.
                 let observed = now_ms();
                 let high = self.log.high_watermark(topic, partition).await?;
                 parts.insert(
-                    partition,
+                    (topic, partition),
                     Part {
                         next,
                         high,
@@ -163,44 +171,85 @@ impl Writer {
             // One reader for the topic's partitions with records to read.
             let assignment: Vec<(u32, u64)> = parts
                 .iter()
-                .filter(|(_, p)| p.next < p.high)
-                .map(|(partition, p)| (*partition, p.next))
+                .filter(|((t, _), p)| *t == topic && p.next < p.high)
+                .map(|((_, partition), p)| (*partition, p.next))
                 .collect();
             if !assignment.is_empty() {
-                let mut reader = self.log.reader(topic, &assignment).await?;
-                let mut moved = Instant::now();
-                while let Some((partition, p)) = parts.iter().find(|(_, p)| p.next < p.high) {
-                    if moved.elapsed() > STALLED {
-                        return Err(LogError::Invalid(format!(
-                            "{topic} partition {partition} gave no records for {STALLED:?} at offset {}, short of its \
-                             high watermark {}",
-                            p.next, p.high
-                        )));
-                    }
-                    let batch = reader.poll(POLL, Duration::from_millis(500)).await?;
-                    if !batch.is_empty() {
-                        moved = Instant::now();
-                    }
-                    for r in batch {
-                        let Some(p) = parts.get_mut(&r.partition) else {
-                            continue;
-                        };
-                        p.next = p.next.max(r.offset + 1);
-                        if r.offset < p.high {
-                            p.last = stamp(r.timestamp_ms, p.last, tick);
-                            records.push(r);
-                        }
+                readers.push((topic, self.log.reader(topic, &assignment).await?, Instant::now()));
+            }
+        }
+        let mut pending: Vec<Record> = Vec::new();
+        let mut read = 0;
+        loop {
+            let mut reading = false;
+            for (topic, reader, moved) in &mut readers {
+                let Some(((_, partition), p)) = parts.iter().find(|((t, _), p)| t == topic && p.next < p.high)
+                else {
+                    continue;
+                };
+                reading = true;
+                if moved.elapsed() > STALLED {
+                    return Err(LogError::Invalid(format!(
+                        "{topic} partition {partition} gave no records for {STALLED:?} at offset {}, short of its high \
+                         watermark {}",
+                        p.next, p.high
+                    ))
+                    .into());
+                }
+                let batch = reader.poll(POLL, Duration::from_millis(500)).await?;
+                if !batch.is_empty() {
+                    *moved = Instant::now();
+                }
+                for r in batch {
+                    let Some(p) = parts.get_mut(&(*topic, r.partition)) else {
+                        continue;
+                    };
+                    p.next = p.next.max(r.offset + 1);
+                    if r.offset < p.high {
+                        p.last = stamp(r.timestamp_ms, p.last, tick);
+                        read += 1;
+                        pending.push(r);
                     }
                 }
             }
-            for p in parts.values() {
-                frontier = frontier.min(p.last.max(p.observed.saturating_sub(grace)));
+            if !reading {
+                break;
+            }
+            if pending.len() >= CHUNK {
+                // Nothing still to be read of a partition is stamped
+                // before the last record read of it.
+                let partial = parts
+                    .values()
+                    .map(|p| if p.next < p.high { p.last } else { p.last.max(p.observed.saturating_sub(grace)) })
+                    .min()
+                    .unwrap_or(0);
+                pending = self.fold(pending, partial).await?;
             }
         }
-        if frontier != Time::MAX {
-            self.compactor.advance(&records, frontier);
+        let frontier = parts.values().map(|p| p.last.max(p.observed.saturating_sub(grace))).min();
+        if let Some(frontier) = frontier {
+            self.fold(pending, frontier).await?;
         }
-        Ok(records.len())
+        Ok(read)
+    }
+
+    /// Folds `records` up to `frontier` on a blocking thread; returns those
+    /// left for a later pass (stamped at or after it).
+    async fn fold(&mut self, mut records: Vec<Record>, frontier: Time) -> Result<Vec<Record>, SnapshotError> {
+        let mut compactor = self.compactor.take().ok_or(SnapshotError::Lost)?;
+        let (compactor, records) = tokio::task::spawn_blocking(move || {
+            compactor.advance(&records, frontier);
+            records.retain(|r| {
+                compactor
+                    .mark(&r.topic, r.partition)
+                    .is_none_or(|m| r.offset >= m.offset)
+            });
+            (compactor, records)
+        })
+        .await
+        .map_err(|_| SnapshotError::Lost)?;
+        self.compactor = Some(compactor);
+        Ok(records)
     }
 
     /// Catches up with the log, writes a snapshot, and deletes the ones
@@ -209,8 +258,15 @@ impl Writer {
         let started = Instant::now();
         let records = self.catch_up().await?;
         let fold = started.elapsed();
-        let snapshot = self.compactor.snapshot();
-        let manifest = self.store.write(&snapshot, self.with.clone()).await?;
+        let compactor = self.compactor.take().ok_or(SnapshotError::Lost)?;
+        let (compactor, snapshot) = tokio::task::spawn_blocking(move || {
+            let snapshot = compactor.snapshot();
+            (compactor, snapshot)
+        })
+        .await
+        .map_err(|_| SnapshotError::Lost)?;
+        self.compactor = Some(compactor);
+        let manifest = self.store.write(Arc::new(snapshot), self.with.clone()).await?;
         let write = started.elapsed() - fold;
         if let Err(e) = self.store.prune(self.keep).await {
             tracing::warn!(error = %e, "deleting old snapshots failed; they are deleted with the next one");
