@@ -427,6 +427,9 @@ mod tests {
         assert_eq!(traffic.clock_ms() - start, 1_000_000);
         let last = decode::<PlaybackEvent>(&events.last().expect("events").2).expect("decodes");
         let lag = (traffic.clock_ms() - last.occurred_at.timestamp_millis()).abs();
-        assert!(lag < 300_000, "a session's own clock drifted {lag} ms from the traffic's");
+        assert!(
+            lag < 300_000,
+            "a session's own clock drifted {lag} ms from the traffic's"
+        );
     }
 }

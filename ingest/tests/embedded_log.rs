@@ -161,7 +161,9 @@ async fn damage_in_a_sealed_segment_without_its_index_is_refused_on_open() {
 #[tokio::test]
 async fn a_missing_or_stale_segment_index_is_rebuilt_by_a_scan() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let values: Vec<Vec<u8>> = (0..300).map(|i| format!("value-{i}-{}", "s".repeat(40)).into_bytes()).collect();
+    let values: Vec<Vec<u8>> = (0..300)
+        .map(|i| format!("value-{i}-{}", "s".repeat(40)).into_bytes())
+        .collect();
     {
         let log = EmbeddedLog::open(dir.path(), small_segments()).expect("open");
         log.create_topic("t", 1).await.expect("create");
@@ -171,8 +173,14 @@ async fn a_missing_or_stale_segment_index_is_rebuilt_by_a_scan() {
     }
     let segs = segments(dir.path(), "t", 0);
     let sealed = &segs[..segs.len() - 1];
-    assert!(sealed.iter().all(|s| s.with_extension("index").is_file()), "every sealed segment has an index");
-    assert!(!segs[segs.len() - 1].with_extension("index").exists(), "the active segment has none");
+    assert!(
+        sealed.iter().all(|s| s.with_extension("index").is_file()),
+        "every sealed segment has an index"
+    );
+    assert!(
+        !segs[segs.len() - 1].with_extension("index").exists(),
+        "the active segment has none"
+    );
     // One index gone, one describing another length, one damaged.
     fs::remove_file(sealed[0].with_extension("index")).expect("rm");
     let mut stale = fs::read(sealed[1].with_extension("index")).expect("read");
@@ -186,10 +194,17 @@ async fn a_missing_or_stale_segment_index_is_rebuilt_by_a_scan() {
     fs::write(sealed[2].with_extension("index"), damaged).expect("write");
     let log = EmbeddedLog::open(dir.path(), small_segments()).expect("reopen");
     assert_eq!(
-        read_all(&log, "t").await.iter().map(|r| r.value.clone()).collect::<Vec<_>>(),
+        read_all(&log, "t")
+            .await
+            .iter()
+            .map(|r| r.value.clone())
+            .collect::<Vec<_>>(),
         values
     );
-    assert!(sealed[0].with_extension("index").is_file(), "the scan wrote the index again");
+    assert!(
+        sealed[0].with_extension("index").is_file(),
+        "the scan wrote the index again"
+    );
 }
 
 #[tokio::test]

@@ -183,8 +183,7 @@ impl Writer {
         loop {
             let mut reading = false;
             for (topic, reader, moved) in &mut readers {
-                let Some(((_, partition), p)) = parts.iter().find(|((t, _), p)| t == topic && p.next < p.high)
-                else {
+                let Some(((_, partition), p)) = parts.iter().find(|((t, _), p)| t == topic && p.next < p.high) else {
                     continue;
                 };
                 reading = true;
@@ -220,13 +219,22 @@ impl Writer {
                 // before the last record read of it.
                 let partial = parts
                     .values()
-                    .map(|p| if p.next < p.high { p.last } else { p.last.max(p.observed.saturating_sub(grace)) })
+                    .map(|p| {
+                        if p.next < p.high {
+                            p.last
+                        } else {
+                            p.last.max(p.observed.saturating_sub(grace))
+                        }
+                    })
                     .min()
                     .unwrap_or(0);
                 pending = self.fold(pending, partial).await?;
             }
         }
-        let frontier = parts.values().map(|p| p.last.max(p.observed.saturating_sub(grace))).min();
+        let frontier = parts
+            .values()
+            .map(|p| p.last.max(p.observed.saturating_sub(grace)))
+            .min();
         if let Some(frontier) = frontier {
             self.fold(pending, frontier).await?;
         }

@@ -392,7 +392,12 @@ async fn measure(root: &std::path::Path, args: &StateBenchArgs, events: usize) -
     );
     let cli_snapshot_s = started.elapsed().as_secs_f64();
     let store = SnapshotStore::new(Arc::new(AnyStore::Local(LocalStore::open(data.join("objects"))?)));
-    let snapshot_bytes = store.manifests().await?.first().context("no snapshot was written")?.bytes();
+    let snapshot_bytes = store
+        .manifests()
+        .await?
+        .first()
+        .context("no snapshot was written")?
+        .bytes();
 
     eprintln!("full replay, snapshots off…");
     let (p, replay) = start(&data, args, false).await?;
@@ -439,7 +444,13 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 /// Appends at `rate` for `seconds`, sampling append → visible every 100 ms.
-async fn sample(log: &AnyLog, client: &reelflow_dataflows::PeekClient, traffic: &mut Traffic, rate: usize, seconds: u64) -> anyhow::Result<Vec<f64>> {
+async fn sample(
+    log: &AnyLog,
+    client: &reelflow_dataflows::PeekClient,
+    traffic: &mut Traffic,
+    rate: usize,
+    seconds: u64,
+) -> anyhow::Result<Vec<f64>> {
     let tick = SourceOptions::default().tick.as_millis() as u64;
     let per_tick = (rate / 100).max(1);
     let started = Instant::now();

@@ -65,7 +65,12 @@ const INDEX_MAGIC: &[u8; 8] = b"RFSEGIX1";
 pub fn write_index(meta: &SegmentMeta) -> LogResult<()> {
     let mut out = Vec::with_capacity(48 + meta.index.len() * 16);
     out.extend_from_slice(INDEX_MAGIC);
-    for v in [meta.base_offset, meta.len, meta.end_offset, meta.last_timestamp_ms as u64] {
+    for v in [
+        meta.base_offset,
+        meta.len,
+        meta.end_offset,
+        meta.last_timestamp_ms as u64,
+    ] {
         out.extend_from_slice(&v.to_le_bytes());
     }
     out.extend_from_slice(&(meta.index.len() as u64).to_le_bytes());
