@@ -33,7 +33,7 @@ use anyhow::Context;
 use reelflow_dataflows::SourceOptions;
 use reelflow_dataflows::traffic::Traffic;
 use reelflow_dataflows::workload::{self, Raw};
-use reelflow_dataflows::{ClusterConfig, DataflowOptions, Dataflows, Datum, Selector, View};
+use reelflow_dataflows::{ClusterConfig, DataflowOptions, Dataflows, Selector, View};
 use reelflow_ingest::log::{AnyLog, EmbeddedLog, EmbeddedOptions, EventLog, FsyncPolicy, KafkaConfig, KafkaLog};
 use serde::Serialize;
 
@@ -248,13 +248,6 @@ async fn time_catch_up(log: &AnyLog, label: &'static str, workers: usize, tick_m
     })
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
-}
-
 async fn freshness(args: &DataflowBenchArgs, traffic: &mut Traffic, catalog: &[Raw]) -> anyhow::Result<Freshness> {
     let dir = tempfile::tempdir()?;
     // What users run: fsync with group commit.
@@ -267,53 +260,17 @@ async fn freshness(args: &DataflowBenchArgs, traffic: &mut Traffic, catalog: &[R
     client
         .wait_until_readable(crate::harness::complete_now(args.tick_ms), Duration::from_secs(600))
         .await?;
-    let tick = Duration::from_millis(10);
-    let per_tick = (args.rate / 100).max(1);
     let started = Instant::now();
-    let mut next = Instant::now();
-    let mut appended = 0usize;
-    let mut waits = Vec::new();
-    let mut tick_no = 0u64;
-    while started.elapsed() < Duration::from_secs(args.seconds) {
-        let batch = traffic.playback(per_tick);
-        let sent_at = Instant::now();
-        workload::append(&log, &batch).await;
-        appended += batch.len();
-        tick_no += 1;
-        if tick_no.is_multiple_of(10) {
-            // Every record of the batch is at this time or before: its
-            // log time is at most now, rounded up to the tick.
-            let bound = crate::harness::complete_now(args.tick_ms);
-            let client = client.clone();
-            waits.push(tokio::spawn(async move {
-                client.wait_until_readable(bound, Duration::from_secs(60)).await?;
-                // The peek a reader would make, at the latest readable time.
-                let _ = client
-                    .peek(
-                        View::Trending,
-                        Selector::Keys(vec![vec![Datum::text("1h"), Datum::Int(1)]]),
-                        None,
-                    )
-                    .await?;
-                Ok::<f64, reelflow_dataflows::PeekError>(sent_at.elapsed().as_secs_f64() * 1000.0)
-            }));
-        }
-        next += tick;
-        tokio::time::sleep_until(next.into()).await;
-    }
+    let (latencies, appended) =
+        crate::harness::sample_freshness(&log, &client, traffic, args.rate, args.seconds, args.tick_ms).await?;
     let achieved_rate = appended as f64 / started.elapsed().as_secs_f64();
-    let mut latencies = Vec::new();
-    for w in waits {
-        latencies.push(w.await??);
-    }
-    latencies.sort_by(f64::total_cmp);
     tokio::task::spawn_blocking(move || dataflows.shutdown()).await?;
     Ok(Freshness {
         rate: args.rate,
         achieved_rate,
         samples: latencies.len(),
-        p50_ms: percentile(&latencies, 0.50),
-        p99_ms: percentile(&latencies, 0.99),
+        p50_ms: crate::harness::percentile(&latencies, 0.50),
+        p99_ms: crate::harness::percentile(&latencies, 0.99),
     })
 }
 

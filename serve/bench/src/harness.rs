@@ -34,6 +34,68 @@ pub(crate) fn complete_now(tick_ms: u64) -> u64 {
     reelflow_dataflows::stamp(reelflow_dataflows::now_ms() as i64, 0, tick_ms)
 }
 
+/// The `p` quantile (0..=1) of ascending `sorted`; NaN if empty.
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
+}
+
+/// Appends `traffic` to `log` at `rate` events/s for `seconds`, 10 ms of
+/// it at a time as it would arrive, and for every tenth append measures
+/// append → visible: until the views are readable at the moment after the
+/// append (log times rounded up to `tick_ms`) and a peek there answers.
+/// Returns the latencies in ms, ascending, and the events appended.
+pub(crate) async fn sample_freshness(
+    log: &reelflow_ingest::log::AnyLog,
+    client: &reelflow_dataflows::PeekClient,
+    traffic: &mut reelflow_dataflows::traffic::Traffic,
+    rate: usize,
+    seconds: u64,
+    tick_ms: u64,
+) -> anyhow::Result<(Vec<f64>, usize)> {
+    use reelflow_dataflows::{Datum, Selector, View};
+    use std::time::{Duration, Instant};
+    let per_tick = (rate / 100).max(1);
+    let started = Instant::now();
+    let mut next = Instant::now();
+    let mut waits = Vec::new();
+    let (mut n, mut appended) = (0u64, 0);
+    while started.elapsed() < Duration::from_secs(seconds) {
+        let batch = traffic.playback(per_tick);
+        let sent_at = Instant::now();
+        reelflow_dataflows::workload::append(log, &batch).await;
+        appended += batch.len();
+        n += 1;
+        if n.is_multiple_of(10) {
+            // Every record of the batch is at this time or before.
+            let bound = complete_now(tick_ms);
+            let client = client.clone();
+            waits.push(tokio::spawn(async move {
+                client.wait_until_readable(bound, Duration::from_secs(60)).await?;
+                // The peek a reader would make, at the latest readable time.
+                let _ = client
+                    .peek(
+                        View::Trending,
+                        Selector::Keys(vec![vec![Datum::text("1h"), Datum::Int(1)]]),
+                        None,
+                    )
+                    .await?;
+                Ok::<f64, reelflow_dataflows::PeekError>(sent_at.elapsed().as_secs_f64() * 1000.0)
+            }));
+        }
+        next += Duration::from_millis(10);
+        tokio::time::sleep_until(next.into()).await;
+    }
+    let mut out = Vec::new();
+    for w in waits {
+        out.push(w.await??);
+    }
+    out.sort_by(f64::total_cmp);
+    Ok((out, appended))
+}
+
 /// User and system seconds from `/proc/self/stat`: the fields `first` and
 /// `first + 1` after the command name, in clock ticks of 1/100 s.
 pub(crate) fn stat_seconds(first: usize) -> f64 {

@@ -106,13 +106,6 @@ impl reelflow_sql::Authenticator for BenchAccount {
     }
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
-}
-
 /// Runs `query` from `connections` clients for `seconds`.
 async fn load(
     config: &tokio_postgres::Config,
@@ -165,8 +158,8 @@ async fn load(
         server,
         query: name,
         qps: all.len() as f64 / seconds,
-        p50_ms: percentile(&all, 0.50),
-        p99_ms: percentile(&all, 0.99),
+        p50_ms: crate::harness::percentile(&all, 0.50),
+        p99_ms: crate::harness::percentile(&all, 0.99),
         answers: all.len(),
     })
 }

@@ -40,10 +40,12 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use reelflow_dataflows::snapshot::{FoldedWith, SnapshotStore, Writer};
 use reelflow_dataflows::traffic::{KeyCounts, Shape, Traffic};
-use reelflow_dataflows::{DataflowOptions, Dataflows, Datum, Selector, SourceOptions, View, workload};
+use reelflow_dataflows::{DataflowOptions, Dataflows, workload};
 use reelflow_ingest::log::{AnyLog, EmbeddedLog, EmbeddedOptions, EventLog, FsyncPolicy, LogClock};
 use reelflow_ingest::storage::{AnyStore, LocalStore};
 use serde::Serialize;
+
+use crate::harness::{percentile, sample_freshness};
 
 /// Options of `reelflow-bench state`.
 #[derive(Debug, Clone, clap::Args)]
@@ -436,58 +438,6 @@ async fn measure(root: &std::path::Path, args: &StateBenchArgs, events: usize) -
     })
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
-}
-
-/// Appends at `rate` for `seconds`, sampling append → visible every 100 ms.
-async fn sample(
-    log: &AnyLog,
-    client: &reelflow_dataflows::PeekClient,
-    traffic: &mut Traffic,
-    rate: usize,
-    seconds: u64,
-) -> anyhow::Result<Vec<f64>> {
-    let tick = SourceOptions::default().tick.as_millis() as u64;
-    let per_tick = (rate / 100).max(1);
-    let started = Instant::now();
-    let mut next = Instant::now();
-    let mut waits = Vec::new();
-    let mut n = 0u64;
-    while started.elapsed() < Duration::from_secs(seconds) {
-        let batch = traffic.playback(per_tick);
-        let sent_at = Instant::now();
-        workload::append(log, &batch).await;
-        n += 1;
-        if n.is_multiple_of(10) {
-            let bound = crate::harness::complete_now(tick);
-            let client = client.clone();
-            waits.push(tokio::spawn(async move {
-                client.wait_until_readable(bound, Duration::from_secs(60)).await?;
-                let _ = client
-                    .peek(
-                        View::Trending,
-                        Selector::Keys(vec![vec![Datum::text("1h"), Datum::Int(1)]]),
-                        None,
-                    )
-                    .await?;
-                Ok::<f64, reelflow_dataflows::PeekError>(sent_at.elapsed().as_secs_f64() * 1000.0)
-            }));
-        }
-        next += Duration::from_millis(10);
-        tokio::time::sleep_until(next.into()).await;
-    }
-    let mut out = Vec::new();
-    for w in waits {
-        out.push(w.await??);
-    }
-    out.sort_by(f64::total_cmp);
-    Ok(out)
-}
-
 async fn freshness(root: &std::path::Path, args: &StateBenchArgs, events: usize) -> anyhow::Result<Freshness> {
     let data = root.join(format!("log-{events}"));
     // What users run: fsync with group commit, the wall clock.
@@ -524,7 +474,7 @@ async fn freshness(root: &std::path::Path, args: &StateBenchArgs, events: usize)
         .await?;
     let mut traffic = traffic(args, None);
     eprintln!("freshness at {} events/s, no snapshot…", args.rate);
-    let quiet = sample(&log, &client, &mut traffic, args.rate, args.seconds).await?;
+    let (quiet, _) = sample_freshness(&log, &client, &mut traffic, args.rate, args.seconds, tick_ms).await?;
     eprintln!("freshness at {} events/s, snapshots back to back…", args.rate);
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let snapshots = {
@@ -539,7 +489,7 @@ async fn freshness(root: &std::path::Path, args: &StateBenchArgs, events: usize)
             Ok::<_, anyhow::Error>(took)
         })
     };
-    let during = sample(&log, &client, &mut traffic, args.rate, args.seconds).await?;
+    let (during, _) = sample_freshness(&log, &client, &mut traffic, args.rate, args.seconds, tick_ms).await?;
     stop.store(true, Ordering::Release);
     let took = snapshots.await??;
     tokio::task::spawn_blocking(move || dataflows.shutdown()).await?;
