@@ -34,7 +34,7 @@ use reelflow_dataflows::SourceOptions;
 use reelflow_dataflows::traffic::Traffic;
 use reelflow_dataflows::workload::{self, Raw};
 use reelflow_dataflows::{ClusterConfig, DataflowOptions, Dataflows, Selector, View};
-use reelflow_ingest::log::{AnyLog, EmbeddedLog, EmbeddedOptions, EventLog, FsyncPolicy, KafkaConfig, KafkaLog};
+use reelflow_ingest::log::{AnyLog, EmbeddedLog, EmbeddedOptions, FsyncPolicy, KafkaConfig, KafkaLog};
 use serde::Serialize;
 
 /// Options of `reelflow-bench dataflow`.
@@ -204,19 +204,9 @@ async fn append_paced(log: &AnyLog, parts: &[&[Raw]], rate: usize) -> anyhow::Re
     Ok(())
 }
 
-async fn records_in(log: &AnyLog) -> anyhow::Result<u64> {
-    let mut n = 0;
-    for topic in reelflow_dataflows::TOPICS {
-        for p in 0..log.partition_count(topic).await? {
-            n += log.high_watermark(topic, p).await?;
-        }
-    }
-    Ok(n)
-}
-
 /// Starts the dataflows over `log` and times them until complete past now.
 async fn time_catch_up(log: &AnyLog, label: &'static str, workers: usize, tick_ms: u64) -> anyhow::Result<Throughput> {
-    let records = records_in(log).await?;
+    let records = crate::harness::records_in(log).await?;
     let end = crate::harness::complete_now(tick_ms);
     crate::harness::reset_peak_rss();
     let cpu_before = crate::harness::process_cpu_s();

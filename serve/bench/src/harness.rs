@@ -27,6 +27,18 @@ pub(crate) async fn append_traffic(
     }
 }
 
+/// Records in `log`'s topics (catalog and playback), all partitions.
+pub(crate) async fn records_in(log: &reelflow_ingest::log::AnyLog) -> anyhow::Result<u64> {
+    use reelflow_ingest::log::EventLog;
+    let mut n = 0;
+    for topic in reelflow_dataflows::TOPICS {
+        for p in 0..log.partition_count(topic).await? {
+            n += log.high_watermark(topic, p).await?;
+        }
+    }
+    Ok(n)
+}
+
 /// The time at which the views hold every record logged until now: the
 /// sources round log times up to `tick_ms`, so a view readable at this
 /// moment itself may still lack the last tick's records.

@@ -41,7 +41,7 @@ use anyhow::Context;
 use reelflow_dataflows::snapshot::{FoldedWith, SnapshotStore, Writer};
 use reelflow_dataflows::traffic::{KeyCounts, Shape, Traffic};
 use reelflow_dataflows::{DataflowOptions, Dataflows, workload};
-use reelflow_ingest::log::{AnyLog, EmbeddedLog, EmbeddedOptions, EventLog, FsyncPolicy, LogClock};
+use reelflow_ingest::log::{AnyLog, EmbeddedLog, EmbeddedOptions, FsyncPolicy, LogClock};
 use reelflow_ingest::storage::{AnyStore, LocalStore};
 use serde::Serialize;
 
@@ -353,16 +353,6 @@ async fn write_log(data: &std::path::Path, args: &StateBenchArgs, events: usize)
     Ok((hours, traffic.keys()))
 }
 
-async fn records_in(log: &AnyLog) -> anyhow::Result<u64> {
-    let mut n = 0;
-    for topic in reelflow_dataflows::TOPICS {
-        for p in 0..log.partition_count(topic).await? {
-            n += log.high_watermark(topic, p).await?;
-        }
-    }
-    Ok(n)
-}
-
 async fn measure(root: &std::path::Path, args: &StateBenchArgs, events: usize) -> anyhow::Result<Size> {
     let data = root.join(format!("log-{events}"));
     eprintln!("writing {events} playback records with a simulated clock…");
@@ -372,7 +362,7 @@ async fn measure(root: &std::path::Path, args: &StateBenchArgs, events: usize) -
     let log_bytes = du(&data.join("log"));
     let records = {
         let log = AnyLog::Embedded(EmbeddedLog::open(data.join("log"), EmbeddedOptions::default())?);
-        records_in(&log).await?
+        crate::harness::records_in(&log).await?
     };
     eprintln!(
         "  {records} records, {:.1} h of log time, {:.1} GB, in {append_s:.0} s; keys {keys:?}",
